@@ -16,7 +16,7 @@ use serde_json::Value;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CanonicalError {
     /// A JSON number that is not an integer (securesystemslib refuses floats).
-    #[error("floats are not allowed in TUF metadata: {value} at {path}")]
+    #[error("TUF metadata allows only integers from -2^63 to 2^64-1, found {value} at {path}")]
     Float {
         /// JSON pointer-like location of the number, for example `signed.version`.
         path: String,
@@ -28,7 +28,11 @@ pub enum CanonicalError {
 /// Encodes `value` in canonical JSON.
 pub fn encode_canonical(value: &Value) -> Result<Vec<u8>, CanonicalError> {
     let mut out = Vec::with_capacity(256);
-    write_canonical(value, &mut out)?;
+    if let Err(e) = write_canonical(value, &mut out) {
+        // Name the offending value by its path; the fast path does not track it.
+        check_no_floats(value)?;
+        return Err(e);
+    }
     Ok(out)
 }
 
@@ -156,18 +160,24 @@ mod tests {
     fn sorts_keys_by_code_point_not_by_escaped_form() {
         // olpc-cjson puts "a b" and "a!" before "a"; securesystemslib does not.
         let v = json!({"b": 1, "a#": 2, "a\"": 3, "a!": 4, "a b": 5, "a": 6});
-        assert_eq!(
-            canon(v),
-            r#"{"a":6,"a b":5,"a!":4,"a\"":3,"a#":2,"b":1}"#
-        );
+        assert_eq!(canon(v), r#"{"a":6,"a b":5,"a!":4,"a\"":3,"a#":2,"b":1}"#);
     }
 
     #[test]
     fn escapes_only_quote_and_backslash() {
-        let v = json!(["tab\there", "nl\n", "q\"", "bs\\", "é", "\u{1F600}", "\u{7f}"]);
+        let v = json!([
+            "tab\there",
+            "nl\n",
+            "q\"",
+            "bs\\",
+            "é",
+            "\u{1F600}",
+            "\u{7f}"
+        ]);
         assert_eq!(
             canon(v).as_bytes(),
-            "[\"tab\there\",\"nl\n\",\"q\\\"\",\"bs\\\\\",\"é\",\"\u{1F600}\",\"\u{7f}\"]".as_bytes()
+            "[\"tab\there\",\"nl\n\",\"q\\\"\",\"bs\\\\\",\"é\",\"\u{1F600}\",\"\u{7f}\"]"
+                .as_bytes()
         );
     }
 

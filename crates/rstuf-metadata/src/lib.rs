@@ -5,6 +5,11 @@
 //! structs come out. Everything that signs or is signed must be byte-compatible with
 //! python-tuf 7 and securesystemslib, and the tests prove it against those libraries.
 
+pub mod audit;
 pub mod cjson;
 pub mod keys;
+pub mod pattern;
+pub mod pyjson;
+pub mod schema;
 pub mod succinct;
+pub mod verify;

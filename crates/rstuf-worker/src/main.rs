@@ -1,1 +1,51 @@
-fn main() {}
+//! `rstuf-worker`: the RSTUF worker binary.
+
+mod verify;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Repository Service for TUF worker.
+#[derive(Debug, Parser)]
+#[command(name = "rstuf-worker", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check a metadata directory as a TUF client would; exit 0 only if a client accepts it.
+    Verify {
+        /// Directory holding `N.root.json`, `timestamp.json`, `N.snapshot.json`, ...
+        dir: PathBuf,
+        /// Judge expiry at this time (RFC 3339), instead of now.
+        #[arg(long, value_parser = parse_time)]
+        time: Option<chrono::DateTime<chrono::Utc>>,
+        /// Start trust from this root file instead of the directory's `1.root.json`.
+        #[arg(long)]
+        root: Option<PathBuf>,
+    },
+}
+
+fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| format!("not an RFC 3339 time ({e}), e.g. 2026-04-30T00:00:00Z"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Verify { dir, time, root } => verify::run(&dir, time, root.as_deref()),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("rstuf-worker: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! The TUF metadata model (TUF specification 1.0.31, section 4), as python-tuf 7 reads and
+//! writes it.
+//!
+//! Every struct keeps the fields it does not model in `unrecognized`, so a parse and serialize
+//! round trip gives the same canonical bytes that were signed (RSTUF stores `x-rstuf-*` fields
+//! in keys, roles and the envelope). Parsing goes through [`serde_json::Value`] first so that
+//! floats are refused wherever they hide, and errors name the JSON path at fault.
+
+mod common;
+mod root;
+mod snapshot;
+mod targets;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use common::{Expires, TopLevel, format_expires, parse_expires};
+pub use root::{Role, Root, TOP_LEVEL_ROLES};
+pub use snapshot::{MetaFile, Snapshot, Timestamp};
+pub use targets::{DelegatedRole, Delegations, TargetFile, Targets};
+
+use crate::cjson::{self, CanonicalError};
+use crate::pyjson;
+
+/// `spec_version` written on all metadata the worker creates (python-tuf 7.0.0 writes this).
+pub const SPEC_VERSION: &str = "1.0.31";
+
+/// Why metadata could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    /// The bytes are not JSON.
+    #[error("malformed JSON: {0}")]
+    Json(#[source] serde_json::Error),
+    /// A float (or an integer out of range) somewhere in the document.
+    #[error(transparent)]
+    Float(#[from] CanonicalError),
+    /// A field is missing, has the wrong type or an invalid value.
+    #[error("{path}: {message}")]
+    Field {
+        /// Where in the document, for example `signed.delegations.roles[0].threshold`.
+        path: String,
+        /// What is wrong there.
+        message: String,
+    },
+    /// The envelope lists two signatures by one key (python-tuf refuses this too).
+    #[error("signatures: multiple signatures found for keyid {0}")]
+    DuplicateSignature(String),
+}
+
+impl SchemaError {
+    pub(crate) fn field(path: impl Into<String>, message: impl Into<String>) -> Self {
+        SchemaError::Field {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The signed part of a metadata document: one of the four top-level role types.
+pub trait Signed: Serialize + DeserializeOwned + Clone + std::fmt::Debug {
+    /// The `_type` value (`root`, `targets`, `snapshot`, `timestamp`).
+    const TYPE: &'static str;
+    /// The metadata version.
+    fn version(&self) -> u64;
+    /// When the metadata expires.
+    fn expires(&self) -> Expires;
+    /// Checks the rules serde cannot express (python-tuf's constructor checks).
+    fn validate(&self) -> Result<(), SchemaError>;
+
+    /// Whether the metadata is expired at `at` (python-tuf: `reference_time >= expires`).
+    fn is_expired(&self, at: chrono::DateTime<chrono::Utc>) -> bool {
+        at >= self.expires().0
+    }
+}
+
+/// A signature in the envelope: `{"keyid": ..., "sig": <lowercase hex>}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signature {
+    /// Id of the signing key.
+    pub keyid: String,
+    /// Hex-encoded signature bytes.
+    pub sig: String,
+    /// Fields we do not model, such as a sigstore `bundle`.
+    #[serde(flatten)]
+    pub unrecognized: BTreeMap<String, Value>,
+}
+
+impl Signature {
+    /// A signature by `keyid` over some payload.
+    pub fn new(keyid: impl Into<String>, sig: &[u8]) -> Self {
+        Signature {
+            keyid: keyid.into(),
+            sig: hex::encode(sig),
+            unrecognized: BTreeMap::new(),
+        }
+    }
+}
+
+/// A metadata document: the signed role plus the signatures over its canonical form.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(bound = "T: Signed")]
+pub struct Metadata<T: Signed> {
+    /// Signatures over the canonical JSON of `signed`.
+    pub signatures: Vec<Signature>,
+    /// The role payload.
+    pub signed: T,
+    /// Envelope fields we do not model.
+    #[serde(flatten)]
+    pub unrecognized: BTreeMap<String, Value>,
+}
+
+impl<T: Signed> Metadata<T> {
+    /// Wraps `signed` with no signatures yet.
+    pub fn new(signed: T) -> Self {
+        Metadata {
+            signatures: Vec::new(),
+            signed,
+            unrecognized: BTreeMap::new(),
+        }
+    }
+
+    /// Parses metadata from JSON bytes, as python-tuf's `Metadata.from_bytes` would, checking
+    /// the `_type`, floats, duplicate signatures and python-tuf's field rules.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, SchemaError> {
+        let value: Value = serde_json::from_slice(bytes).map_err(SchemaError::Json)?;
+        Self::from_value(value)
+    }
+
+    /// Parses metadata from a JSON value (see [`Metadata::from_bytes`]).
+    pub fn from_value(value: Value) -> Result<Self, SchemaError> {
+        cjson::check_no_floats(&value)?;
+        let md: Self = from_value_with_path(value)?;
+        let mut seen = BTreeSet::new();
+        for sig in &md.signatures {
+            if !seen.insert(sig.keyid.as_str()) {
+                return Err(SchemaError::DuplicateSignature(sig.keyid.clone()));
+            }
+        }
+        md.signed.validate()?;
+        Ok(md)
+    }
+
+    /// The JSON value of the whole document.
+    pub fn to_value(&self) -> Result<Value, SchemaError> {
+        serde_json::to_value(self).map_err(SchemaError::Json)
+    }
+
+    /// The canonical JSON of `signed`: the bytes signatures cover.
+    pub fn signed_bytes(&self) -> Result<Vec<u8>, SchemaError> {
+        canonical_bytes(&self.signed)
+    }
+
+    /// The document as the reference worker stores it (indent 1, sorted keys, ASCII only,
+    /// no trailing newline).
+    pub fn to_storage_bytes(&self) -> Result<Vec<u8>, SchemaError> {
+        Ok(pyjson::to_storage_json(&self.to_value()?)?)
+    }
+
+    /// Signs the canonical bytes with `sign` and stores the signature under `keyid`, replacing
+    /// an earlier signature by the same key.
+    pub fn sign_with<E>(
+        &mut self,
+        keyid: &str,
+        sign: impl FnOnce(&[u8]) -> Result<Vec<u8>, E>,
+    ) -> Result<(), SignError<E>> {
+        let payload = self.signed_bytes().map_err(SignError::Schema)?;
+        let sig = sign(&payload).map_err(SignError::Signer)?;
+        self.add_signature(Signature::new(keyid, &sig));
+        Ok(())
+    }
+
+    /// Adds `sig`, replacing any signature with the same key id (python-tuf's `Metadata.sign`
+    /// with `append=True`).
+    pub fn add_signature(&mut self, sig: Signature) {
+        match self.signatures.iter_mut().find(|s| s.keyid == sig.keyid) {
+            Some(existing) => *existing = sig,
+            None => self.signatures.push(sig),
+        }
+    }
+
+    /// The signature by `keyid`, if any.
+    pub fn signature(&self, keyid: &str) -> Option<&Signature> {
+        self.signatures.iter().find(|s| s.keyid == keyid)
+    }
+}
+
+/// Signing failed: either the payload could not be encoded or the signer failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SignError<E> {
+    /// The metadata has no canonical form.
+    #[error(transparent)]
+    Schema(SchemaError),
+    /// The signer refused.
+    #[error("signing failed: {0}")]
+    Signer(E),
+}
+
+/// Canonical JSON of any serializable payload.
+pub fn canonical_bytes<T: Serialize>(signed: &T) -> Result<Vec<u8>, SchemaError> {
+    let value = serde_json::to_value(signed).map_err(SchemaError::Json)?;
+    Ok(cjson::encode_canonical(&value)?)
+}
+
+/// Deserializes with the failing JSON path in the error.
+pub(crate) fn from_value_with_path<T: DeserializeOwned>(value: Value) -> Result<T, SchemaError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        SchemaError::field(
+            if path == "." { "<root>".into() } else { path },
+            e.into_inner().to_string(),
+        )
+    })
+}

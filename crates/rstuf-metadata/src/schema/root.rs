@@ -1,0 +1,101 @@
+//! Root metadata (TUF specification 4.3).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::common::{
+    Expires, TopLevel, TypeTag, check_role_keys, check_spec_version, check_version,
+};
+use super::{SchemaError, Signed};
+use crate::keys::Key;
+
+/// The four top-level role names root must delegate, and no others.
+pub const TOP_LEVEL_ROLES: [&str; 4] = ["root", "snapshot", "targets", "timestamp"];
+
+/// A role entry in root: who may sign it and how many must.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Role {
+    /// Authorised key ids (no duplicates).
+    pub keyids: Vec<String>,
+    /// Number of distinct authorised keys whose signatures are needed (at least 1).
+    pub threshold: u64,
+    /// Fields we do not model.
+    #[serde(flatten)]
+    pub unrecognized: BTreeMap<String, Value>,
+}
+
+impl Role {
+    /// A role with the given keys and threshold.
+    pub fn new(keyids: Vec<String>, threshold: u64) -> Self {
+        Role {
+            keyids,
+            threshold,
+            unrecognized: BTreeMap::new(),
+        }
+    }
+}
+
+/// Root metadata: the keys of the top-level roles.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Root {
+    /// Always `root`.
+    #[serde(rename = "_type")]
+    pub type_tag: TypeTag<Root>,
+    /// Specification version (major 1).
+    pub spec_version: String,
+    /// Metadata version, starting at 1.
+    pub version: u64,
+    /// Expiry.
+    pub expires: Expires,
+    /// Whether clients fetch `N.<role>.json` names (RSTUF always sets true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistent_snapshot: Option<bool>,
+    /// Keys by key id.
+    pub keys: BTreeMap<String, Key>,
+    /// The four top-level roles.
+    pub roles: BTreeMap<String, Role>,
+    /// Fields we do not model.
+    #[serde(flatten)]
+    pub unrecognized: BTreeMap<String, Value>,
+}
+
+impl TopLevel for Root {
+    const NAME: &'static str = "root";
+}
+
+impl Signed for Root {
+    const TYPE: &'static str = "root";
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn expires(&self) -> Expires {
+        self.expires
+    }
+    fn validate(&self) -> Result<(), SchemaError> {
+        check_spec_version(&self.spec_version)
+            .and_then(|_| check_version(self.version))
+            .map_err(|m| SchemaError::field("signed", m))?;
+        let mut names: Vec<&str> = self.roles.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        if names != TOP_LEVEL_ROLES {
+            return Err(SchemaError::field(
+                "signed.roles",
+                format!("role names must be the top-level metadata roles, got {names:?}"),
+            ));
+        }
+        for (name, role) in &self.roles {
+            check_role_keys(&role.keyids, role.threshold)
+                .map_err(|m| SchemaError::field(format!("signed.roles.{name}"), m))?;
+        }
+        Ok(())
+    }
+}
+
+impl Root {
+    /// The role entry for a top-level role name.
+    pub fn role(&self, name: &str) -> Option<&Role> {
+        self.roles.get(name)
+    }
+}

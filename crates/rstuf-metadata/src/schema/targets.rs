@@ -1,0 +1,253 @@
+//! Targets metadata and delegations (TUF specification 4.5, TAP 15 succinct roles).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::common::{
+    Expires, TopLevel, TypeTag, check_role_keys, check_spec_version, check_version,
+};
+use super::root::TOP_LEVEL_ROLES;
+use super::{SchemaError, Signed};
+use crate::keys::Key;
+use crate::pattern;
+use crate::succinct::SuccinctRoles;
+
+/// An artifact entry: length, hashes and optional `custom` data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetFile {
+    /// Length in bytes.
+    pub length: u64,
+    /// Hashes by algorithm (non-empty).
+    pub hashes: BTreeMap<String, String>,
+    /// `custom` and any other field we do not model.
+    #[serde(flatten)]
+    pub unrecognized: BTreeMap<String, Value>,
+}
+
+impl TargetFile {
+    /// The `custom` object, if any.
+    pub fn custom(&self) -> Option<&Value> {
+        self.unrecognized.get("custom")
+    }
+
+    /// Checks python-tuf's rules: hashes non-empty.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.hashes.is_empty() {
+            return Err("hashes must be a non empty dictionary".into());
+        }
+        Ok(())
+    }
+}
+
+/// A custom delegated role (TUF specification 4.5, `delegations.roles`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DelegatedRole {
+    /// Role name; the role's file is `<version>.<name>.json`.
+    pub name: String,
+    /// Authorised key ids.
+    pub keyids: Vec<String>,
+    /// Signatures needed.
+    pub threshold: u64,
+    /// Whether a match here stops the search (RSTUF resolves first match regardless).
+    pub terminating: bool,
+    /// Path patterns (fnmatch per `/` segment); exactly one of this and `path_hash_prefixes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paths: Option<Vec<String>>,
+    /// Hex prefixes of sha256(path).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_hash_prefixes: Option<Vec<String>>,
+    /// Fields we do not model, for example `x-rstuf-expire-policy`.
+    #[serde(flatten)]
+    pub unrecognized: BTreeMap<String, Value>,
+}
+
+impl DelegatedRole {
+    /// Whether `target_path` is delegated to this role (python-tuf `is_delegated_path`).
+    pub fn is_delegated_path(&self, target_path: &str) -> bool {
+        pattern::is_delegated_path(
+            target_path,
+            self.paths.as_deref(),
+            self.path_hash_prefixes.as_deref(),
+        )
+    }
+
+    fn validate(&self, path: &str) -> Result<(), SchemaError> {
+        check_role_keys(&self.keyids, self.threshold).map_err(|m| SchemaError::field(path, m))?;
+        if self.paths.is_some() == self.path_hash_prefixes.is_some() {
+            return Err(SchemaError::field(
+                path,
+                "only one of (paths, path_hash_prefixes) must be set",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `delegations` of a targets role: keys plus either custom roles or succinct hash bins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delegations {
+    /// Keys of the delegated roles, by key id.
+    pub keys: BTreeMap<String, Key>,
+    /// Custom roles in priority order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<DelegatedRole>>,
+    /// TAP 15 hash bins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub succinct_roles: Option<SuccinctRoles>,
+    /// Fields we do not model.
+    #[serde(flatten)]
+    pub unrecognized: BTreeMap<String, Value>,
+}
+
+/// A delegated role as seen by its delegator: the keys and threshold that must sign it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delegation<'a> {
+    /// Authorised key ids.
+    pub keyids: &'a [String],
+    /// Signatures needed.
+    pub threshold: u64,
+}
+
+impl Delegations {
+    /// The role that an artifact path belongs to, as RSTUF resolves it: the bin for succinct
+    /// roles, else the first custom role whose patterns or hash prefixes match.
+    pub fn role_for_target(&self, target_path: &str) -> Option<String> {
+        if let Some(succinct) = &self.succinct_roles {
+            return Some(succinct.role_for_target(target_path));
+        }
+        self.roles
+            .as_ref()?
+            .iter()
+            .find(|r| r.is_delegated_path(target_path))
+            .map(|r| r.name.clone())
+    }
+
+    /// The keys and threshold for delegated role `name`, if this delegates it.
+    pub fn delegation(&self, name: &str) -> Option<Delegation<'_>> {
+        if let Some(s) = &self.succinct_roles {
+            return s.is_delegated_role(name).then_some(Delegation {
+                keyids: &s.keyids,
+                threshold: s.threshold,
+            });
+        }
+        self.roles
+            .as_ref()?
+            .iter()
+            .find(|r| r.name == name)
+            .map(|r| Delegation {
+                keyids: &r.keyids,
+                threshold: r.threshold,
+            })
+    }
+
+    /// Names of all delegated roles (every bin for succinct roles).
+    pub fn role_names(&self) -> Vec<String> {
+        match (&self.roles, &self.succinct_roles) {
+            (_, Some(s)) => s.role_names().collect(),
+            (Some(roles), None) => roles.iter().map(|r| r.name.clone()).collect(),
+            (None, None) => Vec::new(),
+        }
+    }
+
+    fn validate(&self) -> Result<(), SchemaError> {
+        const PATH: &str = "signed.delegations";
+        if self.roles.is_some() == self.succinct_roles.is_some() {
+            return Err(SchemaError::field(
+                PATH,
+                "one of roles and succinct_roles must be set",
+            ));
+        }
+        if let Some(roles) = &self.roles {
+            let mut names = BTreeSet::new();
+            for (i, role) in roles.iter().enumerate() {
+                let path = format!("{PATH}.roles[{i}]");
+                if role.name.is_empty() || TOP_LEVEL_ROLES.contains(&role.name.as_str()) {
+                    return Err(SchemaError::field(
+                        path,
+                        "delegated roles cannot be empty or use top-level role names",
+                    ));
+                }
+                if !names.insert(role.name.as_str()) {
+                    return Err(SchemaError::field(
+                        path,
+                        format!("duplicate role {}", role.name),
+                    ));
+                }
+                role.validate(&path)?;
+            }
+        }
+        if let Some(s) = &self.succinct_roles {
+            check_role_keys(&s.keyids, s.threshold)
+                .and_then(|_| s.validate())
+                .map_err(|m| SchemaError::field(format!("{PATH}.succinct_roles"), m))?;
+        }
+        Ok(())
+    }
+}
+
+/// Targets metadata: artifacts and delegations. RSTUF's top-level targets only delegates;
+/// bins and custom roles hold the artifacts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Targets {
+    /// Always `targets` (delegated roles use the same type).
+    #[serde(rename = "_type")]
+    pub type_tag: TypeTag<Targets>,
+    /// Specification version.
+    pub spec_version: String,
+    /// Metadata version.
+    pub version: u64,
+    /// Expiry.
+    pub expires: Expires,
+    /// Artifacts by path.
+    pub targets: BTreeMap<String, TargetFile>,
+    /// Delegations, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delegations: Option<Delegations>,
+    /// Fields we do not model.
+    #[serde(flatten)]
+    pub unrecognized: BTreeMap<String, Value>,
+}
+
+impl TopLevel for Targets {
+    const NAME: &'static str = "targets";
+}
+
+impl Signed for Targets {
+    const TYPE: &'static str = "targets";
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn expires(&self) -> Expires {
+        self.expires
+    }
+    fn validate(&self) -> Result<(), SchemaError> {
+        check_spec_version(&self.spec_version)
+            .and_then(|_| check_version(self.version))
+            .map_err(|m| SchemaError::field("signed", m))?;
+        for (path, file) in &self.targets {
+            file.validate()
+                .map_err(|m| SchemaError::field(format!("signed.targets.{path}"), m))?;
+        }
+        if let Some(d) = &self.delegations {
+            d.validate()?;
+        }
+        Ok(())
+    }
+}
+
+impl Targets {
+    /// A targets role with no artifacts and no delegations.
+    pub fn new(version: u64, expires: Expires) -> Self {
+        Targets {
+            type_tag: TypeTag::new(),
+            spec_version: super::SPEC_VERSION.into(),
+            version,
+            expires,
+            targets: BTreeMap::new(),
+            delegations: None,
+            unrecognized: BTreeMap::new(),
+        }
+    }
+}

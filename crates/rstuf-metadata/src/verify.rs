@@ -1,0 +1,167 @@
+//! Threshold verification with python-tuf's rules (`get_verification_result` /
+//! `verify_delegate`): count the distinct key ids authorised for the role, present in the key
+//! map, with a signature in the envelope that verifies over the canonical `signed` bytes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::keys::Key;
+use crate::schema::{Metadata, Root, SchemaError, Signature, Signed, Targets};
+
+/// The outcome of checking one role's signatures against its delegator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerificationResult {
+    /// Signatures needed.
+    pub threshold: u64,
+    /// Authorised key ids whose signature verified.
+    pub signed: BTreeSet<String>,
+    /// Authorised key ids without a valid signature, with the reason.
+    pub unsigned: BTreeMap<String, String>,
+}
+
+impl VerificationResult {
+    /// Whether the threshold is met.
+    pub fn verified(&self) -> bool {
+        self.signed.len() as u64 >= self.threshold
+    }
+}
+
+/// Why a role is not trusted.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// The delegator does not delegate this role.
+    #[error("{0} is not delegated by this role")]
+    NotDelegated(String),
+    /// Too few valid signatures.
+    #[error(
+        "{role} was signed by {signed}/{threshold} keys{}",
+        describe_unsigned(unsigned)
+    )]
+    Unsigned {
+        /// The role checked.
+        role: String,
+        /// Valid signatures from authorised keys.
+        signed: usize,
+        /// Required.
+        threshold: u64,
+        /// Why the others did not count.
+        unsigned: BTreeMap<String, String>,
+    },
+    /// The payload has no canonical form.
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+}
+
+fn describe_unsigned(unsigned: &BTreeMap<String, String>) -> String {
+    if unsigned.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = unsigned
+        .iter()
+        .map(|(k, why)| format!("{}: {why}", short(k)))
+        .collect();
+    format!(" ({})", parts.join("; "))
+}
+
+fn short(keyid: &str) -> &str {
+    keyid.get(..8).unwrap_or(keyid)
+}
+
+/// Counts valid signatures on `payload` from the authorised `keyids`.
+pub fn verify_threshold(
+    keyids: &[String],
+    threshold: u64,
+    keys: &BTreeMap<String, Key>,
+    payload: &[u8],
+    signatures: &[Signature],
+) -> VerificationResult {
+    let mut signed = BTreeSet::new();
+    let mut unsigned = BTreeMap::new();
+    for keyid in keyids {
+        if signed.contains(keyid) || unsigned.contains_key(keyid) {
+            continue;
+        }
+        let Some(key) = keys.get(keyid) else {
+            unsigned.insert(keyid.clone(), "key not found".to_string());
+            continue;
+        };
+        let Some(sig) = signatures.iter().find(|s| &s.keyid == keyid) else {
+            unsigned.insert(keyid.clone(), "no signature".to_string());
+            continue;
+        };
+        let outcome = hex::decode(&sig.sig)
+            .map_err(|_| "signature is not hex".to_string())
+            .and_then(|bytes| {
+                key.verify_signature(payload, &bytes)
+                    .map_err(|e| e.to_string())
+            });
+        match outcome {
+            Ok(()) => {
+                signed.insert(keyid.clone());
+            }
+            Err(why) => {
+                unsigned.insert(keyid.clone(), why);
+            }
+        }
+    }
+    VerificationResult {
+        threshold,
+        signed,
+        unsigned,
+    }
+}
+
+/// Checks `md` against a role's keys and threshold; `Ok` carries the details.
+pub fn verify_role<T: Signed>(
+    role: &str,
+    keyids: &[String],
+    threshold: u64,
+    keys: &BTreeMap<String, Key>,
+    md: &Metadata<T>,
+) -> Result<VerificationResult, VerifyError> {
+    let payload = md.signed_bytes()?;
+    let result = verify_threshold(keyids, threshold, keys, &payload, &md.signatures);
+    if result.verified() {
+        Ok(result)
+    } else {
+        Err(VerifyError::Unsigned {
+            role: role.to_string(),
+            signed: result.signed.len(),
+            threshold,
+            unsigned: result.unsigned,
+        })
+    }
+}
+
+impl Root {
+    /// python-tuf `Root.verify_delegate`: is `md` signed by the threshold of keys root assigns
+    /// to top-level role `role`?
+    pub fn verify_delegate<T: Signed>(
+        &self,
+        role: &str,
+        md: &Metadata<T>,
+    ) -> Result<VerificationResult, VerifyError> {
+        let r = self
+            .roles
+            .get(role)
+            .ok_or_else(|| VerifyError::NotDelegated(role.to_string()))?;
+        verify_role(role, &r.keyids, r.threshold, &self.keys, md)
+    }
+}
+
+impl Targets {
+    /// python-tuf `Targets.verify_delegate` for a custom role or a hash bin.
+    pub fn verify_delegate<T: Signed>(
+        &self,
+        role: &str,
+        md: &Metadata<T>,
+    ) -> Result<VerificationResult, VerifyError> {
+        let delegations = self
+            .delegations
+            .as_ref()
+            .ok_or_else(|| VerifyError::NotDelegated(role.to_string()))?;
+        let d = delegations
+            .delegation(role)
+            .ok_or_else(|| VerifyError::NotDelegated(role.to_string()))?;
+        verify_role(role, d.keyids, d.threshold, &delegations.keys, md)
+    }
+}

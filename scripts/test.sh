@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The test command: everything CI checks, in the order it checks it.
+# 1. the local servers answer (started if down), 2. the Python interop virtualenv exists,
+# 3. rustfmt, 4. clippy with warnings as errors, 5. every test in the workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/services.sh
+scripts/python-env.sh
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked
