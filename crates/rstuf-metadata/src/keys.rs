@@ -154,6 +154,34 @@ impl Key {
         hex::encode(Sha256::digest(&canonical))
     }
 
+    /// A key from a SubjectPublicKeyInfo PEM, as securesystemslib's `SSlibKey.from_crypto`
+    /// builds it: ed25519 keys get a hex `public`, ECDSA and RSA keys a normalised PEM.
+    /// `scheme` defaults to `ed25519`, `ecdsa-sha2-nistp256/384` or `rsassa-pss-sha256`.
+    pub fn from_public_pem(pem: &str, scheme: Option<&str>) -> Result<Key, KeyError> {
+        let bad = |e: &dyn fmt::Display| KeyError::MalformedPublicKey(e.to_string());
+        let (keytype, default_scheme, public) =
+            if let Ok(k) = ed25519_dalek::VerifyingKey::from_public_key_pem(pem) {
+                ("ed25519", "ed25519", hex::encode(k.as_bytes()))
+            } else if let Ok(k) = p256::ecdsa::VerifyingKey::from_public_key_pem(pem) {
+                ("ecdsa", "ecdsa-sha2-nistp256", pem_public(&k))
+            } else if let Ok(k) = p384::ecdsa::VerifyingKey::from_public_key_pem(pem) {
+                ("ecdsa", "ecdsa-sha2-nistp384", pem_public(&k))
+            } else {
+                let k = rsa::PublicKey::from_public_key_pem(pem).map_err(|e| bad(&e))?;
+                ("rsa", "rsassa-pss-sha256", pem_public(&k))
+            };
+        let scheme = scheme.unwrap_or(default_scheme);
+        Scheme::parse(keytype, scheme)?;
+        let mut keyval = BTreeMap::new();
+        keyval.insert("public".to_string(), Value::String(public));
+        Ok(Key {
+            keytype: keytype.to_string(),
+            scheme: scheme.to_string(),
+            keyval,
+            unrecognized: BTreeMap::new(),
+        })
+    }
+
     /// `keyval.public` as a string.
     pub fn public(&self) -> Result<&str, KeyError> {
         self.keyval
@@ -430,6 +458,11 @@ impl PrivateKey {
                 })?;
                 let info = pkcs8::EncryptedPrivateKeyInfoRef::try_from(der.as_slice())
                     .map_err(|e| KeyError::MalformedPrivateKey(e.to_string()))?;
+                if let pkcs8::pkcs5::EncryptionScheme::Pbes1(alg) = &info.encryption_algorithm {
+                    let der =
+                        legacy_pem::pbes1_decrypt(alg, password, info.encrypted_data.as_bytes())?;
+                    return Self::from_pkcs8_der(&der);
+                }
                 let doc = info.decrypt(password).map_err(|e| {
                     KeyError::Decrypt(format!("wrong password or unsupported encryption: {e}"))
                 })?;
@@ -514,13 +547,122 @@ fn random_bytes<const N: usize>() -> [u8; N] {
 
 mod legacy_pem {
     //! OpenSSL's traditional encrypted PEM (`Proc-Type: 4,ENCRYPTED`, `DEK-Info: AES-*-CBC`),
-    //! as written by `openssl rsa -aes256` and by old securesystemslib versions.
+    //! as written by `openssl rsa -aes256` and found in RSTUF's test keys. The key is OpenSSL's
+    //! `EVP_BytesToKey` with MD5, one iteration and the first 8 bytes of the IV as salt.
+    use base64ct::{Base64, Encoding};
+    use cbc::cipher::{BlockModeDecrypt, KeyIvInit, block_padding::Pkcs7};
+    use md5::{Digest, Md5};
+
     use super::KeyError;
 
-    pub(super) fn decrypt(_text: &str, _password: Option<&[u8]>) -> Result<Vec<u8>, KeyError> {
-        Err(KeyError::Decrypt(
-            "legacy OpenSSL-encrypted PEM is not supported; convert it with `openssl pkcs8 -topk8`"
-                .into(),
-        ))
+    fn bytes_to_key(password: &[u8], salt: &[u8], len: usize) -> Vec<u8> {
+        let mut key = Vec::with_capacity(len + 16);
+        let mut prev: Vec<u8> = Vec::new();
+        while key.len() < len {
+            let mut h = Md5::new();
+            h.update(&prev);
+            h.update(password);
+            h.update(salt);
+            prev = h.finalize().to_vec();
+            key.extend_from_slice(&prev);
+        }
+        key.truncate(len);
+        key
+    }
+
+    fn cbc<C>(key: &[u8], iv: &[u8], data: &[u8]) -> Result<Vec<u8>, KeyError>
+    where
+        cbc::Decryptor<C>: KeyIvInit + BlockModeDecrypt,
+        C: cbc::cipher::BlockCipherDecrypt,
+    {
+        cbc::Decryptor::<C>::new_from_slices(key, iv)
+            .map_err(|_| KeyError::MalformedPrivateKey("bad DEK-Info IV".into()))?
+            .decrypt_padded_vec::<Pkcs7>(data)
+            .map_err(|_| KeyError::Decrypt("wrong password".into()))
+    }
+
+    /// PKCS#5 PBES1 (`pbeWithMD5AndDES-CBC`, `pbeWithSHA1AndDES-CBC`), which older
+    /// `cryptography`/OpenSSL versions wrote for encrypted PKCS#8 keys: PBKDF1 gives the DES key
+    /// and IV.
+    pub(super) fn pbes1_decrypt(
+        alg: &pkcs8::pkcs5::pbes1::Algorithm,
+        password: &[u8],
+        data: &[u8],
+    ) -> Result<Vec<u8>, KeyError> {
+        use pkcs8::pkcs5::pbes1::EncryptionScheme as S;
+        let salt = &alg.parameters.salt;
+        let rounds = usize::from(alg.parameters.iteration_count.max(1));
+        let dk: Vec<u8> = match alg.encryption {
+            S::PbeWithMd5AndDesCbc => {
+                let mut t = Md5::new()
+                    .chain_update(password)
+                    .chain_update(salt)
+                    .finalize()
+                    .to_vec();
+                for _ in 1..rounds {
+                    t = Md5::digest(&t).to_vec();
+                }
+                t
+            }
+            S::PbeWithSha1AndDesCbc => {
+                let mut t = sha1::Sha1::new()
+                    .chain_update(password)
+                    .chain_update(salt)
+                    .finalize()
+                    .to_vec();
+                for _ in 1..rounds {
+                    t = sha1::Sha1::digest(&t).to_vec();
+                }
+                t
+            }
+            other => {
+                return Err(KeyError::Decrypt(format!(
+                    "unsupported PBES1 scheme {other:?}"
+                )));
+            }
+        };
+        cbc::<des::Des>(&dk[..8], &dk[8..16], data)
+    }
+
+    pub(super) fn decrypt(text: &str, password: Option<&[u8]>) -> Result<Vec<u8>, KeyError> {
+        let password = password.ok_or_else(|| {
+            KeyError::Decrypt("the key is encrypted and no password was given".into())
+        })?;
+        let malformed = |m: &str| KeyError::MalformedPrivateKey(format!("encrypted PEM: {m}"));
+        let mut dek = None;
+        let mut body = String::new();
+        let mut in_body = false;
+        for line in text.lines().map(str::trim) {
+            if line.starts_with("-----BEGIN") {
+                in_body = true;
+            } else if line.starts_with("-----END") {
+                break;
+            } else if let Some(v) = line.strip_prefix("DEK-Info:") {
+                dek = Some(v.trim().to_string());
+            } else if in_body && !line.contains(':') {
+                body.push_str(line);
+            }
+        }
+        let dek = dek.ok_or_else(|| malformed("no DEK-Info header"))?;
+        let (cipher, iv_hex) = dek
+            .split_once(',')
+            .ok_or_else(|| malformed("bad DEK-Info"))?;
+        let iv = hex::decode(iv_hex.trim()).map_err(|_| malformed("IV is not hex"))?;
+        if iv.len() != 16 {
+            return Err(malformed("IV is not 16 bytes"));
+        }
+        let data = Base64::decode_vec(&body).map_err(|_| malformed("body is not base64"))?;
+        let key_len = match cipher {
+            "AES-128-CBC" => 16,
+            "AES-192-CBC" => 24,
+            "AES-256-CBC" => 32,
+            other => return Err(malformed(&format!("unsupported cipher {other}"))),
+        };
+        let key = bytes_to_key(password, &iv[..8], key_len);
+        match key_len {
+            16 => cbc::<aes::Aes128>(&key, &iv, &data),
+            24 => cbc::<aes::Aes192>(&key, &iv, &data),
+            _ => cbc::<aes::Aes256>(&key, &iv, &data),
+        }
     }
 }
