@@ -61,7 +61,9 @@ fn bench(c: &mut Criterion) {
         })
     });
     // The floor under the previous case: the 16,384 ed25519 signatures alone.
-    let payload = Metadata::new(Targets::new(1, expires)).signed_bytes().unwrap();
+    let payload = Metadata::new(Targets::new(1, expires))
+        .signed_bytes()
+        .unwrap();
     group.bench_function("ed25519_sign_only_16384", |b| {
         b.iter(|| {
             let mut total = 0usize;
