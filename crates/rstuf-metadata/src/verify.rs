@@ -165,3 +165,57 @@ impl Targets {
         verify_role(role, d.keyids, d.threshold, &delegations.keys, md)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::PrivateKey;
+
+    fn setup() -> (PrivateKey, String, BTreeMap<String, Key>) {
+        let key = PrivateKey::generate_ed25519();
+        let keyid = key.public_key().compute_keyid();
+        let keys = BTreeMap::from([(keyid.clone(), key.public_key())]);
+        (key, keyid, keys)
+    }
+
+    #[test]
+    fn counts_distinct_authorised_valid_signatures() {
+        let (key, keyid, keys) = setup();
+        let (other, other_id, _) = setup();
+        let payload = b"payload";
+        let good = Signature::new(keyid.clone(), &key.sign(payload).unwrap());
+        let stranger = Signature::new(other_id.clone(), &other.sign(payload).unwrap());
+        let ids = [keyid.clone(), other_id.clone()];
+        let r = verify_threshold(&ids, 1, &keys, payload, &[good.clone(), stranger]);
+        assert!(r.verified());
+        assert_eq!(r.unsigned[&other_id], "key not found");
+        let r = verify_threshold(&ids, 2, &keys, payload, std::slice::from_ref(&good));
+        assert!(!r.verified());
+        // A signature by a key that is not authorised for the role does not count.
+        let r = verify_threshold(std::slice::from_ref(&other_id), 1, &keys, payload, &[good]);
+        assert!(!r.verified());
+    }
+
+    #[test]
+    fn malformed_signatures_do_not_verify_and_do_not_panic() {
+        let (key, keyid, keys) = setup();
+        let sig = key.sign(b"payload").unwrap();
+        let ids = [keyid.clone()];
+        for bad in [
+            "zz".to_string(),
+            "abc".to_string(),
+            String::new(),
+            hex::encode(&sig[..40]),
+            hex::encode([sig.as_slice(), b"x"].concat()),
+        ] {
+            let s = Signature {
+                keyid: keyid.clone(),
+                sig: bad.clone(),
+                unrecognized: BTreeMap::new(),
+            };
+            let r = verify_threshold(&ids, 1, &keys, b"payload", &[s]);
+            assert!(!r.verified(), "{bad:?} verified");
+            assert!(!r.unsigned[&keyid].is_empty());
+        }
+    }
+}

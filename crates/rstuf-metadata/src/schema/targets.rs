@@ -251,3 +251,40 @@ impl Targets {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn role(name: &str, paths: &[&str]) -> DelegatedRole {
+        DelegatedRole {
+            name: name.into(),
+            keyids: vec![],
+            threshold: 1,
+            terminating: true,
+            paths: Some(paths.iter().map(|p| p.to_string()).collect()),
+            path_hash_prefixes: None,
+            unrecognized: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn custom_roles_resolve_to_the_first_match_in_order() {
+        let d = Delegations {
+            keys: BTreeMap::new(),
+            roles: Some(vec![
+                role("dev", &["dev/*"]),
+                role("default", &["*"]),
+                role("late", &["dev/*", "*"]),
+            ]),
+            succinct_roles: None,
+            unrecognized: BTreeMap::new(),
+        };
+        assert_eq!(d.role_for_target("dev/x.whl").as_deref(), Some("dev"));
+        assert_eq!(d.role_for_target("x.whl").as_deref(), Some("default"));
+        assert_eq!(d.role_for_target("other/dir/file"), None);
+        assert_eq!(d.delegation("late").map(|x| x.threshold), Some(1));
+        assert!(d.delegation("bins-0").is_none());
+        assert_eq!(d.role_names(), ["dev", "default", "late"]);
+    }
+}
