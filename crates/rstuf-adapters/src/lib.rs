@@ -1,0 +1,7 @@
+//! Adapters between the RSTUF worker and the services it shares with the RSTUF API: Redis
+//! (repository settings, locks), SQL, metadata storage and online-key signers.
+//!
+//! Each module maps one service's wire format to plain values; nothing here decides what a task
+//! does.
+
+pub mod dynaconf;
