@@ -7,5 +7,5 @@ cd "$(dirname "$0")/.."
 scripts/services.sh
 scripts/python-env.sh
 cargo fmt --all -- --check
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 cargo test --workspace --locked

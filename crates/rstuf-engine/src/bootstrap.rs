@@ -1,0 +1,381 @@
+//! `bootstrap` (spec section 1.1): check the root the API sends, store the repository
+//! settings, and either publish the first version of every role (root threshold met) or wait
+//! for more root signatures (`BOOTSTRAP = signing-<id>`, `ROOT_SIGNING`).
+//!
+//! Unlike the reference worker, everything is validated before anything is written (defect
+//! 19): the root and its signatures, the expiration policies, the bin count and the online
+//! key's signer. Files are written leaves first: bins, targets, snapshot, timestamp, and root
+//! last (defect 28), and `BOOTSTRAP` is set only after all of them are durable.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use rstuf_metadata::keys::Key;
+use rstuf_metadata::schema::{
+    Delegations, Expires, MetaFile, Metadata, Root, Signature, Signed, Snapshot, Targets, Timestamp,
+};
+use rstuf_metadata::succinct::SuccinctRoles;
+use rstuf_metadata::verify::verify_threshold;
+use serde_json::{Value, json};
+
+use crate::outcome::{TaskError, TaskOutcome};
+use crate::ports::{Ports, RoleRecord, Signer};
+use crate::settings::{self, BOOTSTRAP, ONLINE_KEY, ROOT_SIGNING, TRUSTED_ROOT, TRUSTED_TARGETS};
+
+const FAILED: &str = "Bootstrap Failed";
+const PROCESSED: &str = "Bootstrap Processed";
+/// The API accepts 2..=16384 bins (`1 < number_of_delegated_bins < 16385`).
+const MAX_BINS: u64 = 16_384;
+
+/// Days each top-level role (and the bins) stays valid, from `settings.roles.<role>.expiration`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expirations {
+    /// Root.
+    pub root: u32,
+    /// Targets.
+    pub targets: u32,
+    /// Snapshot.
+    pub snapshot: u32,
+    /// Timestamp.
+    pub timestamp: u32,
+}
+
+/// What a valid bootstrap payload asks for.
+#[derive(Debug, Clone)]
+struct Plan {
+    root: Metadata<Root>,
+    expirations: Expirations,
+    bins: u64,
+    bins_expiration: u32,
+    bit_length: u32,
+    online_keyid: String,
+    online_key: Key,
+}
+
+fn expiration(roles: &Value, role: &str) -> Result<u32, String> {
+    roles
+        .get(role)
+        .and_then(|r| r.get("expiration"))
+        .and_then(Value::as_u64)
+        .filter(|d| (1..=u64::from(u32::MAX)).contains(d))
+        .map(|d| d as u32)
+        .ok_or_else(|| {
+            format!("settings.roles.{role}.expiration must be a positive number of days")
+        })
+}
+
+/// Checks the payload without touching any port. `Err` is the refusal text.
+fn plan(settings: &Value, metadata: &Value) -> Result<Plan, String> {
+    let root_value = metadata
+        .get("root")
+        .ok_or_else(|| "No 'root' in the payload metadata".to_string())?;
+    let root = Metadata::<Root>::from_value(root_value.clone())
+        .map_err(|e| format!("Invalid root metadata: {e}"))?;
+    if root.signatures.is_empty() {
+        return Err("Metadata requires at least one valid signature".into());
+    }
+    // Every signature given must be a valid signature of a root key (python-tuf rules).
+    let payload = root
+        .signed_bytes()
+        .map_err(|e| format!("Invalid root metadata: {e}"))?;
+    let root_role = root
+        .signed
+        .role("root")
+        .expect("validated root has a root role");
+    for sig in &root.signatures {
+        let one = verify_threshold(
+            std::slice::from_ref(&sig.keyid),
+            1,
+            &root.signed.keys,
+            &payload,
+            std::slice::from_ref(sig),
+        );
+        if !root_role.keyids.contains(&sig.keyid) || !one.verified() {
+            return Err("Bootstrap has invalid signature(s)".into());
+        }
+    }
+
+    let roles = settings
+        .get("roles")
+        .ok_or_else(|| "No 'roles' in the payload settings".to_string())?;
+    let expirations = Expirations {
+        root: expiration(roles, "root")?,
+        targets: expiration(roles, "targets")?,
+        snapshot: expiration(roles, "snapshot")?,
+        timestamp: expiration(roles, "timestamp")?,
+    };
+    // The API may send `null` for the one it does not use.
+    let present = |key: &str| roles.get(key).filter(|v| !v.is_null());
+    let (bins, bins_expiration) = match (present("bins"), present("delegations")) {
+        (Some(_), Some(_)) => {
+            return Err(
+                "Bootstrap cannot use both hash bin delegation and custom target delegations"
+                    .into(),
+            );
+        }
+        (Some(bins), None) => {
+            let n = bins
+                .get("number_of_delegated_bins")
+                .and_then(Value::as_u64)
+                .filter(|n| (2..=MAX_BINS).contains(n))
+                .ok_or_else(|| {
+                    format!("settings.roles.bins.number_of_delegated_bins must be between 2 and {MAX_BINS}")
+                })?;
+            (n, expiration(roles, "bins")?)
+        }
+        (None, Some(_)) => {
+            return Err(
+                "Bootstrap with custom target delegations is not supported by this worker yet"
+                    .into(),
+            );
+        }
+        (None, None) => return Err("Exactly one of 'bins' and 'delegations' must be set".into()),
+    };
+    let bit_length = SuccinctRoles::bit_length_for_bins(bins).expect("2..=16384 bins");
+
+    let online_keyid = root
+        .signed
+        .role("timestamp")
+        .and_then(|r| r.keyids.first())
+        .cloned()
+        .ok_or_else(|| "The timestamp role has no key".to_string())?;
+    let online_key = root
+        .signed
+        .keys
+        .get(&online_keyid)
+        .cloned()
+        .ok_or_else(|| format!("The online key {online_keyid} is not in the root keys"))?;
+    Ok(Plan {
+        root,
+        expirations,
+        bins,
+        bins_expiration,
+        bit_length,
+        online_keyid,
+        online_key,
+    })
+}
+
+/// Runs the `bootstrap` action. `task_id` is the Celery task id (it becomes `BOOTSTRAP`).
+pub async fn bootstrap(
+    ports: &Ports,
+    payload: &Value,
+    task_id: &str,
+) -> Result<TaskOutcome, TaskError> {
+    let Some(settings_value) = payload.get("settings") else {
+        return Ok(TaskOutcome::refused(FAILED, "No 'settings' in the payload"));
+    };
+    let Some(metadata) = payload.get("metadata") else {
+        return Ok(TaskOutcome::refused(FAILED, "No 'metadata' in the payload"));
+    };
+    if let Some(state) = settings::bootstrap_state(ports.settings.as_ref()).await?
+        && !state.contains("pre-")
+    {
+        return Ok(TaskOutcome::refused(
+            FAILED,
+            format!("Bootstrap state is {state}"),
+        ));
+    }
+
+    // From here a refusal also releases the API's bootstrap lock (BOOTSTRAP = None), as the
+    // reference worker does for bad signatures, so the operator can send a corrected request.
+    let plan = match plan(settings_value, metadata) {
+        Ok(plan) => plan,
+        Err(reason) => return refuse_and_unlock(ports, reason).await,
+    };
+    let signer = match ports
+        .signers
+        .resolve(&plan.online_keyid, &plan.online_key)
+        .await
+    {
+        Ok(signer) => signer,
+        Err(e) => {
+            let reason = format!("Online key {}: {}", plan.online_keyid, e.message);
+            return refuse_and_unlock(ports, reason).await;
+        }
+    };
+
+    save_settings(ports, &plan).await?;
+    if plan.root.signed.verify_delegate("root", &plan.root).is_ok() {
+        finalize(ports, &plan, signer, task_id).await?;
+        Ok(TaskOutcome::ok(
+            PROCESSED,
+            Some(json!({"bootstrap": format!("Bootstrap finished {task_id}")})),
+        ))
+    } else {
+        ports
+            .settings
+            .set(ROOT_SIGNING, to_value(&plan.root)?)
+            .await?;
+        ports
+            .settings
+            .set(BOOTSTRAP, Value::String(format!("signing-{task_id}")))
+            .await?;
+        Ok(TaskOutcome::ok(
+            PROCESSED,
+            Some(
+                json!({"bootstrap": format!("Root v{} is pending signature", plan.root.signed.version)}),
+            ),
+        ))
+    }
+}
+
+async fn refuse_and_unlock(ports: &Ports, reason: String) -> Result<TaskOutcome, TaskError> {
+    ports.settings.set(BOOTSTRAP, Value::Null).await?;
+    Ok(TaskOutcome::refused(FAILED, reason))
+}
+
+fn to_value<T: Signed>(md: &Metadata<T>) -> Result<Value, TaskError> {
+    md.to_value()
+        .map_err(|e| TaskError::Metadata(e.to_string()))
+}
+
+/// The settings the API and later tasks read (spec section 3).
+async fn save_settings(ports: &Ports, plan: &Plan) -> Result<(), TaskError> {
+    let root_role = plan.root.signed.role("root").expect("validated");
+    let e = plan.expirations;
+    let values: [(&str, Value); 16] = [
+        ("ROOT_EXPIRATION", json!(e.root)),
+        ("TARGETS_EXPIRATION", json!(e.targets)),
+        ("SNAPSHOT_EXPIRATION", json!(e.snapshot)),
+        ("TIMESTAMP_EXPIRATION", json!(e.timestamp)),
+        ("BINS_EXPIRATION", json!(plan.bins_expiration)),
+        ("ROOT_THRESHOLD", json!(root_role.threshold)),
+        // The reference stores the number of signatures here; the name says keys (defect 20).
+        ("ROOT_NUM_KEYS", json!(root_role.keyids.len())),
+        ("TARGETS_THRESHOLD", json!(1)),
+        ("TARGETS_NUM_KEYS", json!(1)),
+        ("SNAPSHOT_THRESHOLD", json!(1)),
+        ("SNAPSHOT_NUM_KEYS", json!(1)),
+        ("TIMESTAMP_THRESHOLD", json!(1)),
+        ("TIMESTAMP_NUM_KEYS", json!(1)),
+        ("BINS_THRESHOLD", json!(1)),
+        ("BINS_NUM_KEYS", json!(1)),
+        ("NUMBER_OF_DELEGATED_BINS", json!(plan.bins)),
+    ];
+    for (key, value) in values {
+        ports.settings.set(key, value).await?;
+    }
+    ports
+        .settings
+        .set("TARGETS_ONLINE_KEY", Value::Bool(true))
+        .await?;
+    Ok(())
+}
+
+async fn sign<T: Signed>(
+    signer: &Arc<dyn Signer>,
+    keyid: &str,
+    signed: T,
+) -> Result<Metadata<T>, TaskError> {
+    let mut md = Metadata::new(signed);
+    let payload = md
+        .signed_bytes()
+        .map_err(|e| TaskError::Metadata(e.to_string()))?;
+    let sig = signer.sign(&payload).await?;
+    md.add_signature(Signature::new(keyid, &sig));
+    Ok(md)
+}
+
+fn storage_bytes<T: Signed>(md: &Metadata<T>) -> Result<Vec<u8>, TaskError> {
+    md.to_storage_bytes()
+        .map_err(|e| TaskError::Metadata(e.to_string()))
+}
+
+fn expires_in(now: DateTime<Utc>, days: u32) -> Expires {
+    Expires::at(now + Duration::days(i64::from(days)))
+}
+
+/// Publishes version 1 of every role. Called when the root threshold is met, here or when the
+/// last root signature arrives (`sign_metadata`).
+async fn finalize(
+    ports: &Ports,
+    plan: &Plan,
+    signer: Arc<dyn Signer>,
+    task_id: &str,
+) -> Result<(), TaskError> {
+    let now = ports.clock.now();
+    let keyid = plan.online_keyid.as_str();
+    let succinct = SuccinctRoles::new(vec![keyid.to_string()], 1, plan.bit_length, "bins");
+    let bins_expires = expires_in(now, plan.bins_expiration);
+
+    let mut rows = Vec::with_capacity(succinct.number_of_bins() as usize);
+    let mut meta = BTreeMap::new();
+    for name in succinct.role_names() {
+        rows.push(RoleRecord {
+            name: name.clone(),
+            version: 1,
+            expires: bins_expires.0,
+            active: true,
+        });
+        meta.insert(format!("{name}.json"), MetaFile::version_only(1));
+    }
+    // Rows first: a name already taken means another bootstrap got here; nothing is written.
+    ports.index.create_roles(&rows).await?;
+
+    for row in &rows {
+        let bin = sign(&signer, keyid, Targets::new(1, bins_expires)).await?;
+        ports
+            .store
+            .put_versioned(&format!("1.{}.json", row.name), &storage_bytes(&bin)?)
+            .await?;
+    }
+    let mut targets = Targets::new(1, expires_in(now, plan.expirations.targets));
+    targets.delegations = Some(Delegations {
+        keys: BTreeMap::from([(keyid.to_string(), plan.online_key.clone())]),
+        roles: None,
+        succinct_roles: Some(succinct),
+        unrecognized: BTreeMap::new(),
+    });
+    let targets = sign(&signer, keyid, targets).await?;
+    ports
+        .store
+        .put_versioned("1.targets.json", &storage_bytes(&targets)?)
+        .await?;
+    meta.insert("targets.json".into(), MetaFile::version_only(1));
+    let snapshot = sign(
+        &signer,
+        keyid,
+        Snapshot::new(1, expires_in(now, plan.expirations.snapshot), meta),
+    )
+    .await?;
+    ports
+        .store
+        .put_versioned("1.snapshot.json", &storage_bytes(&snapshot)?)
+        .await?;
+    let timestamp = sign(
+        &signer,
+        keyid,
+        Timestamp::new(1, expires_in(now, plan.expirations.timestamp), 1),
+    )
+    .await?;
+    ports
+        .store
+        .put_timestamp(&storage_bytes(&timestamp)?)
+        .await?;
+    let root_name = format!("{}.root.json", plan.root.signed.version);
+    ports
+        .store
+        .put_versioned(&root_name, &storage_bytes(&plan.root)?)
+        .await?;
+
+    let mut online =
+        serde_json::to_value(&plan.online_key).map_err(|e| TaskError::Metadata(e.to_string()))?;
+    online["keyid"] = Value::String(keyid.to_string());
+    ports.settings.set(ONLINE_KEY, online).await?;
+    ports
+        .settings
+        .set(TRUSTED_ROOT, to_value(&plan.root)?)
+        .await?;
+    ports
+        .settings
+        .set(TRUSTED_TARGETS, to_value(&targets)?)
+        .await?;
+    ports.settings.set(ROOT_SIGNING, Value::Null).await?;
+    ports
+        .settings
+        .set(BOOTSTRAP, Value::String(task_id.to_string()))
+        .await?;
+    Ok(())
+}

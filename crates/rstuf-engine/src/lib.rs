@@ -1,0 +1,17 @@
+//! The RSTUF worker's task logic, over small ports.
+//!
+//! Each task action is a function `(ports, payload) -> Result<TaskOutcome, TaskError>`. The
+//! engine never names Redis, SQL, S3, Celery or environment variables: it talks to
+//! [`ports`], and time comes from the [`ports::Clock`]. A request that is wrong gets a
+//! [`TaskOutcome`] with an error and changes nothing; a service that fails gives a
+//! [`TaskError`].
+
+pub mod bootstrap;
+pub mod outcome;
+pub mod ports;
+mod settings;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use outcome::{TaskError, TaskOutcome};
+pub use ports::Ports;

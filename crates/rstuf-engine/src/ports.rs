@@ -1,0 +1,161 @@
+//! The ports: what the engine needs from the outside world, as small traits with written
+//! contracts. Adapters implement them against Redis, SQL, storage and key services; `testing`
+//! implements them in memory.
+//!
+//! Every port error carries a [`PortErrorKind`] so the engine can tell a conflict (someone
+//! else wrote first) from a transient failure (retry) from anything else.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rstuf_metadata::keys::Key;
+use serde_json::Value;
+
+/// What kind of failure a port reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortErrorKind {
+    /// A write-once name already holds different bytes, or a row already exists.
+    Conflict,
+    /// The service is unreachable or timed out; retrying may succeed.
+    Transient,
+    /// Anything else (bad configuration, corrupt data).
+    Other,
+}
+
+/// A failure of a port.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct PortError {
+    /// The kind, for decisions.
+    pub kind: PortErrorKind,
+    /// What happened, for people.
+    pub message: String,
+}
+
+impl PortError {
+    /// A failure of `kind`.
+    pub fn new(kind: PortErrorKind, message: impl Into<String>) -> Self {
+        PortError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// Where metadata files live (local directory, S3 bucket).
+///
+/// Contract:
+/// - `put_versioned` writes `<version>.<role>.json` (or `1.root.json`) **once**. Writing the
+///   same bytes again succeeds (a retried task); writing different bytes under an existing
+///   name fails with [`PortErrorKind::Conflict`] and changes nothing. A successful return
+///   means the bytes are durable and readers see all or nothing of them.
+/// - `put_timestamp` atomically replaces `timestamp.json` (readers see the old or the new file).
+/// - `get` returns `None` for a missing file. It is not used to find latest versions by
+///   listing; the engine knows versions from the artifact index and the timestamp.
+#[async_trait]
+pub trait MetadataStore: Send + Sync {
+    /// Writes a versioned file once.
+    async fn put_versioned(&self, name: &str, bytes: &[u8]) -> Result<(), PortError>;
+    /// Replaces `timestamp.json`.
+    async fn put_timestamp(&self, bytes: &[u8]) -> Result<(), PortError>;
+    /// Reads a file.
+    async fn get(&self, name: &str) -> Result<Option<Vec<u8>>, PortError>;
+}
+
+/// A delegated role's row in the artifact index (`rstuf_target_roles`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleRecord {
+    /// Role name (`bins-3f`, `production`).
+    pub name: String,
+    /// Latest published version.
+    pub version: u64,
+    /// Expiry of that version.
+    pub expires: DateTime<Utc>,
+    /// False once the delegation was deleted (the name is then never reused).
+    pub active: bool,
+}
+
+/// The SQL index of delegated roles and artifacts, shared with the API's CLI import.
+///
+/// Contract: `create_roles` inserts all rows in one transaction or none; a name that exists
+/// (active or not) is a [`PortErrorKind::Conflict`].
+#[async_trait]
+pub trait ArtifactIndex: Send + Sync {
+    /// Inserts new delegated roles.
+    async fn create_roles(&self, roles: &[RoleRecord]) -> Result<(), PortError>;
+    /// A role by name, active or not.
+    async fn role(&self, name: &str) -> Result<Option<RoleRecord>, PortError>;
+}
+
+/// The repository settings shared with the API (the `DYNACONF_MAIN` hash).
+///
+/// Contract: each `set` writes one field and nothing else (no read-modify-write of the whole
+/// hash); `Value::Null` stores dynaconf's `None`. `get` of a missing field is `None`; of a
+/// field holding `None` it is `Some(Value::Null)`.
+#[async_trait]
+pub trait SettingsStore: Send + Sync {
+    /// Reads one setting.
+    async fn get(&self, key: &str) -> Result<Option<Value>, PortError>;
+    /// Writes one setting.
+    async fn set(&self, key: &str, value: Value) -> Result<(), PortError>;
+}
+
+/// Signs with one online key.
+#[async_trait]
+pub trait Signer: Send + Sync + fmt::Debug {
+    /// Signs `msg` with the key's scheme; returns the raw signature bytes.
+    async fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, PortError>;
+}
+
+/// Finds the signer for an online key from its `x-rstuf-online-key-uri`.
+///
+/// Contract: resolving checks that the key material is reachable and matches `key`, so a bad
+/// URI is reported before anything is written.
+#[async_trait]
+pub trait SignerResolver: Send + Sync {
+    /// The signer for `key` (id `keyid`).
+    async fn resolve(&self, keyid: &str, key: &Key) -> Result<Arc<dyn Signer>, PortError>;
+}
+
+/// The current time (tests move it).
+pub trait Clock: Send + Sync {
+    /// Now, in UTC.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// Everything a task needs, borrowed for the task's duration.
+#[derive(Clone)]
+pub struct Ports {
+    /// Metadata files.
+    pub store: Arc<dyn MetadataStore>,
+    /// Roles and artifacts.
+    pub index: Arc<dyn ArtifactIndex>,
+    /// Repository settings.
+    pub settings: Arc<dyn SettingsStore>,
+    /// Online key signers.
+    pub signers: Arc<dyn SignerResolver>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for Ports {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Ports { .. }")
+    }
+}
+
+/// Settings by name, for reading several at once.
+pub type SettingsMap = BTreeMap<String, Value>;

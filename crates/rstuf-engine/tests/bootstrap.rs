@@ -1,0 +1,253 @@
+//! `bootstrap` over in-memory ports with the RSTUF API's real payloads.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, TimeZone, Utc};
+use rstuf_engine::bootstrap::bootstrap;
+use rstuf_engine::testing::MemoryRepo;
+use rstuf_metadata::audit::{AuditOptions, audit};
+use rstuf_metadata::keys::PrivateKey;
+use serde_json::{Value, json};
+
+const ONLINE: &str = "0d9d3d4bad91c455bc03921daa95774576b86625ac45570d0cac025b08e65043";
+const TASK: &str = "d449c2af4e39481c8e8a64950f406920";
+
+fn shared() -> PathBuf {
+    std::env::var_os("RSTUF_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
+}
+
+fn payload(name: &str) -> Value {
+    let p = shared().join("fixtures/api-payloads/bootstrap").join(name);
+    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+}
+
+/// Before the fixture roots expire (2025-12-31).
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2025, 6, 1, 12, 0, 0).unwrap()
+}
+
+fn repo() -> MemoryRepo {
+    let repo = MemoryRepo::new(now());
+    let pem = std::fs::read(shared().join("fixtures/keys").join(ONLINE)).unwrap();
+    repo.signers
+        .add(ONLINE, PrivateKey::from_pem(&pem, None).unwrap());
+    repo
+}
+
+async fn pre(repo: &MemoryRepo) {
+    use rstuf_engine::ports::SettingsStore;
+    repo.settings
+        .set("BOOTSTRAP", json!(format!("pre-{TASK}")))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn bins_bootstrap_with_threshold_met_publishes_every_role() {
+    let repo = repo();
+    pre(&repo).await;
+    let out = bootstrap(&repo.ports(), &payload("payload_bins.json"), TASK)
+        .await
+        .unwrap();
+    assert_eq!(out.message, "Bootstrap Processed");
+    assert_eq!(out.error, None);
+    assert_eq!(
+        out.details,
+        Some(json!({"bootstrap": format!("Bootstrap finished {TASK}")}))
+    );
+
+    // Leaves first, root last; the same file names as the reference worker.
+    let log = repo.store.write_log();
+    assert_eq!(
+        log,
+        [
+            "1.bins-0.json",
+            "1.bins-1.json",
+            "1.bins-2.json",
+            "1.bins-3.json",
+            "1.targets.json",
+            "1.snapshot.json",
+            "timestamp.json",
+            "1.root.json"
+        ]
+    );
+    let report = audit(
+        &repo.store.files(),
+        &AuditOptions {
+            reference_time: now(),
+            trusted_root: None,
+        },
+    );
+    assert!(report.accepted(), "{report:#?}");
+
+    let s = repo.settings.all();
+    assert_eq!(s["BOOTSTRAP"], json!(TASK));
+    assert_eq!(s["NUMBER_OF_DELEGATED_BINS"], json!(4));
+    assert_eq!(s["BINS_EXPIRATION"], json!(1));
+    assert_eq!(s["ROOT_THRESHOLD"], json!(2));
+    assert_eq!(s["TARGETS_ONLINE_KEY"], json!(true));
+    assert_eq!(s["ROOT_SIGNING"], Value::Null);
+    assert_eq!(s["ONLINE_KEY"]["keyid"], json!(ONLINE));
+    assert_eq!(
+        s["ONLINE_KEY"]["x-rstuf-online-key-uri"],
+        json!(format!("fn:{ONLINE}"))
+    );
+    assert_eq!(s["TRUSTED_ROOT"]["signed"]["_type"], json!("root"));
+    assert_eq!(
+        s["TRUSTED_TARGETS"]["signed"]["delegations"]["succinct_roles"]["bit_length"],
+        json!(2)
+    );
+    let rows = repo.index.roles();
+    assert_eq!(rows.len(), 4);
+    assert!(rows.values().all(|r| r.version == 1 && r.active));
+}
+
+#[tokio::test]
+async fn ceremony_bootstrap_waits_for_root_signatures() {
+    let repo = repo();
+    pre(&repo).await;
+    let p = payload("ceremony-payload.json");
+    let out = bootstrap(&repo.ports(), &p, TASK).await.unwrap();
+    assert_eq!(
+        out.details,
+        Some(json!({"bootstrap": "Root v1 is pending signature"}))
+    );
+    let s = repo.settings.all();
+    assert_eq!(s["BOOTSTRAP"], json!(format!("signing-{TASK}")));
+    assert_eq!(s["ROOT_SIGNING"], p["metadata"]["root"]);
+    assert!(
+        repo.store.files().is_empty(),
+        "nothing is published while signatures are pending"
+    );
+    assert!(repo.index.roles().is_empty());
+
+    // A second bootstrap is refused and changes nothing.
+    let before = repo.settings.all();
+    let out = bootstrap(&repo.ports(), &payload("payload_bins.json"), "other")
+        .await
+        .unwrap();
+    assert_eq!(out.message, "Bootstrap Failed");
+    assert_eq!(
+        out.error,
+        Some(format!("Bootstrap state is signing-{TASK}"))
+    );
+    assert_eq!(repo.settings.all(), before);
+}
+
+#[tokio::test]
+async fn bad_payloads_are_refused_and_change_nothing_but_the_lock() {
+    let good = payload("payload_bins.json");
+    let mutate = |f: &dyn Fn(&mut Value)| {
+        let mut p = good.clone();
+        f(&mut p);
+        p
+    };
+    let cases: Vec<(Value, &str, bool)> = vec![
+        (
+            mutate(&|p| {
+                p.as_object_mut().unwrap().remove("settings");
+            }),
+            "No 'settings' in the payload",
+            false,
+        ),
+        (
+            mutate(&|p| {
+                p.as_object_mut().unwrap().remove("metadata");
+            }),
+            "No 'metadata' in the payload",
+            false,
+        ),
+        (
+            mutate(&|p| p["metadata"]["root"]["signatures"] = json!([])),
+            "Metadata requires at least one valid signature",
+            true,
+        ),
+        (
+            mutate(&|p| p["metadata"]["root"]["signatures"][0]["sig"] = json!("zz")),
+            "Bootstrap has invalid signature(s)",
+            true,
+        ),
+        (
+            mutate(&|p| p["metadata"]["root"]["signed"]["version"] = json!(1.5)),
+            "Invalid root metadata",
+            true,
+        ),
+        (
+            mutate(&|p| p["metadata"]["root"]["signed"]["expires"] = json!("soon")),
+            "Invalid root metadata",
+            true,
+        ),
+        (
+            mutate(&|p| p["settings"]["roles"]["bins"]["number_of_delegated_bins"] = json!(1)),
+            "number_of_delegated_bins",
+            true,
+        ),
+        (
+            mutate(&|p| p["settings"]["roles"]["bins"]["number_of_delegated_bins"] = json!(16385)),
+            "number_of_delegated_bins",
+            true,
+        ),
+        (
+            mutate(&|p| p["settings"]["roles"]["timestamp"]["expiration"] = json!(0)),
+            "timestamp.expiration",
+            true,
+        ),
+        (
+            mutate(&|p| p["settings"]["roles"]["delegations"] = json!({"keys": {}, "roles": []})),
+            "both hash bin delegation",
+            true,
+        ),
+        (
+            mutate(&|p| {
+                p["settings"]["roles"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("bins");
+            }),
+            "Exactly one of 'bins' and 'delegations'",
+            true,
+        ),
+    ];
+    for (p, expected, unlocks) in cases {
+        let repo = repo();
+        pre(&repo).await;
+        let out = bootstrap(&repo.ports(), &p, TASK).await.unwrap();
+        assert_eq!(out.message, "Bootstrap Failed", "{expected}");
+        let error = out.error.unwrap();
+        assert!(
+            error.contains(expected),
+            "{error:?} does not contain {expected:?}"
+        );
+        assert!(repo.store.files().is_empty(), "{expected}: files written");
+        assert!(repo.index.roles().is_empty(), "{expected}: rows written");
+        let s = repo.settings.all();
+        let lock = if unlocks {
+            Value::Null
+        } else {
+            json!(format!("pre-{TASK}"))
+        };
+        assert_eq!(
+            s,
+            [("BOOTSTRAP".to_string(), lock)].into(),
+            "{expected}: settings changed"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_online_key_without_a_usable_signer_is_refused_before_anything_is_written() {
+    let repo = MemoryRepo::new(now()); // no private key registered
+    pre(&repo).await;
+    let out = bootstrap(&repo.ports(), &payload("payload_bins.json"), TASK)
+        .await
+        .unwrap();
+    assert!(
+        out.error
+            .unwrap()
+            .starts_with(&format!("Online key {ONLINE}"))
+    );
+    assert!(repo.store.files().is_empty());
+    assert_eq!(repo.settings.all()["BOOTSTRAP"], Value::Null);
+}
