@@ -5,3 +5,4 @@
 //! does.
 
 pub mod dynaconf;
+pub mod local_store;

@@ -1,52 +1,16 @@
 //! The settings codec against dynaconf 3.3.2 (the version the reference worker pins), on the
 //! settings the reference worker really stored and on tricky values.
 
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-
 use rstuf_adapters::dynaconf::{decode, encode};
+use rstuf_test_support as support;
 use serde_json::{Value, json};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn oracle(request: &Value) -> Value {
-    let python = std::env::var_os("RSTUF_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join(".venv/bin/python"));
-    assert!(
-        python.exists(),
-        "no Python virtualenv at {}: run scripts/python-env.sh",
-        python.display()
-    );
-    let mut child = Command::new(python)
-        .arg(root().join("tests/python/dynaconf_oracle.py"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(&serde_json::to_vec(request).unwrap())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 /// Values of the `DYNACONF_MAIN` hash the reference worker left after a custom bootstrap
 /// (`field` line, then `value` line, in the transcript).
 fn stored_settings() -> Vec<String> {
-    let shared = std::env::var_os("RSTUF_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("../shared"));
-    let text = std::fs::read_to_string(
-        shared.join("fixtures/reference-worker/transcripts/custom-redis-settings-hash.txt"),
-    )
+    let text = std::fs::read_to_string(support::fixture(
+        "reference-worker/transcripts/custom-redis-settings-hash.txt",
+    ))
     .unwrap();
     // Typed values start with `@`; BOOTSTRAP is a raw task id (32 hex characters).
     let values: Vec<String> = text
@@ -135,7 +99,11 @@ fn decode_and_encode_match_dynaconf() {
         json!([]),
         json!({}),
     ];
-    let answers = oracle(&json!({"decode": raws, "encode": values}));
+    let answers = support::python_json(
+        "dynaconf_oracle.py",
+        &[],
+        &json!({"decode": raws, "encode": values}),
+    );
     let mut differences = Vec::new();
     for (i, raw) in raws.iter().enumerate() {
         if raw == "12345678901234567890123456789012" {

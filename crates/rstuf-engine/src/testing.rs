@@ -232,3 +232,52 @@ impl MemoryRepo {
         }
     }
 }
+
+/// The [`MetadataStore`] contract, as a test any implementation can run against itself.
+/// Panics on the first breach.
+pub async fn metadata_store_conformance(store: &dyn MetadataStore) {
+    assert_eq!(
+        store.get("1.conformance.json").await.unwrap(),
+        None,
+        "missing file"
+    );
+    store
+        .put_versioned("1.conformance.json", b"{\"a\": 1}")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get("1.conformance.json").await.unwrap().as_deref(),
+        Some(&b"{\"a\": 1}"[..])
+    );
+    // Same bytes again: a retried write succeeds.
+    store
+        .put_versioned("1.conformance.json", b"{\"a\": 1}")
+        .await
+        .unwrap();
+    // Different bytes: refused, and the file keeps its content.
+    let err = store
+        .put_versioned("1.conformance.json", b"{\"a\": 2}")
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, PortErrorKind::Conflict);
+    assert_eq!(
+        store.get("1.conformance.json").await.unwrap().as_deref(),
+        Some(&b"{\"a\": 1}"[..])
+    );
+    // The timestamp is replaced.
+    store.put_timestamp(b"one").await.unwrap();
+    store.put_timestamp(b"two").await.unwrap();
+    assert_eq!(
+        store.get("timestamp.json").await.unwrap().as_deref(),
+        Some(&b"two"[..])
+    );
+    // An empty file is a file.
+    store
+        .put_versioned("2.conformance.json", b"")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get("2.conformance.json").await.unwrap().as_deref(),
+        Some(&b""[..])
+    );
+}

@@ -1,7 +1,7 @@
 //! Canonical JSON, storage JSON and compact JSON against the Python implementations
 //! (securesystemslib `encode_canonical`, `json.dumps`) on thousands of generated documents.
 
-mod support;
+use rstuf_test_support as support;
 
 use rstuf_metadata::cjson::{CanonicalError, encode_canonical};
 use rstuf_metadata::pyjson::{to_python_json, to_storage_json};

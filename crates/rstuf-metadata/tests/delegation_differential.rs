@@ -1,7 +1,7 @@
 //! TAP 15 hash bins and delegated path matching against python-tuf's `SuccinctRoles` and
 //! `DelegatedRole.is_delegated_path`.
 
-mod support;
+use rstuf_test_support as support;
 
 use rstuf_metadata::pattern::is_delegated_path;
 use rstuf_metadata::succinct::SuccinctRoles;

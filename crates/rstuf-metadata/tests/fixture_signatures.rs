@@ -1,7 +1,7 @@
 //! Signatures made by the RSTUF CLI (payloads) and by the reference worker (storage) verify
 //! with our code, and a single flipped byte anywhere is detected.
 
-mod support;
+use rstuf_test_support as support;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

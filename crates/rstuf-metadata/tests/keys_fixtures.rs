@@ -1,7 +1,7 @@
 //! The fixture keys: every PEM private key loads (encrypted ones with `hunter2`) and signs,
 //! its public half equals the `.pub` file, and key ids we compute equal those RSTUF used.
 
-mod support;
+use rstuf_test_support as support;
 
 use std::collections::BTreeMap;
 

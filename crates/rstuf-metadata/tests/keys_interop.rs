@@ -1,6 +1,6 @@
 //! Keys and signatures against securesystemslib, in both directions, for every scheme.
 
-mod support;
+use rstuf_test_support as support;
 
 use rstuf_metadata::keys::{Key, KeyError, PrivateKey};
 use serde_json::{Value, json};

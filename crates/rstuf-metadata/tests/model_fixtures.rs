@@ -1,6 +1,6 @@
 //! The metadata model against the reference worker's files and against bad input.
 
-mod support;
+use rstuf_test_support as support;
 
 use std::path::{Path, PathBuf};
 

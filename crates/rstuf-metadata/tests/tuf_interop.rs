@@ -2,7 +2,7 @@
 //! `verify_delegate` for root, timestamp, snapshot, targets and every bin, and a full
 //! `ngclient.Updater` refresh that finds an artifact, for every key type and scheme.
 
-mod support;
+use rstuf_test_support as support;
 
 use std::collections::BTreeMap;
 use std::path::Path;

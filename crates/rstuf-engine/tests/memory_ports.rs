@@ -1,0 +1,8 @@
+//! The in-memory fakes keep the port contracts the real adapters keep.
+
+use rstuf_engine::testing::{MemoryStore, metadata_store_conformance};
+
+#[tokio::test]
+async fn memory_store_keeps_the_metadata_store_contract() {
+    metadata_store_conformance(&MemoryStore::default()).await;
+}

@@ -1,0 +1,125 @@
+//! Helpers shared by the workspace's tests: where the workspace, the shared fixtures and the
+//! Python oracles (python-tuf, securesystemslib, dynaconf from PyPI) are, and fresh API
+//! payloads signed with the fixture keys the way the RSTUF CLI signs them.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use chrono::{DateTime, Duration, Utc};
+use rstuf_metadata::keys::PrivateKey;
+use rstuf_metadata::schema::{Expires, Metadata, Root};
+use serde_json::Value;
+
+/// The workspace root (two levels above this crate).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root")
+}
+
+/// `../shared` beside the project root, or `RSTUF_SHARED`.
+pub fn shared_dir() -> PathBuf {
+    match std::env::var_os("RSTUF_SHARED") {
+        Some(p) => PathBuf::from(p),
+        None => workspace_root().join("../shared"),
+    }
+}
+
+/// A fixture file under `../shared/fixtures`.
+pub fn fixture(rel: &str) -> PathBuf {
+    shared_dir().join("fixtures").join(rel)
+}
+
+/// The Python interpreter of the interop virtualenv (`RSTUF_TEST_PYTHON`, else `.venv/bin/python`).
+/// Panics with the command to run when it is missing: interop tests never skip themselves.
+pub fn python() -> PathBuf {
+    let p = match std::env::var_os("RSTUF_TEST_PYTHON") {
+        Some(p) => PathBuf::from(p),
+        None => workspace_root().join(".venv/bin/python"),
+    };
+    assert!(
+        p.exists(),
+        "Python interop virtualenv not found at {}: run scripts/python-env.sh",
+        p.display()
+    );
+    p
+}
+
+/// Runs `tests/python/<script>` with `args`, feeding `stdin`; returns stdout, panics on failure.
+pub fn run_python(script: &str, args: &[&str], stdin: &[u8]) -> Vec<u8> {
+    let path = workspace_root().join("tests/python").join(script);
+    let mut child = Command::new(python())
+        .arg(&path)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn python");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin)
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("python output");
+    assert!(
+        out.status.success(),
+        "{script} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Runs `tests/python/<script>` with a JSON request on stdin and parses its JSON answer.
+pub fn python_json(script: &str, args: &[&str], request: &Value) -> Value {
+    let out = run_python(script, args, &serde_json::to_vec(request).expect("JSON"));
+    serde_json::from_slice(&out).expect("the oracle answers JSON")
+}
+
+/// An API payload from `../shared/fixtures/api-payloads/<rel>`.
+pub fn api_payload(rel: &str) -> Value {
+    let bytes = std::fs::read(fixture(&format!("api-payloads/{rel}"))).expect("payload fixture");
+    serde_json::from_slice(&bytes).expect("payload JSON")
+}
+
+/// The private half of a fixture root key, by key id (the CLI test keys, password `hunter2`).
+pub fn root_signing_key(keyid: &str) -> Option<PrivateKey> {
+    let file = match keyid {
+        "c6d8bf2e4f48b41ac2ce8eca21415ca8ef68c133b47fc33df03d4070a7e1e9cc" => "JH.ed25519",
+        "50d7e110ad65f3b2dba5c3cfc8c5ca259be9774cc26be3410044ffd4be3aa5f3" => "JJ.ecdsa",
+        "2f685fa7546f1856b123223ab086b3def14c89d24eef18f49c32508c2f60e241" => "JC.rsa",
+        _ => return None,
+    };
+    let pem = std::fs::read(fixture(&format!("keys/{file}"))).expect("key fixture");
+    Some(PrivateKey::from_pem(&pem, Some(b"hunter2")).expect("fixture key loads"))
+}
+
+/// The online key of the fixtures (RSA, PKCS#1 PEM), with its key id.
+pub fn online_key() -> (String, PrivateKey) {
+    let id = "0d9d3d4bad91c455bc03921daa95774576b86625ac45570d0cac025b08e65043";
+    let pem = std::fs::read(fixture(&format!("keys/{id}"))).expect("online key fixture");
+    (
+        id.to_string(),
+        PrivateKey::from_pem(&pem, None).expect("online key loads"),
+    )
+}
+
+/// A fixture bootstrap payload whose root expires `days` after `now`, re-signed by the same
+/// keys that signed the original (the fixture roots expired in 2025-2026).
+pub fn fresh_bootstrap_payload(rel: &str, now: DateTime<Utc>, days: i64) -> Value {
+    let mut payload = api_payload(rel);
+    let mut root = Metadata::<Root>::from_value(payload["metadata"]["root"].clone()).expect("root");
+    root.signed.expires = Expires::at(now + Duration::days(days));
+    let signers: Vec<String> = root.signatures.iter().map(|s| s.keyid.clone()).collect();
+    root.signatures.clear();
+    for keyid in signers {
+        let key = root_signing_key(&keyid).expect("a fixture key signed this root");
+        root.sign_with(&keyid, |m| key.sign(m)).expect("signs");
+    }
+    payload["metadata"]["root"] = root.to_value().expect("root value");
+    payload
+}
