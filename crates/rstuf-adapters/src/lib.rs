@@ -6,3 +6,4 @@
 
 pub mod dynaconf;
 pub mod local_store;
+pub mod redis_settings;
