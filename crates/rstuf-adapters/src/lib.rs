@@ -6,4 +6,5 @@
 
 pub mod dynaconf;
 pub mod local_store;
+pub mod redis_lock;
 pub mod redis_settings;

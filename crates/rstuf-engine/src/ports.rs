@@ -159,3 +159,24 @@ impl fmt::Debug for Ports {
 
 /// Settings by name, for reading several at once.
 pub type SettingsMap = BTreeMap<String, Value>;
+
+/// The repository lock (`LOCK_TARGETS`), shared with reference workers.
+///
+/// Contract: `acquire` waits until the lock is held by this caller, then keeps it alive until
+/// the guard is released. If the lock is lost anyway (the holder stalled longer than the
+/// lock's lifetime and another worker took it), `still_held` turns false; a writer checks it
+/// before writing the timestamp and aborts if it is false.
+#[async_trait]
+pub trait RepoLock: Send + Sync {
+    /// Waits for and takes the lock.
+    async fn acquire(&self) -> Result<Box<dyn LockGuard>, PortError>;
+}
+
+/// A held repository lock.
+#[async_trait]
+pub trait LockGuard: Send + Sync {
+    /// Whether the lock is still ours.
+    async fn still_held(&self) -> Result<bool, PortError>;
+    /// Releases the lock; `Ok(false)` if it had already been lost.
+    async fn release(self: Box<Self>) -> Result<bool, PortError>;
+}

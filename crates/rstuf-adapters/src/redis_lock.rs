@@ -1,0 +1,183 @@
+//! The repository lock `LOCK_TARGETS`, compatible with redis-py's `Lock` (what the reference
+//! worker uses): the key holds a random token, taken with `SET key token NX PX ttl` and
+//! released with the same compare-and-delete Lua script, so our workers and Python workers
+//! exclude each other.
+//!
+//! Unlike the reference worker (defect 17) the lock is renewed while held, with redis-py's
+//! `reacquire` script, and a holder can ask whether it still holds the lock before it
+//! publishes.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::Script;
+use redis::aio::ConnectionManager;
+use rstuf_engine::ports::{LockGuard, PortError, RepoLock};
+
+use crate::redis_settings::redis_error;
+
+/// The lock key the reference worker uses.
+pub const LOCK_TARGETS: &str = "LOCK_TARGETS";
+
+const RELEASE: &str = r"
+local token = redis.call('get', KEYS[1])
+if not token or token ~= ARGV[1] then
+    return 0
+end
+redis.call('del', KEYS[1])
+return 1";
+
+const REACQUIRE: &str = r"
+local token = redis.call('get', KEYS[1])
+if not token or token ~= ARGV[1] then
+    return 0
+end
+redis.call('pexpire', KEYS[1], ARGV[2])
+return 1";
+
+/// A redis-py compatible lock.
+#[derive(Clone)]
+pub struct RedisLock {
+    conn: ConnectionManager,
+    key: String,
+    ttl: Duration,
+    poll: Duration,
+}
+
+impl std::fmt::Debug for RedisLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisLock")
+            .field("key", &self.key)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisLock {
+    /// A lock on `key` in the Redis at `url`, that lapses `ttl` after its holder stops
+    /// renewing it (the reference's `RSTUF_LOCK_TIMEOUT`, 500 s by default).
+    pub async fn connect(url: &str, key: &str, ttl: Duration) -> Result<Self, PortError> {
+        let client = redis::Client::open(url).map_err(|e| redis_error("Redis URL", e))?;
+        let conn = client
+            .get_connection_manager()
+            .await
+            .map_err(|e| redis_error("connecting to Redis", e))?;
+        Ok(RedisLock {
+            conn,
+            key: key.to_string(),
+            ttl,
+            poll: Duration::from_millis(20),
+        })
+    }
+
+    fn ttl_ms(&self) -> u64 {
+        self.ttl.as_millis().max(1) as u64
+    }
+}
+
+fn token() -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("system randomness");
+    hex::encode(bytes)
+}
+
+#[async_trait]
+impl RepoLock for RedisLock {
+    async fn acquire(&self) -> Result<Box<dyn LockGuard>, PortError> {
+        let token = token();
+        let mut conn = self.conn.clone();
+        loop {
+            let set: Option<String> = redis::cmd("SET")
+                .arg(&self.key)
+                .arg(&token)
+                .arg("NX")
+                .arg("PX")
+                .arg(self.ttl_ms())
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| redis_error("taking the repository lock", e))?;
+            if set.is_some() {
+                break;
+            }
+            tokio::time::sleep(self.poll).await;
+        }
+        let lost = Arc::new(AtomicBool::new(false));
+        let renewer = {
+            let (mut conn, key, token, lost) = (
+                self.conn.clone(),
+                self.key.clone(),
+                token.clone(),
+                lost.clone(),
+            );
+            let (ttl_ms, every) = (self.ttl_ms(), (self.ttl / 3).max(Duration::from_millis(10)));
+            tokio::spawn(async move {
+                let script = Script::new(REACQUIRE);
+                loop {
+                    tokio::time::sleep(every).await;
+                    let renewed: Result<i64, _> = script
+                        .key(&key)
+                        .arg(&token)
+                        .arg(ttl_ms)
+                        .invoke_async(&mut conn)
+                        .await;
+                    if matches!(renewed, Ok(0)) {
+                        lost.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                }
+            })
+        };
+        Ok(Box::new(RedisLockGuard {
+            conn: self.conn.clone(),
+            key: self.key.clone(),
+            token,
+            lost,
+            renewer,
+        }))
+    }
+}
+
+struct RedisLockGuard {
+    conn: ConnectionManager,
+    key: String,
+    token: String,
+    lost: Arc<AtomicBool>,
+    renewer: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RedisLockGuard {
+    fn drop(&mut self) {
+        // A guard dropped without `release` stops renewing; the lock lapses after its TTL.
+        self.renewer.abort();
+    }
+}
+
+#[async_trait]
+impl LockGuard for RedisLockGuard {
+    async fn still_held(&self) -> Result<bool, PortError> {
+        if self.lost.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
+        let mut conn = self.conn.clone();
+        let current: Option<String> = redis::cmd("GET")
+            .arg(&self.key)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| redis_error("checking the repository lock", e))?;
+        Ok(current.as_deref() == Some(self.token.as_str()))
+    }
+
+    async fn release(self: Box<Self>) -> Result<bool, PortError> {
+        self.renewer.abort();
+        let mut conn = self.conn.clone();
+        let released: i64 = Script::new(RELEASE)
+            .key(&self.key)
+            .arg(&self.token)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| redis_error("releasing the repository lock", e))?;
+        Ok(released == 1)
+    }
+}
