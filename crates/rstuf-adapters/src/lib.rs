@@ -6,5 +6,6 @@
 
 pub mod dynaconf;
 pub mod local_store;
+pub mod postgres;
 pub mod redis_lock;
 pub mod redis_settings;

@@ -1,0 +1,173 @@
+//! The PostgreSQL index against the real server (127.0.0.1:5432, user postgres, trust auth),
+//! one fresh database per test.
+
+use chrono::{TimeZone, Utc};
+use rstuf_adapters::postgres::{PgIndex, SchemaState};
+use rstuf_engine::ports::{ArtifactIndex, PortErrorKind, RoleRecord};
+use rstuf_test_support as support;
+use sqlx::{Connection, Executor, PgConnection};
+
+fn server() -> String {
+    std::env::var("RSTUF_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+/// A new empty database, named after the test and the process (a leftover of the same name
+/// is dropped first).
+async fn fresh_db(name: &str) -> String {
+    let db = format!("rstuf_test_{name}_{}", std::process::id());
+    let mut admin = PgConnection::connect(&format!("{}/postgres", server()))
+        .await
+        .expect("PostgreSQL on 127.0.0.1:5432 (scripts/services.sh starts it)");
+    admin
+        .execute(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
+        )))
+        .await
+        .unwrap();
+    admin
+        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+        .await
+        .unwrap();
+    format!("{}/{db}", server())
+}
+
+/// Columns, indexes, constraints and enum labels: the schema as the catalogs describe it.
+async fn catalog(url: &str) -> Vec<String> {
+    let mut c = PgConnection::connect(url).await.unwrap();
+    let queries = [
+        "SELECT table_name::text || '.' || column_name::text || ' ' || data_type::text || ' ' || is_nullable || ' ' || coalesce(column_default, '') \
+         FROM information_schema.columns WHERE table_schema = 'public' ORDER BY 1",
+        "SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1",
+        "SELECT conname::text || ' ' || contype::text || ' ' || pg_get_constraintdef(oid) FROM pg_constraint \
+         WHERE connamespace = 'public'::regnamespace ORDER BY 1",
+        "SELECT t.typname::text || ' ' || string_agg(e.enumlabel::text, ',' ORDER BY e.enumsortorder) FROM pg_type t \
+         JOIN pg_enum e ON e.enumtypid = t.oid GROUP BY t.typname ORDER BY 1",
+        "SELECT version_num FROM alembic_version",
+    ];
+    let mut out = Vec::new();
+    for q in queries {
+        let rows: Vec<String> = sqlx::query_scalar(q).fetch_all(&mut c).await.unwrap();
+        out.extend(rows);
+    }
+    out
+}
+
+#[tokio::test]
+async fn created_schema_is_the_alembic_schema() {
+    let ours = fresh_db("ours").await;
+    let index = PgIndex::connect(&ours).await.unwrap();
+    assert_eq!(index.ensure_schema().await.unwrap(), SchemaState::Created);
+    assert_eq!(index.ensure_schema().await.unwrap(), SchemaState::Current);
+
+    let reference = fresh_db("reference").await;
+    let ddl = std::fs::read_to_string(support::fixture("reference-worker/transcripts/ddl_pg.sql"))
+        .unwrap();
+    let mut c = PgConnection::connect(&reference).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(ddl))
+        .execute(&mut c)
+        .await
+        .unwrap();
+    // The reference's schema is accepted as current, and both describe themselves the same way.
+    assert_eq!(
+        PgIndex::connect(&reference)
+            .await
+            .unwrap()
+            .ensure_schema()
+            .await
+            .unwrap(),
+        SchemaState::Current
+    );
+    let (a, b) = (catalog(&ours).await, catalog(&reference).await);
+    assert!(a.len() > 15, "{a:#?}");
+    assert_eq!(a, b);
+}
+
+#[tokio::test]
+async fn unknown_revisions_and_foreign_tables_are_refused() {
+    let url = fresh_db("revision").await;
+    let index = PgIndex::connect(&url).await.unwrap();
+    index.ensure_schema().await.unwrap();
+    sqlx::query("UPDATE alembic_version SET version_num = 'ffffffffffff'")
+        .execute(index.pool())
+        .await
+        .unwrap();
+    let err = index.ensure_schema().await.unwrap_err();
+    assert!(err.message.contains("ffffffffffff"), "{err}");
+
+    let url = fresh_db("foreign").await;
+    let mut c = PgConnection::connect(&url).await.unwrap();
+    c.execute("CREATE TABLE rstuf_target_roles (id int)")
+        .await
+        .unwrap();
+    let err = PgIndex::connect(&url)
+        .await
+        .unwrap()
+        .ensure_schema()
+        .await
+        .unwrap_err();
+    assert!(err.message.contains("no alembic_version"), "{err}");
+}
+
+#[tokio::test]
+async fn workers_starting_together_create_the_schema_once() {
+    let url = fresh_db("race").await;
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            PgIndex::connect(&url)
+                .await
+                .unwrap()
+                .ensure_schema()
+                .await
+                .unwrap()
+        }));
+    }
+    let mut created = 0;
+    for t in tasks {
+        if t.await.unwrap() == SchemaState::Created {
+            created += 1;
+        }
+    }
+    assert_eq!(created, 1);
+}
+
+#[tokio::test]
+async fn roles_are_inserted_all_or_nothing() {
+    let url = fresh_db("roles").await;
+    let index = PgIndex::connect(&url).await.unwrap();
+    index.ensure_schema().await.unwrap();
+    let expires = Utc.with_ymd_and_hms(2026, 11, 26, 1, 30, 54).unwrap();
+    let rows: Vec<RoleRecord> = (0..16_384)
+        .map(|i| RoleRecord {
+            name: format!("bins-{i:04x}"),
+            version: 1,
+            expires,
+            active: true,
+        })
+        .collect();
+    index.create_roles(&rows).await.unwrap();
+    assert_eq!(
+        index.role("bins-3fff").await.unwrap(),
+        Some(rows[16_383].clone())
+    );
+    assert_eq!(index.role("bins-4000").await.unwrap(), None);
+
+    let again = vec![
+        RoleRecord {
+            name: "new-role".into(),
+            version: 1,
+            expires,
+            active: true,
+        },
+        rows[0].clone(),
+    ];
+    let err = index.create_roles(&again).await.unwrap_err();
+    assert_eq!(err.kind, PortErrorKind::Conflict);
+    assert_eq!(
+        index.role("new-role").await.unwrap(),
+        None,
+        "a failed insert leaves no rows"
+    );
+}
