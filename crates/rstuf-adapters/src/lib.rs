@@ -9,3 +9,4 @@ pub mod local_store;
 pub mod postgres;
 pub mod redis_lock;
 pub mod redis_settings;
+pub mod signers;

@@ -110,6 +110,19 @@ pub trait Signer: Send + Sync + fmt::Debug {
     async fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, PortError>;
 }
 
+/// Signs with a private key held in memory (key files, environment variables).
+#[derive(Debug)]
+pub struct KeySigner(pub rstuf_metadata::keys::PrivateKey);
+
+#[async_trait]
+impl Signer for KeySigner {
+    async fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, PortError> {
+        self.0
+            .sign(msg)
+            .map_err(|e| PortError::new(PortErrorKind::Other, e.to_string()))
+    }
+}
+
 /// Finds the signer for an online key from its `x-rstuf-online-key-uri`.
 ///
 /// Contract: resolving checks that the key material is reachable and matches `key`, so a bad

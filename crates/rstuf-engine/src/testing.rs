@@ -11,7 +11,7 @@ use rstuf_metadata::keys::{Key, PrivateKey};
 use serde_json::Value;
 
 use crate::ports::{
-    ArtifactIndex, Clock, MetadataStore, PortError, PortErrorKind, Ports, RoleRecord,
+    ArtifactIndex, Clock, KeySigner, MetadataStore, PortError, PortErrorKind, Ports, RoleRecord,
     SettingsStore, Signer, SignerResolver,
 };
 
@@ -123,19 +123,6 @@ impl SettingsStore for MemorySettings {
             .expect("lock")
             .insert(key.to_string(), value);
         Ok(())
-    }
-}
-
-/// Signs with a private key held in memory.
-#[derive(Debug)]
-pub struct KeySigner(pub PrivateKey);
-
-#[async_trait]
-impl Signer for KeySigner {
-    async fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, PortError> {
-        self.0
-            .sign(msg)
-            .map_err(|e| PortError::new(PortErrorKind::Other, e.to_string()))
     }
 }
 
