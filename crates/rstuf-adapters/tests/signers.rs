@@ -63,18 +63,16 @@ async fn bad_uris_are_refused_with_a_clear_error() {
         let err = signers
             .resolve(RSA, &key(RSA, &uri))
             .await
-            .err()
-            .expect("refused");
+            .expect_err("refused");
         assert!(err.message.contains(expected), "{uri}: {err}");
     }
     let mut no_uri = key(RSA, "x");
     no_uri.unrecognized.clear();
-    let err = signers.resolve(RSA, &no_uri).await.err().unwrap();
+    let err = signers.resolve(RSA, &no_uri).await.expect_err("refused");
     assert!(err.message.contains("has no x-rstuf-online-key-uri"));
     let err = KeyUriSigners::new(None)
         .resolve(RSA, &key(RSA, &format!("fn:{RSA}")))
         .await
-        .err()
-        .unwrap();
+        .expect_err("refused");
     assert!(err.message.contains("RSTUF_ONLINE_KEY_DIR"));
 }
