@@ -1,5 +1,7 @@
 //! `rstuf-worker`: the RSTUF worker binary.
 
+mod config;
+mod run_task;
 mod verify;
 
 use std::path::PathBuf;
@@ -28,6 +30,14 @@ enum Command {
         #[arg(long)]
         root: Option<PathBuf>,
     },
+    /// Run one task payload, as the RSTUF API sends it, against the configured services
+    /// (`RSTUF_*` environment variables) and print the task result JSON.
+    RunTask {
+        /// The action (`bootstrap`, ...).
+        action: String,
+        /// The payload file, or `-` for standard input; omitted means no payload.
+        payload: Option<PathBuf>,
+    },
 }
 
 fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
@@ -40,6 +50,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Verify { dir, time, root } => verify::run(&dir, time, root.as_deref()),
+        Command::RunTask { action, payload } => run_task::run(&action, payload.as_deref()),
     };
     match result {
         Ok(code) => code,

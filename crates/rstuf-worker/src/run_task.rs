@@ -1,0 +1,123 @@
+//! `rstuf-worker run-task ACTION [PAYLOAD.json|-]`: runs one task as the API would send it,
+//! against the configured services, and prints RSTUF's task result JSON. The broker consumer
+//! will call the same [`execute`].
+
+use std::io::Read;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use rstuf_adapters::local_store::LocalStore;
+use rstuf_adapters::postgres::PgIndex;
+use rstuf_adapters::redis_settings::RedisSettings;
+use rstuf_adapters::signers::KeyUriSigners;
+use rstuf_engine::ports::{Ports, SystemClock};
+use rstuf_engine::{TaskError, TaskOutcome};
+use serde_json::{Value, json};
+
+use crate::config::{Config, Storage};
+
+/// Builds the ports from the configuration (and creates the database schema if the database
+/// is empty, as the reference worker's entrypoint runs `alembic upgrade head`).
+pub async fn ports(config: &Config) -> anyhow::Result<Ports> {
+    let Storage::Local(dir) = &config.storage;
+    let store = LocalStore::new(dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let index = PgIndex::connect(&config.database_url)
+        .await
+        .map_err(|e| anyhow::anyhow!("Failed to initiate the database: {e}"))?;
+    index
+        .ensure_schema()
+        .await
+        .map_err(|e| anyhow::anyhow!("Failed to initiate the database: {e}"))?;
+    let settings = RedisSettings::connect(&config.settings_url)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let signers = KeyUriSigners::new(config.online_key_dir.clone())
+        .with_env(Arc::new(|k| std::env::var(k).ok()));
+    Ok(Ports {
+        store: Arc::new(store),
+        index: Arc::new(index),
+        settings: Arc::new(settings),
+        signers: Arc::new(signers),
+        clock: Arc::new(SystemClock),
+    })
+}
+
+/// Runs `action` with `payload`, as the worker does for a Celery task with id `task_id`.
+pub async fn execute(
+    ports: &Ports,
+    action: &str,
+    payload: Option<&Value>,
+    task_id: &str,
+) -> Result<TaskOutcome, TaskError> {
+    let empty = Value::Null;
+    let payload = payload.unwrap_or(&empty);
+    match action {
+        "bootstrap" => rstuf_engine::bootstrap::bootstrap(ports, payload, task_id).await,
+        other => Err(TaskError::Metadata(format!(
+            "action {other:?} is not implemented by this worker yet"
+        ))),
+    }
+}
+
+/// RSTUF's task result record for an outcome.
+pub fn task_result(action: &str, outcome: &TaskOutcome) -> Value {
+    json!({
+        "task": action,
+        "status": outcome.status(),
+        "last_update": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, false),
+        "message": outcome.message,
+        "error": outcome.error,
+        "details": outcome.details,
+    })
+}
+
+fn new_task_id() -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("system randomness");
+    hex::encode(bytes)
+}
+
+fn read_payload(arg: Option<&Path>) -> anyhow::Result<Option<Value>> {
+    let bytes = match arg {
+        None => return Ok(None),
+        Some(p) if p == Path::new("-") => {
+            let mut buf = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut buf)
+                .context("reading the payload from stdin")?;
+            buf
+        }
+        Some(p) => std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
+    };
+    serde_json::from_slice(&bytes)
+        .context("the payload is not JSON")
+        .map(Some)
+}
+
+/// The command: exit 0 when the result's status is true, 1 when it carries an error, 2 when
+/// the task failed.
+pub fn run(action: &str, payload: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let payload = read_payload(payload)?;
+    let config = Config::from_env(&|k| std::env::var(k).ok()).context("configuration")?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    runtime.block_on(async {
+        let ports = ports(&config).await?;
+        let task_id = new_task_id();
+        match execute(&ports, action, payload.as_ref(), &task_id).await {
+            Ok(outcome) => {
+                println!("{}", task_result(action, &outcome));
+                Ok(if outcome.status() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                })
+            }
+            Err(e) => {
+                eprintln!("rstuf-worker: task {action} failed: {e}");
+                Ok(ExitCode::from(2))
+            }
+        }
+    })
+}
