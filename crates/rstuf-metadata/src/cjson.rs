@@ -10,15 +10,20 @@
 //!
 //! `olpc-cjson` (used by tough) differs on the first three points, which is why we own this.
 
-use serde_json::Value;
+use std::sync::LazyLock;
+
+use serde_json::{Map, Number, Value};
 
 /// A value that has no canonical JSON form.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CanonicalError {
-    /// A JSON number that is not an integer (securesystemslib refuses floats).
+    /// A JSON number that is not an integer from -2^63 to 2^64-1. securesystemslib refuses
+    /// floats, and serde_json (without `arbitrary_precision`) parses larger integers, and `-0`,
+    /// as floats.
     #[error("TUF metadata allows only integers from -2^63 to 2^64-1, found {value} at {path}")]
     Float {
-        /// JSON pointer-like location of the number, for example `signed.version`.
+        /// Location of the number, for example `signed.version` or `signed.roles[0]`;
+        /// `<root>` when the whole document is the number.
         path: String,
         /// The number as it was parsed.
         value: String,
@@ -28,30 +33,88 @@ pub enum CanonicalError {
 /// Encodes `value` in canonical JSON.
 pub fn encode_canonical(value: &Value) -> Result<Vec<u8>, CanonicalError> {
     let mut out = Vec::with_capacity(256);
-    if let Err(e) = write_canonical(value, &mut out) {
-        // Name the offending value by its path; the fast path does not track it.
-        check_no_floats(value)?;
-        return Err(e);
-    }
+    write_canonical(value, &mut out)?;
     Ok(out)
 }
 
 /// Appends the canonical JSON of `value` to `out`. On error `out` may hold a partial encoding.
 pub fn write_canonical(value: &Value, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
+    write_value(value, out).map_err(|NotInteger| float_error(value))
+}
+
+/// The fast path found a number that is not an integer; [`float_error`] finds where.
+pub(crate) struct NotInteger;
+
+/// The error for the first non-integer number in `root`, found by walking it again: the
+/// writers do not track paths, so that the common case pays nothing for them.
+pub(crate) fn float_error(root: &Value) -> CanonicalError {
+    match check_no_floats(root) {
+        Err(e) => e,
+        // Unreachable: the writers and `check_no_floats` accept the same numbers.
+        Ok(()) => CanonicalError::Float {
+            path: String::from("<unknown>"),
+            value: String::from("<unknown>"),
+        },
+    }
+}
+
+/// Whether serde_json's `Map` iterates in key order. It does when it is a `BTreeMap` (the
+/// `preserve_order` feature is off), whose order is byte order of the UTF-8 keys, which is
+/// code point order, which is Python's `sorted()`. Features are unified across the whole
+/// build, so this is checked once rather than assumed: if some crate turns `preserve_order` on,
+/// output stays right, only slower.
+pub(crate) fn map_is_sorted() -> bool {
+    static SORTED: LazyLock<bool> = LazyLock::new(|| {
+        let mut probe = Map::new();
+        for k in ["b", "a", "c"] {
+            probe.insert(k.to_owned(), Value::Null);
+        }
+        probe.keys().map(String::as_str).eq(["a", "b", "c"])
+    });
+    *SORTED
+}
+
+/// The entries of `map` sorted by key (only used when [`map_is_sorted`] is false).
+pub(crate) fn sorted_entries(map: &Map<String, Value>) -> Vec<(&String, &Value)> {
+    let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+    entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    entries
+}
+
+/// Appends `n` in decimal if it is an integer (`i64` or `u64`), without allocating.
+pub(crate) fn write_integer(n: &Number, out: &mut Vec<u8>) -> Result<(), NotInteger> {
+    if let Some(u) = n.as_u64() {
+        write_u64(u, out);
+    } else if let Some(i) = n.as_i64() {
+        // `as_u64` failed, so this is negative.
+        out.push(b'-');
+        write_u64(i.unsigned_abs(), out);
+    } else {
+        return Err(NotInteger);
+    }
+    Ok(())
+}
+
+fn write_u64(mut v: u64, out: &mut Vec<u8>) {
+    let mut buf = [0u8; 20];
+    let mut pos = buf.len();
+    loop {
+        pos -= 1;
+        buf[pos] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[pos..]);
+}
+
+fn write_value(value: &Value, out: &mut Vec<u8>) -> Result<(), NotInteger> {
     match value {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(true) => out.extend_from_slice(b"true"),
         Value::Bool(false) => out.extend_from_slice(b"false"),
-        Value::Number(n) => {
-            if n.is_i64() || n.is_u64() {
-                out.extend_from_slice(n.to_string().as_bytes());
-            } else {
-                return Err(CanonicalError::Float {
-                    path: String::from("<value>"),
-                    value: n.to_string(),
-                });
-            }
-        }
+        Value::Number(n) => write_integer(n, out)?,
         Value::String(s) => write_string(s, out),
         Value::Array(items) => {
             out.push(b'[');
@@ -59,50 +122,66 @@ pub fn write_canonical(value: &Value, out: &mut Vec<u8>) -> Result<(), Canonical
                 if i > 0 {
                     out.push(b',');
                 }
-                write_canonical(item, out)?;
+                write_value(item, out)?;
             }
             out.push(b']');
         }
-        Value::Object(map) => {
-            // serde_json's Map is a BTreeMap (the `preserve_order` feature is off), whose order is
-            // byte order of the UTF-8 keys, i.e. code point order. Sort anyway so a future feature
-            // flip cannot silently change signatures.
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            if !is_sorted(&entries) {
-                entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-            }
-            out.push(b'{');
-            for (i, (k, v)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_string(k, out);
-                out.push(b':');
-                write_canonical(v, out)?;
-            }
-            out.push(b'}');
-        }
+        Value::Object(map) if map_is_sorted() => write_object(map.iter(), out)?,
+        Value::Object(map) => write_object(sorted_entries(map).into_iter(), out)?,
     }
     Ok(())
 }
 
-fn is_sorted(entries: &[(&String, &Value)]) -> bool {
-    entries
-        .windows(2)
-        .all(|w| w[0].0.as_bytes() <= w[1].0.as_bytes())
+fn write_object<'a>(
+    entries: impl Iterator<Item = (&'a String, &'a Value)>,
+    out: &mut Vec<u8>,
+) -> Result<(), NotInteger> {
+    out.push(b'{');
+    for (i, (k, v)) in entries.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_string(k, out);
+        out.push(b':');
+        write_value(v, out)?;
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+pub(crate) const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+pub(crate) const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+
+/// Whether any byte of `x` is zero (exact for "any", which is all we ask).
+pub(crate) const fn has_zero_byte(x: u64) -> bool {
+    x.wrapping_sub(ONES) & !x & HIGHS != 0
 }
 
 fn write_string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
     let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    let mut i = 0;
+    while i < bytes.len() {
+        // Skip whole 8-byte words with neither `"` nor `\`: nearly every string in metadata.
+        if let Some(word) = bytes.get(i..i + 8) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(word);
+            let x = u64::from_ne_bytes(w);
+            if !has_zero_byte(x ^ (ONES * u64::from(b'"')))
+                && !has_zero_byte(x ^ (ONES * u64::from(b'\\')))
+            {
+                i += 8;
+                continue;
+            }
+        }
+        let b = bytes[i];
         if b == b'"' || b == b'\\' {
             out.extend_from_slice(&bytes[start..i]);
-            out.push(b'\\');
-            out.push(b);
+            out.extend_from_slice(&[b'\\', b]);
             start = i + 1;
         }
+        i += 1;
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
@@ -110,6 +189,8 @@ fn write_string(s: &str, out: &mut Vec<u8>) {
 
 /// Checks that `value` holds no floats anywhere, naming the first one found by its path.
 pub fn check_no_floats(value: &Value) -> Result<(), CanonicalError> {
+    use std::fmt::Write as _;
+
     fn walk(value: &Value, path: &mut String) -> Result<(), CanonicalError> {
         match value {
             Value::Number(n) if !(n.is_i64() || n.is_u64()) => Err(CanonicalError::Float {
@@ -123,7 +204,8 @@ pub fn check_no_floats(value: &Value) -> Result<(), CanonicalError> {
             Value::Array(items) => {
                 for (i, item) in items.iter().enumerate() {
                     let len = path.len();
-                    path.push_str(&format!("[{i}]"));
+                    // Writing to a String cannot fail.
+                    let _ = write!(path, "[{i}]");
                     walk(item, path)?;
                     path.truncate(len);
                 }
@@ -182,6 +264,19 @@ mod tests {
     }
 
     #[test]
+    fn escapes_are_found_at_every_offset_of_the_word_scan() {
+        for special in ["\"", "\\", "\n", "\u{7f}", "é", "😀", "!", "#", "[", "]"] {
+            for pos in 0..20 {
+                for tail in [0, 1, 7, 8, 9, 17] {
+                    let s = format!("{}{special}{}", "a".repeat(pos), "/".repeat(tail));
+                    let want = format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+                    assert_eq!(canon(json!(s)), want, "{s:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn keeps_non_nfc_keys_distinct() {
         let v = json!({"e\u{301}": 1, "\u{e9}": 2});
         assert_eq!(canon(v), "{\"e\u{301}\":1,\"\u{e9}\":2}");
@@ -190,23 +285,88 @@ mod tests {
     #[test]
     fn rejects_floats_with_their_path() {
         let v = json!({"signed": {"version": 1.5}});
-        let err = encode_canonical(&v).unwrap_err();
-        assert!(matches!(err, CanonicalError::Float { .. }));
-        let err = check_no_floats(&v).unwrap_err();
+        let want = CanonicalError::Float {
+            path: "signed.version".into(),
+            value: "1.5".into(),
+        };
+        assert_eq!(encode_canonical(&v).unwrap_err(), want);
+        assert_eq!(check_no_floats(&v).unwrap_err(), want);
+        let mut out = Vec::new();
+        assert_eq!(write_canonical(&v, &mut out).unwrap_err(), want);
+
+        let v = json!({"a": [1, [2, {"b c": -0.25}]]});
         assert_eq!(
-            err,
+            encode_canonical(&v).unwrap_err(),
             CanonicalError::Float {
-                path: "signed.version".into(),
-                value: "1.5".into()
+                path: "a[1][1].b c".into(),
+                value: "-0.25".into()
+            }
+        );
+        assert_eq!(
+            encode_canonical(&json!(2.5)).unwrap_err(),
+            CanonicalError::Float {
+                path: "<root>".into(),
+                value: "2.5".into()
             }
         );
     }
 
     #[test]
+    fn integers_out_of_range_are_refused_with_a_clear_message() {
+        // Without `arbitrary_precision`, serde_json parses these as floats, and `-0` as `-0.0`.
+        for (text, value) in [
+            ("{\"n\": 18446744073709551616}", "1.8446744073709552e+19"),
+            ("{\"n\": -9223372036854775809}", "-9.223372036854776e+18"),
+            ("{\"n\": -0}", "-0.0"),
+        ] {
+            let v: Value = serde_json::from_str(text).unwrap();
+            let err = encode_canonical(&v).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "TUF metadata allows only integers from -2^63 to 2^64-1, found {value} at n"
+                )
+            );
+        }
+    }
+
+    #[test]
     fn integers_at_the_edges() {
         assert_eq!(
-            canon(json!([i64::MIN, u64::MAX, 0, -1])),
-            "[-9223372036854775808,18446744073709551615,0,-1]"
+            canon(json!([
+                i64::MIN,
+                i64::MAX,
+                i64::MAX as u64 + 1,
+                u64::MAX,
+                0,
+                -1,
+                10,
+                -10,
+                9,
+                99,
+                100
+            ])),
+            "[-9223372036854775808,9223372036854775807,9223372036854775808,18446744073709551615,0,-1,10,-10,9,99,100]"
         );
+    }
+
+    #[test]
+    fn serde_json_maps_iterate_in_key_order() {
+        // Not required for correctness (unsorted maps are sorted on the fly), but the fast path
+        // relies on it: this fails if a dependency turns on serde_json's `preserve_order`.
+        assert!(map_is_sorted());
+    }
+
+    #[test]
+    fn empty_containers_and_scalars() {
+        assert_eq!(canon(json!({})), "{}");
+        assert_eq!(canon(json!([])), "[]");
+        assert_eq!(
+            canon(json!({"a": {}, "b": [[], {}]})),
+            r#"{"a":{},"b":[[],{}]}"#
+        );
+        assert_eq!(canon(json!("x")), r#""x""#);
+        assert_eq!(canon(json!(null)), "null");
+        assert_eq!(canon(json!([true, false])), "[true,false]");
     }
 }

@@ -6,89 +6,105 @@
 //!   and mirror these files, so we keep them identical.
 //! - [`to_python_json`]: `json.dumps(v)` with default arguments, for values stored in Redis.
 //!
-//! Both refuse floats (TUF metadata has none).
+//! What Python does, and so what we do:
+//! - `ensure_ascii`: `"` and `\` are escaped, `\n`, `\r`, `\t`, `\b`, `\f` get their short
+//!   escapes, every other character outside `0x20..=0x7e` (the other C0 controls, DEL and all
+//!   non-ASCII) becomes `\u00XX` in lowercase hex, and characters beyond the BMP become a
+//!   lowercase UTF-16 surrogate pair. `/` is not escaped. No Unicode normalisation.
+//! - `indent=1`: a newline and one space per level before each item and before the closing
+//!   bracket, but empty containers stay `{}` and `[]` on one line at any depth.
+//! - `sort_keys=True` sorts by code point, which is UTF-8 byte order (not UTF-16 order: U+FFFF
+//!   sorts before U+10000).
+//!
+//! Both refuse floats and integers outside `-2^63..=2^64-1` (TUF metadata has none).
+//! Output is written straight into one `Vec<u8>`: this runs for every file the worker writes.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
-use crate::cjson::{CanonicalError, check_no_floats};
+use crate::cjson::{
+    CanonicalError, HIGHS, NotInteger, ONES, float_error, has_zero_byte, map_is_sorted,
+    sorted_entries, write_integer,
+};
 
-/// `json.dumps(value, indent=1, sort_keys=True, ensure_ascii=True)`, no trailing newline.
+/// `json.dumps(value, indent=1, separators=(",", ": "), sort_keys=True, ensure_ascii=True)`,
+/// no trailing newline.
 pub fn to_storage_json(value: &Value) -> Result<Vec<u8>, CanonicalError> {
     let mut out = Vec::with_capacity(1024);
-    if write_indented(value, 0, &mut out).is_err() {
-        check_no_floats(value)?;
-    }
+    write_indented(value, 0, &mut out).map_err(|NotInteger| float_error(value))?;
     Ok(out)
 }
 
-/// `json.dumps(value)`: separators `", "` and `": "`, ASCII only, keys in map order (sorted).
+/// `json.dumps(value)`: separators `", "` and `": "`, ASCII only, keys in the map's order
+/// (sorted, as serde_json's `Map` is a `BTreeMap`).
 pub fn to_python_json(value: &Value) -> Result<String, CanonicalError> {
     let mut out = Vec::with_capacity(256);
-    if write_compact(value, &mut out).is_err() {
-        check_no_floats(value)?;
-    }
-    Ok(String::from_utf8(out).expect("ASCII output"))
+    write_compact(value, &mut out).map_err(|NotInteger| float_error(value))?;
+    Ok(String::from_utf8(out).expect("only ASCII is written"))
 }
 
-/// Marker for "a float was found"; the caller finds its path.
-struct FloatFound;
-
-fn write_scalar(value: &Value, out: &mut Vec<u8>) -> Result<(), FloatFound> {
+/// Scalars are written the same way by both layouts.
+fn write_scalar(value: &Value, out: &mut Vec<u8>) -> Result<(), NotInteger> {
     match value {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(true) => out.extend_from_slice(b"true"),
         Value::Bool(false) => out.extend_from_slice(b"false"),
-        Value::Number(n) if n.is_i64() || n.is_u64() => {
-            out.extend_from_slice(n.to_string().as_bytes())
-        }
-        Value::Number(_) => return Err(FloatFound),
+        Value::Number(n) => write_integer(n, out)?,
         Value::String(s) => write_ascii_string(s, out),
-        Value::Array(_) | Value::Object(_) => unreachable!("containers are written by the caller"),
+        // Containers are handled by the callers; write them compactly if one ever gets here.
+        Value::Array(_) | Value::Object(_) => write_compact(value, out)?,
     }
     Ok(())
 }
 
-fn indent(level: usize, out: &mut Vec<u8>) {
+fn newline_indent(level: usize, out: &mut Vec<u8>) {
     out.push(b'\n');
     out.resize(out.len() + level, b' ');
 }
 
-fn write_indented(value: &Value, level: usize, out: &mut Vec<u8>) -> Result<(), FloatFound> {
+fn write_indented(value: &Value, level: usize, out: &mut Vec<u8>) -> Result<(), NotInteger> {
     match value {
-        Value::Array(items) if !items.is_empty() => {
+        Value::Array(items) if items.is_empty() => out.extend_from_slice(b"[]"),
+        Value::Object(map) if map.is_empty() => out.extend_from_slice(b"{}"),
+        Value::Array(items) => {
             out.push(b'[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
-                indent(level + 1, out);
+                newline_indent(level + 1, out);
                 write_indented(item, level + 1, out)?;
             }
-            indent(level, out);
+            newline_indent(level, out);
             out.push(b']');
         }
-        Value::Object(map) if !map.is_empty() => {
-            out.push(b'{');
-            for (i, (k, v)) in sorted(map).into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                indent(level + 1, out);
-                write_ascii_string(k, out);
-                out.extend_from_slice(b": ");
-                write_indented(v, level + 1, out)?;
-            }
-            indent(level, out);
-            out.push(b'}');
-        }
-        Value::Array(_) => out.extend_from_slice(b"[]"),
-        Value::Object(_) => out.extend_from_slice(b"{}"),
+        Value::Object(map) if map_is_sorted() => write_indented_object(map.iter(), level, out)?,
+        Value::Object(map) => write_indented_object(sorted_entries(map).into_iter(), level, out)?,
         scalar => write_scalar(scalar, out)?,
     }
     Ok(())
 }
 
-fn write_compact(value: &Value, out: &mut Vec<u8>) -> Result<(), FloatFound> {
+fn write_indented_object<'a>(
+    entries: impl Iterator<Item = (&'a String, &'a Value)>,
+    level: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), NotInteger> {
+    out.push(b'{');
+    for (i, (k, v)) in entries.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        newline_indent(level + 1, out);
+        write_ascii_string(k, out);
+        out.extend_from_slice(b": ");
+        write_indented(v, level + 1, out)?;
+    }
+    newline_indent(level, out);
+    out.push(b'}');
+    Ok(())
+}
+
+fn write_compact(value: &Value, out: &mut Vec<u8>) -> Result<(), NotInteger> {
     match value {
         Value::Array(items) => {
             out.push(b'[');
@@ -100,62 +116,124 @@ fn write_compact(value: &Value, out: &mut Vec<u8>) -> Result<(), FloatFound> {
             }
             out.push(b']');
         }
-        Value::Object(map) => {
-            out.push(b'{');
-            for (i, (k, v)) in map.iter().enumerate() {
-                if i > 0 {
-                    out.extend_from_slice(b", ");
-                }
-                write_ascii_string(k, out);
-                out.extend_from_slice(b": ");
-                write_compact(v, out)?;
-            }
-            out.push(b'}');
-        }
+        Value::Object(map) => write_compact_object(map, out)?,
         scalar => write_scalar(scalar, out)?,
     }
     Ok(())
 }
 
-fn sorted(map: &serde_json::Map<String, Value>) -> Vec<(&String, &Value)> {
-    let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-    // Already sorted for a BTreeMap-backed Map; sorting keeps us right if that ever changes.
-    if !entries.windows(2).all(|w| w[0].0 <= w[1].0) {
-        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+fn write_compact_object(map: &Map<String, Value>, out: &mut Vec<u8>) -> Result<(), NotInteger> {
+    out.push(b'{');
+    for (i, (k, v)) in map.iter().enumerate() {
+        if i > 0 {
+            out.extend_from_slice(b", ");
+        }
+        write_ascii_string(k, out);
+        out.extend_from_slice(b": ");
+        write_compact(v, out)?;
     }
-    entries
+    out.push(b'}');
+    Ok(())
 }
+
+/// How [`write_ascii_string`] writes each byte: `0` copies it, `U` writes `\u00XX`, `N` starts
+/// a non-ASCII character, anything else is the letter of a two-character escape.
+const U: u8 = b'u';
+const N: u8 = 0xff;
+static ESCAPE: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = U;
+        b += 1;
+    }
+    table[0x08] = b'b';
+    table[0x09] = b't';
+    table[0x0a] = b'n';
+    table[0x0c] = b'f';
+    table[0x0d] = b'r';
+    table[b'"' as usize] = b'"';
+    table[b'\\' as usize] = b'\\';
+    table[0x7f] = U;
+    let mut b = 0x80;
+    while b < 0x100 {
+        // Only lead bytes are ever looked up: continuation bytes are skipped with their lead.
+        table[b] = N;
+        b += 1;
+    }
+    table
+};
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 fn push_u16_escape(unit: u16, out: &mut Vec<u8>) {
-    out.extend_from_slice(b"\\u");
-    for shift in [12, 8, 4, 0] {
-        out.push(HEX[((unit >> shift) & 0xf) as usize]);
-    }
+    out.extend_from_slice(&[
+        b'\\',
+        b'u',
+        HEX[usize::from(unit >> 12)],
+        HEX[usize::from((unit >> 8) & 0xf)],
+        HEX[usize::from((unit >> 4) & 0xf)],
+        HEX[usize::from(unit & 0xf)],
+    ]);
 }
 
-/// Python's `py_encode_basestring_ascii`.
+/// Skips from `i` over whole 8-byte words of printable ASCII other than `"` and `\`, which
+/// make up nearly all of the strings in metadata (hex digests, key ids, paths).
+fn skip_plain_words(bytes: &[u8], mut i: usize) -> usize {
+    while let Some(word) = bytes.get(i..i + 8) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        let x = u64::from_ne_bytes(w);
+        let special = x & HIGHS != 0 // non-ASCII
+            || x.wrapping_sub(ONES * 0x20) & !x & HIGHS != 0 // a control character
+            || has_zero_byte(x ^ (ONES * u64::from(b'"')))
+            || has_zero_byte(x ^ (ONES * u64::from(b'\\')))
+            || has_zero_byte(x ^ (ONES * 0x7f));
+        if special {
+            break;
+        }
+        i += 8;
+    }
+    i
+}
+
+/// Python's `encode_basestring_ascii`, copying runs of printable ASCII in one go.
 fn write_ascii_string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
-    for c in s.chars() {
-        match c {
-            '"' => out.extend_from_slice(b"\\\""),
-            '\\' => out.extend_from_slice(b"\\\\"),
-            '\n' => out.extend_from_slice(b"\\n"),
-            '\r' => out.extend_from_slice(b"\\r"),
-            '\t' => out.extend_from_slice(b"\\t"),
-            '\u{08}' => out.extend_from_slice(b"\\b"),
-            '\u{0c}' => out.extend_from_slice(b"\\f"),
-            ' '..='~' => out.push(c as u8),
-            _ => {
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        i = skip_plain_words(bytes, i);
+        let Some(&b) = bytes.get(i) else { break };
+        let action = ESCAPE[usize::from(b)];
+        if action == 0 {
+            i += 1;
+            continue;
+        }
+        out.extend_from_slice(&bytes[start..i]);
+        match action {
+            U => {
+                push_u16_escape(u16::from(b), out);
+                i += 1;
+            }
+            N => {
+                // `i` is at a character boundary: we only stop on ASCII bytes and lead bytes.
+                let c = s[i..].chars().next().unwrap_or(char::REPLACEMENT_CHARACTER);
                 let mut units = [0u16; 2];
                 for unit in c.encode_utf16(&mut units) {
                     push_u16_escape(*unit, out);
                 }
+                i += c.len_utf8();
+            }
+            letter => {
+                out.extend_from_slice(&[b'\\', letter]);
+                i += 1;
             }
         }
+        start = i;
     }
+    out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
 }
 
@@ -168,6 +246,10 @@ mod tests {
         String::from_utf8(to_storage_json(&v).unwrap()).unwrap()
     }
 
+    fn compact(v: Value) -> String {
+        to_python_json(&v).unwrap()
+    }
+
     #[test]
     fn indent_one_sorted_no_trailing_newline() {
         let v = json!({"b": [1, {}], "a": {"c": [], "d": null, "e": true}});
@@ -178,34 +260,156 @@ mod tests {
     }
 
     #[test]
+    fn empty_containers_stay_on_one_line_at_any_depth() {
+        assert_eq!(storage(json!({})), "{}");
+        assert_eq!(storage(json!([])), "[]");
+        assert_eq!(
+            storage(json!({"a": [[], {}], "b": {"c": {"d": []}}})),
+            "{\n \"a\": [\n  [],\n  {}\n ],\n \"b\": {\n  \"c\": {\n   \"d\": []\n  }\n }\n}"
+        );
+        assert_eq!(storage(json!([[[]]])), "[\n [\n  []\n ]\n]");
+        assert_eq!(
+            compact(json!({"a": [], "b": {}, "c": [{}, []]})),
+            r#"{"a": [], "b": {}, "c": [{}, []]}"#
+        );
+    }
+
+    #[test]
+    fn scalars_at_the_top_level() {
+        assert_eq!(storage(json!("x")), r#""x""#);
+        assert_eq!(storage(json!(null)), "null");
+        assert_eq!(storage(json!(-7)), "-7");
+        assert_eq!(compact(json!(true)), "true");
+    }
+
+    #[test]
     fn ascii_escapes_like_python() {
-        let v = json!("q\"b\\n\nr\rt\tb\u{8}f\u{c}\u{1}\u{7f}é\u{1F600}");
+        let v = json!("q\"b\\n\nr\rt\tb\u{8}f\u{c}\u{1}\u{7f}é\u{1F600}/");
         assert_eq!(
             storage(v),
-            r#""q\"b\\n\nr\rt\tb\bf\f\u0001\u007f\u00e9\ud83d\ude00""#
+            r#""q\"b\\n\nr\rt\tb\bf\f\u0001\u007f\u00e9\ud83d\ude00/""#
+        );
+    }
+
+    #[test]
+    fn every_control_character_and_the_edges_of_each_utf8_length() {
+        let short = [(8, 'b'), (9, 't'), (10, 'n'), (12, 'f'), (13, 'r')];
+        for c in 0u8..0x20 {
+            let want = match short.iter().find(|(b, _)| *b == c) {
+                Some((_, l)) => format!("\"\\{l}\""),
+                None => format!("\"\\u{c:04x}\""),
+            };
+            assert_eq!(storage(json!(String::from(char::from(c)))), want, "{c:#x}");
+        }
+        for (c, want) in [
+            ('\u{7f}', r#""\u007f""#),
+            ('\u{80}', r#""\u0080""#),
+            ('\u{ff}', r#""\u00ff""#),
+            ('\u{7ff}', r#""\u07ff""#),
+            ('\u{800}', r#""\u0800""#),
+            ('\u{feff}', r#""\ufeff""#),
+            ('\u{ffff}', r#""\uffff""#),
+            ('\u{10000}', r#""\ud800\udc00""#),
+            ('\u{10ffff}', r#""\udbff\udfff""#),
+        ] {
+            assert_eq!(storage(json!(c.to_string())), want, "{c:?}");
+            assert_eq!(compact(json!(c.to_string())), want, "{c:?}");
+        }
+        // Printable ASCII is copied as is, including the characters next to `"` and `\`.
+        let printable: String = (0x20u8..0x7f).map(char::from).collect();
+        let want = format!(
+            "\"{}\"",
+            printable.replace('\\', "\\\\").replace('"', "\\\"")
+        );
+        assert_eq!(storage(json!(printable)), want);
+    }
+
+    /// Python's `py_encode_basestring_ascii`, one character at a time.
+    fn naive_ascii(s: &str) -> String {
+        let mut out = String::from("\"");
+        for c in s.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                '\u{8}' => out.push_str("\\b"),
+                '\u{c}' => out.push_str("\\f"),
+                ' '..='~' => out.push(c),
+                _ => {
+                    for unit in c.encode_utf16(&mut [0; 2]) {
+                        out.push_str(&format!("\\u{unit:04x}"));
+                    }
+                }
+            }
+        }
+        out.push('"');
+        out
+    }
+
+    #[test]
+    fn escapes_are_found_at_every_offset_of_the_word_scan() {
+        for special in [
+            "\"", "\\", "\n", "\u{1f}", "\u{7f}", "\u{80}", "é", "\u{20ac}", "😀", "~", " ",
+        ] {
+            for pos in 0..20 {
+                for tail in [0, 1, 7, 8, 9, 17] {
+                    let s = format!("{}{special}{}", "a".repeat(pos), "/".repeat(tail));
+                    assert_eq!(storage(json!(s)), naive_ascii(&s), "{s:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn keys_are_escaped_and_sorted_by_code_point() {
+        // Python sorts `str` by code point: "\uffff" < "\U00010000" although UTF-16 order is
+        // the other way round; "a" < "a b" < "a!" < "a\"" < "a#"; "Z" < "a" < "é".
+        let v = json!({
+            "\u{10000}": 1, "\u{ffff}": 2, "a#": 3, "a\"": 4, "a!": 5, "a b": 6, "a": 7,
+            "é": 8, "Z": 9, "e\u{301}": 10,
+        });
+        assert_eq!(
+            compact(v.clone()),
+            r#"{"Z": 9, "a": 7, "a b": 6, "a!": 5, "a\"": 4, "a#": 3, "e\u0301": 10, "\u00e9": 8, "\uffff": 2, "\ud800\udc00": 1}"#
+        );
+        assert_eq!(
+            storage(v),
+            "{\n \"Z\": 9,\n \"a\": 7,\n \"a b\": 6,\n \"a!\": 5,\n \"a\\\"\": 4,\n \"a#\": 3,\n \
+             \"e\\u0301\": 10,\n \"\\u00e9\": 8,\n \"\\uffff\": 2,\n \"\\ud800\\udc00\": 1\n}"
+        );
+    }
+
+    #[test]
+    fn integers_at_the_edges() {
+        let v = json!([i64::MIN, i64::MAX, i64::MAX as u64 + 1, u64::MAX, 0, -1]);
+        assert_eq!(
+            compact(v),
+            "[-9223372036854775808, 9223372036854775807, 9223372036854775808, 18446744073709551615, 0, -1]"
         );
     }
 
     #[test]
     fn compact_uses_python_default_separators() {
         let v = json!({"b": [1, 2], "a": {"x": "é"}});
-        assert_eq!(
-            to_python_json(&v).unwrap(),
-            r#"{"a": {"x": "\u00e9"}, "b": [1, 2]}"#
-        );
+        assert_eq!(compact(v), r#"{"a": {"x": "\u00e9"}, "b": [1, 2]}"#);
     }
 
     #[test]
     fn floats_are_refused_with_their_path() {
         let v = json!({"a": [1, {"b": 0.5}]});
-        let err = to_storage_json(&v).unwrap_err();
-        assert_eq!(
-            err,
-            CanonicalError::Float {
-                path: "a[1].b".into(),
-                value: "0.5".into()
-            }
+        let want = CanonicalError::Float {
+            path: "a[1].b".into(),
+            value: "0.5".into(),
+        };
+        assert_eq!(to_storage_json(&v).unwrap_err(), want);
+        assert_eq!(to_python_json(&v).unwrap_err(), want);
+        let big: Value = serde_json::from_str(r#"{"x": [18446744073709551616]}"#).unwrap();
+        let err = to_storage_json(&big).unwrap_err();
+        assert!(
+            matches!(&err, CanonicalError::Float { path, .. } if path == "x[0]"),
+            "{err}"
         );
-        assert!(to_python_json(&v).is_err());
     }
 }
