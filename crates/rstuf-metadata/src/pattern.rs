@@ -7,7 +7,10 @@
 //!
 //! [`fnmatch`] reproduces CPython 3.11's `fnmatch.translate` followed by `re` semantics: the
 //! bracket-expression quirks (a `]` right after `[` or `[!` is literal, an unterminated `[` is
-//! literal, reversed ranges are dropped, `^` is literal, backslash is not an escape) are all kept.
+//! literal, reversed ranges are dropped, `^` is literal, `-` first or last is literal, backslash
+//! is not an escape, `*` and `?` match newlines) are all kept. So is the oddest one: translate
+//! drops a reversed range *before* it looks for the leading `!`, so `[z-a!b]` becomes `[^b]`,
+//! a negated set, while `[b-a^c]` stays the literal set `{^, c}`.
 
 use sha2::{Digest, Sha256};
 
@@ -185,53 +188,69 @@ fn parse_class(body: &[char]) -> Vec<(char, char)> {
 }
 
 /// Whether all of `name` matches the tokens.
-fn match_tokens(tokens: &[Token], name: &[char]) -> bool {
-    // Classic wildcard matching with one backtrack point per star: O(len(name) * len(tokens)).
+///
+/// CPython matches `*` pieces with atomic `(?>.*?fixed)` groups and the last one with `.*fixed`.
+/// Every token other than `*` consumes exactly one character, so taking the leftmost match of
+/// each fixed piece is always right, and that is what classic wildcard matching with a single
+/// backtrack point (the latest `*`) does: O(len(name) * len(tokens)), never exponential.
+/// Works on byte offsets into `name`, so the name is not copied.
+fn match_tokens(tokens: &[Token], name: &str) -> bool {
     let (mut t, mut s) = (0, 0);
+    // (token after the latest star, byte offset where that star's match currently ends).
     let mut star: Option<(usize, usize)> = None;
-    while s < name.len() {
-        if t < tokens.len() && tokens[t] != Token::Star && tokens[t].matches(name[s]) {
-            t += 1;
-            s += 1;
-        } else if t < tokens.len() && tokens[t] == Token::Star {
-            star = Some((t, s));
-            t += 1;
-        } else if let Some((st, ss)) = star {
-            t = st + 1;
-            s = ss + 1;
-            star = Some((st, ss + 1));
-        } else {
-            return false;
+    while let Some(c) = name[s..].chars().next() {
+        match tokens.get(t) {
+            Some(Token::Star) => {
+                star = Some((t + 1, s));
+                t += 1;
+            }
+            Some(tok) if tok.matches(c) => {
+                t += 1;
+                s += c.len_utf8();
+            }
+            _ => {
+                let Some((after_star, end)) = star else {
+                    return false;
+                };
+                // Let the star swallow one more character and retry the fixed piece.
+                let swallowed = name[end..].chars().next().map_or(0, char::len_utf8);
+                t = after_star;
+                s = end + swallowed;
+                star = Some((after_star, s));
+            }
         }
     }
     tokens[t..].iter().all(|tok| *tok == Token::Star)
 }
 
-/// Python's `fnmatch.fnmatch(name, pattern)` on POSIX (case-sensitive).
+/// Python's `fnmatch.fnmatch(name, pattern)` on POSIX, which is `fnmatch.fnmatchcase`:
+/// case-sensitive, `/` not special, `*` and `?` match any character including newline.
 pub fn fnmatch(name: &str, pattern: &str) -> bool {
     let pat: Vec<char> = pattern.chars().collect();
-    let name: Vec<char> = name.chars().collect();
-    match_tokens(&translate(&pat), &name)
+    match_tokens(&translate(&pat), name)
 }
 
-/// python-tuf `DelegatedRole._is_target_in_pathpattern`.
+/// python-tuf `DelegatedRole._is_target_in_pathpattern`: `target` and `pattern` split on `/`
+/// have the same number of segments and each target segment matches its pattern segment.
 pub fn is_target_in_pathpattern(target: &str, pattern: &str) -> bool {
-    let target_parts: Vec<&str> = target.split('/').collect();
-    let pattern_parts: Vec<&str> = pattern.split('/').collect();
-    target_parts.len() == pattern_parts.len()
-        && target_parts
-            .iter()
-            .zip(&pattern_parts)
-            .all(|(t, p)| fnmatch(t, p))
+    if target.matches('/').count() != pattern.matches('/').count() {
+        return false;
+    }
+    target
+        .split('/')
+        .zip(pattern.split('/'))
+        .all(|(t, p)| fnmatch(t, p))
 }
 
-/// Whether the hex sha256 of `target` starts with any of `prefixes`.
+/// Whether the lowercase hex sha256 of `target`'s UTF-8 bytes starts with any of `prefixes`
+/// (so an empty prefix matches everything and an uppercase one nothing).
 pub fn matches_hash_prefix(target: &str, prefixes: &[String]) -> bool {
     let hash = hex::encode(Sha256::digest(target.as_bytes()));
     prefixes.iter().any(|p| hash.starts_with(p.as_str()))
 }
 
-/// python-tuf `DelegatedRole.is_delegated_path`.
+/// python-tuf `DelegatedRole.is_delegated_path`: the hash prefixes decide when they are set
+/// (python-tuf refuses a role with both), else any of the path patterns; neither is false.
 pub fn is_delegated_path(
     target: &str,
     paths: Option<&[String]>,
@@ -259,11 +278,26 @@ mod tests {
         assert!(fnmatch("-", "[a-]"));
         assert!(!fnmatch("a", "[z-a]"));
         assert!(fnmatch("q", "[!z-a]"));
+        assert!(fnmatch("c", "[z-a!b]") && !fnmatch("b", "[z-a!b]") && fnmatch("!", "[z-a!b]"));
+        assert!(fnmatch("^", "[b-a^c]") && !fnmatch("a", "[b-a^c]"));
         assert!(fnmatch("^", "[^a]"));
         assert!(fnmatch("[abc", "[abc"));
         assert!(fnmatch("\\", "\\"));
         assert!(!fnmatch("A", "a"));
         assert!(fnmatch("aaaaaaaaaaaaaaaaaaaaaaaaab", "*a*a*a*a*a*a*b"));
+        assert!(fnmatch("a\nb", "a*b"));
+        assert!(fnmatch("日本語", "?本*"));
+        assert!(!fnmatch("日本語", "??"));
+    }
+
+    #[test]
+    fn pathological_patterns_stay_fast() {
+        let name = "a".repeat(20_000);
+        let pattern = "*a".repeat(50) + "*b";
+        let started = std::time::Instant::now();
+        assert!(!fnmatch(&name, &pattern));
+        assert!(fnmatch(&(name.clone() + "b"), &pattern));
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub struct SuccinctRoles {
 }
 
 impl SuccinctRoles {
-    /// Hash bins for `number_of_bins` bins, signed by `keyids` (threshold `threshold`), named
+    /// Hash bins with `2^bit_length` bins, signed by `keyids` (threshold `threshold`), named
     /// `<name_prefix>-<hex>`.
     pub fn new(keyids: Vec<String>, threshold: u64, bit_length: u32, name_prefix: &str) -> Self {
         SuccinctRoles {
@@ -35,18 +35,28 @@ impl SuccinctRoles {
         }
     }
 
-    /// The bit length RSTUF uses for a configured number of bins: `int(math.log(n, 2))`,
-    /// computed in double precision exactly as CPython does (so non-powers of two round down).
-    /// `None` below 2 bins.
+    /// The bit length RSTUF derives from a configured number of bins: `int(math.log(n, 2))`.
+    ///
+    /// CPython computes `math.log(n, 2)` as `log(float(n)) / log(2.0)` in double precision
+    /// (the int is rounded to the nearest double first), and `int()` truncates. This does the
+    /// same, so non-powers of two round down and powers of two come out exact (for 2^29, 2^31
+    /// and 2^39 the quotient is slightly *above* the integer, never below, for 2^1..2^63).
+    /// `None` below 2 bins, where Python gives 0 or raises. The result is not range-checked:
+    /// more than 2^32 bins gives more than 32 bits, which [`validate`](Self::validate) refuses
+    /// as python-tuf's constructor does.
     pub fn bit_length_for_bins(number_of_bins: u64) -> Option<u32> {
         if number_of_bins < 2 {
             return None;
         }
-        let bits = ((number_of_bins as f64).ln() / 2f64.ln()) as u32;
-        (1..=32).contains(&bits).then_some(bits)
+        let bits = (number_of_bins as f64).ln() / 2f64.ln();
+        // Truncation toward zero, as Python's int(float); the value is in [1, 64].
+        Some(bits as u32)
     }
 
-    /// Checks python-tuf's constructor rule: `bit_length` between 1 and 32.
+    /// python-tuf's constructor rule: `bit_length` must be between 1 and 32.
+    ///
+    /// The other methods assume a valid `bit_length`; outside 1..=32 they do not panic, but
+    /// their answers are meaningless (python-tuf cannot even build such an object).
     pub fn validate(&self) -> Result<(), String> {
         if !(1..=32).contains(&self.bit_length) {
             return Err("bit_length must be between 1 and 32".into());
@@ -54,24 +64,28 @@ impl SuccinctRoles {
         Ok(())
     }
 
-    /// `2^bit_length`.
+    /// `2**bit_length` (saturating at `u64::MAX` for absurd bit lengths).
     pub fn number_of_bins(&self) -> u64 {
-        1u64 << self.bit_length
+        1u64.checked_shl(self.bit_length).unwrap_or(u64::MAX)
     }
 
-    /// Hex digits in a bin name: the width of the largest bin number.
+    /// Hex digits in a bin name: `len(f"{2**bit_length - 1:x}")`, that is
+    /// `ceil(bit_length / 4)`, at least 1.
     pub fn suffix_len(&self) -> usize {
         (self.bit_length as usize).div_ceil(4).max(1)
     }
 
-    /// The bin a target path belongs to: the first `bit_length` bits of sha256(path).
+    /// The bin of a target path: the first `bit_length` bits of `sha256(path.encode("utf-8"))`
+    /// read big-endian. Allocation-free.
     pub fn bin_index(&self, target_path: &str) -> u32 {
         let digest = Sha256::digest(target_path.as_bytes());
         let prefix = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
-        prefix.checked_shr(32 - self.bit_length).unwrap_or(0)
+        prefix
+            .checked_shr(32u32.saturating_sub(self.bit_length))
+            .unwrap_or(0)
     }
 
-    /// The name of bin `index`.
+    /// The name of bin `index`: `f"{name_prefix}-{index:0{suffix_len}x}"`.
     pub fn role_name(&self, index: u32) -> String {
         format!(
             "{}-{:0width$x}",
@@ -87,12 +101,18 @@ impl SuccinctRoles {
     }
 
     /// All bin names in order (python-tuf `get_roles`).
-    pub fn role_names(&self) -> impl Iterator<Item = String> + '_ {
-        (0..self.number_of_bins()).map(|i| self.role_name(i as u32))
+    pub fn role_names(&self) -> impl Iterator<Item = String> {
+        let bins = self.number_of_bins().min(1 << 32);
+        (0..bins).map(|i| self.role_name(i as u32))
     }
 
-    /// Whether `name` is one of the bins (python-tuf `is_delegated_role`, including its use of
-    /// Python's `int(suffix, 16)`, which tolerates whitespace, a sign, `0x` and underscores).
+    /// Whether `name` is one of the bins, exactly as python-tuf's `is_delegated_role`:
+    /// `name` starts with `name_prefix + "-"`, the rest has `suffix_len` code points, and
+    /// Python's `int(rest, 16)` accepts it with a value in `0..number_of_bins`.
+    ///
+    /// `int(s, 16)` is lenient, and so is this: surrounding whitespace (`"bins- f"`), a sign
+    /// (`"bins--0"`, `"bins-+1"`), a `0x` prefix, single underscores between digits, uppercase
+    /// hex, and Unicode decimal digits (`"bins-١"` is bin 1).
     pub fn is_delegated_role(&self, name: &str) -> bool {
         let Some(suffix) = name
             .strip_prefix(self.name_prefix.as_str())
@@ -105,40 +125,79 @@ impl SuccinctRoles {
         }
         match python_int_base16(suffix) {
             Some(n) => n >= 0 && (n as u128) < u128::from(self.number_of_bins()),
+            // Python raised ValueError, or the value is beyond i128 (so out of range too).
             None => false,
         }
     }
 }
 
-/// Python's `int(s, 16)` for ASCII input (returns `None` where Python raises ValueError).
-/// Non-ASCII digits, which Python also accepts, are refused here.
+/// The code points of the Unicode 14.0 (CPython 3.11 `unicodedata`) characters whose decimal
+/// value is 0; each starts a contiguous run of the digits 0 to 9. These are all 660 characters
+/// `int()` reads as decimal digits.
+const UNICODE_DECIMAL_ZEROS: [u32; 66] = [
+    0x30, 0x660, 0x6f0, 0x7c0, 0x966, 0x9e6, 0xa66, 0xae6, 0xb66, 0xbe6, 0xc66, 0xce6, 0xd66,
+    0xde6, 0xe50, 0xed0, 0xf20, 0x1040, 0x1090, 0x17e0, 0x1810, 0x1946, 0x19d0, 0x1a80, 0x1a90,
+    0x1b50, 0x1bb0, 0x1c40, 0x1c50, 0xa620, 0xa8d0, 0xa900, 0xa9d0, 0xa9f0, 0xaa50, 0xabf0, 0xff10,
+    0x104a0, 0x10d30, 0x11066, 0x110f0, 0x11136, 0x111d0, 0x112f0, 0x11450, 0x114d0, 0x11650,
+    0x116c0, 0x11730, 0x118e0, 0x11950, 0x11c50, 0x11d50, 0x11da0, 0x16a60, 0x16ac0, 0x16b50,
+    0x1d7ce, 0x1d7d8, 0x1d7e2, 0x1d7ec, 0x1d7f6, 0x1e140, 0x1e2f0, 0x1e950, 0x1fbf0,
+];
+
+/// The decimal value of a Unicode decimal digit (`unicodedata.decimal`), if `c` is one.
+fn unicode_decimal(c: char) -> Option<u8> {
+    let cp = u32::from(c);
+    let i = UNICODE_DECIMAL_ZEROS.partition_point(|&zero| zero <= cp);
+    let zero = *UNICODE_DECIMAL_ZEROS.get(i.checked_sub(1)?)?;
+    (cp - zero < 10).then(|| (cp - zero) as u8)
+}
+
+/// CPython's `_PyUnicode_TransformDecimalAndSpaceToASCII` for one character: ASCII below
+/// 0x7f is kept, Unicode whitespace becomes a space, Unicode decimal digits become ASCII
+/// digits, anything else is invalid (`None`).
+fn ascii_for_int(c: char) -> Option<u8> {
+    if (c as u32) < 0x7f {
+        Some(c as u8)
+    } else if c.is_whitespace() {
+        // Rust's White_Space above U+007F is exactly CPython's Py_UNICODE_ISSPACE there.
+        Some(b' ')
+    } else {
+        unicode_decimal(c).map(|d| b'0' + d)
+    }
+}
+
+/// Python's `int(s, 16)` (`PyLong_FromUnicodeObject` then `PyLong_FromString`): `None` where
+/// Python raises ValueError, or where the value does not fit an i128.
 fn python_int_base16(s: &str) -> Option<i128> {
-    let s = s.trim_matches(|c: char| c.is_whitespace());
-    let (negative, s) = match s.as_bytes().first() {
-        Some(b'-') => (true, &s[1..]),
-        Some(b'+') => (false, &s[1..]),
-        _ => (false, s),
+    let ascii: Vec<u8> = s.chars().map(ascii_for_int).collect::<Option<_>>()?;
+    // Py_ISSPACE: space, \t, \n, \v, \f, \r (not \x1c..\x1f, unlike str.isspace()).
+    let is_space = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r');
+    let start = ascii.iter().position(|b| !is_space(b))?;
+    let end = ascii.iter().rposition(|b| !is_space(b))? + 1;
+    let mut s = &ascii[start..end];
+    let negative = match s.first() {
+        Some(b'-') => {
+            s = &s[1..];
+            true
+        }
+        Some(b'+') => {
+            s = &s[1..];
+            false
+        }
+        _ => false,
     };
-    let (s, after_prefix) = match s.get(..2) {
-        Some("0x" | "0X") => (&s[2..], true),
-        _ => (s, false),
-    };
-    let bytes = s.as_bytes();
-    if bytes.is_empty() {
+    if let [b'0', b'x' | b'X', rest @ ..] = s {
+        s = rest;
+        // One underscore is allowed right after the base prefix.
+        if let [b'_', rest @ ..] = s {
+            s = rest;
+        }
+    }
+    // Otherwise the digits may not start or end with an underscore, nor hold two in a row.
+    if s.is_empty() || s[0] == b'_' || s[s.len() - 1] == b'_' || s.windows(2).any(|w| w == b"__") {
         return None;
     }
     let mut value: i128 = 0;
-    let mut prev_underscore = false;
-    for (i, &b) in bytes.iter().enumerate() {
-        if b == b'_' {
-            // Single underscores between digits, or right after the base prefix.
-            if prev_underscore || (i == 0 && !after_prefix) || i + 1 == bytes.len() {
-                return None;
-            }
-            prev_underscore = true;
-            continue;
-        }
-        prev_underscore = false;
+    for &b in s.iter().filter(|&&b| b != b'_') {
         let digit = (b as char).to_digit(16)?;
         value = value.checked_mul(16)?.checked_add(i128::from(digit))?;
     }
@@ -179,6 +238,24 @@ mod tests {
         assert_eq!(SuccinctRoles::bit_length_for_bins(1000), Some(9));
         assert_eq!(SuccinctRoles::bit_length_for_bins(16384), Some(14));
         assert_eq!(SuccinctRoles::bit_length_for_bins(1), None);
+        assert_eq!(SuccinctRoles::bit_length_for_bins(0), None);
+        assert_eq!(SuccinctRoles::bit_length_for_bins(1 << 29), Some(29));
+        assert_eq!(SuccinctRoles::bit_length_for_bins(1 << 40), Some(40));
+        assert_eq!(SuccinctRoles::bit_length_for_bins(u64::MAX), Some(64));
+    }
+
+    #[test]
+    fn validate_is_python_tufs_constructor_rule() {
+        for (bits, ok) in [(0, false), (1, true), (32, true), (33, false), (64, false)] {
+            let b = SuccinctRoles::new(vec![], 1, bits, "bins");
+            assert_eq!(b.validate().is_ok(), ok, "{bits}");
+            // Invalid lengths give meaningless answers but never panic.
+            let _ = (b.bin_index("x"), b.number_of_bins(), b.suffix_len());
+            let _ = b.is_delegated_role("bins-0");
+        }
+        let b = SuccinctRoles::new(vec![], 1, 32, "bins");
+        assert_eq!(b.role_names().next().unwrap(), "bins-00000000");
+        assert!(b.is_delegated_role("bins-ffffffff"));
     }
 
     #[test]
@@ -195,5 +272,17 @@ mod tests {
         assert!(!b.is_delegated_role("bin-00"));
         assert!(!b.is_delegated_role("bins-_0"));
         assert!(!b.is_delegated_role("bins-g0"));
+        assert!(!b.is_delegated_role("bins-0\u{1c}"));
+        assert!(b.is_delegated_role("bins-0\u{b}"));
+        assert!(b.is_delegated_role("bins-\u{3000}1"));
+        // Unicode decimal digits, even as the 0 of a 0x prefix.
+        assert!(b.is_delegated_role("bins-\u{661}\u{662}"));
+        assert!(b.is_delegated_role("bins-\u{ff11}f"));
+        let b = bins(4096);
+        assert!(b.is_delegated_role("bins-\u{660}x1"));
+        assert!(!b.is_delegated_role("bins-0x_"));
+        assert!(b.is_delegated_role("bins-0x1"));
+        assert!(b.is_delegated_role("bins-1_1"));
+        assert!(!b.is_delegated_role("bins-\u{ff21}00"));
     }
 }
