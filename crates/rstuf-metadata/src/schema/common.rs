@@ -109,6 +109,33 @@ impl<'de, R: TopLevel> Deserialize<'de> for TypeTag<R> {
     }
 }
 
+/// Implements [`TopLevel`] and [`super::Signed`] for a role type with `spec_version`, `version`
+/// and `expires` fields and an inherent `validate_fields` for its own checks; the common checks
+/// (python-tuf's `Signed` constructor) are written once here.
+macro_rules! top_level_role {
+    ($ty:ident, $name:literal) => {
+        impl $crate::schema::common::TopLevel for $ty {
+            const NAME: &'static str = $name;
+        }
+
+        impl $crate::schema::Signed for $ty {
+            const TYPE: &'static str = $name;
+            fn version(&self) -> u64 {
+                self.version
+            }
+            fn expires(&self) -> $crate::schema::Expires {
+                self.expires
+            }
+            fn validate(&self) -> Result<(), $crate::schema::SchemaError> {
+                $crate::schema::common::check_spec_version(&self.spec_version)
+                    .and_then(|_| $crate::schema::common::check_version(self.version))
+                    .map_err(|m| $crate::schema::SchemaError::field("signed", m))?;
+                self.validate_fields()
+            }
+        }
+    };
+}
+
 /// Checks `spec_version` as python-tuf does: `X.Y` or `X.Y.Z` of digits with major version 1.
 pub(crate) fn check_spec_version(spec_version: &str) -> Result<(), String> {
     let parts: Vec<&str> = spec_version.split('.').collect();

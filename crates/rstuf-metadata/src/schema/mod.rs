@@ -6,6 +6,7 @@
 //! in keys, roles and the envelope). Parsing goes through [`serde_json::Value`] first so that
 //! floats are refused wherever they hide, and errors name the JSON path at fault.
 
+#[macro_use]
 mod common;
 mod root;
 mod snapshot;

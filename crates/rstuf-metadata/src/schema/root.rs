@@ -5,10 +5,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::common::{
-    Expires, TopLevel, TypeTag, check_role_keys, check_spec_version, check_version,
-};
-use super::{SchemaError, Signed};
+use super::SchemaError;
+use super::common::{Expires, TypeTag, check_role_keys};
 use crate::keys::Key;
 
 /// The four top-level role names root must delegate, and no others.
@@ -61,22 +59,11 @@ pub struct Root {
     pub unrecognized: BTreeMap<String, Value>,
 }
 
-impl TopLevel for Root {
-    const NAME: &'static str = "root";
-}
+top_level_role!(Root, "root");
 
-impl Signed for Root {
-    const TYPE: &'static str = "root";
-    fn version(&self) -> u64 {
-        self.version
-    }
-    fn expires(&self) -> Expires {
-        self.expires
-    }
-    fn validate(&self) -> Result<(), SchemaError> {
-        check_spec_version(&self.spec_version)
-            .and_then(|_| check_version(self.version))
-            .map_err(|m| SchemaError::field("signed", m))?;
+impl Root {
+    /// The checks specific to this role type (the common ones are in [`Signed::validate`]).
+    fn validate_fields(&self) -> Result<(), SchemaError> {
         let mut names: Vec<&str> = self.roles.keys().map(String::as_str).collect();
         names.sort_unstable();
         if names != TOP_LEVEL_ROLES {

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::common::{Expires, TopLevel, TypeTag, check_spec_version, check_version};
-use super::{SchemaError, Signed};
+use super::SchemaError;
+use super::common::{Expires, TypeTag};
 
 /// A `meta` entry: the version of a role file, optionally its length and hashes
 /// (RSTUF writes the version only).
@@ -74,22 +74,11 @@ pub struct Snapshot {
     pub unrecognized: BTreeMap<String, Value>,
 }
 
-impl TopLevel for Snapshot {
-    const NAME: &'static str = "snapshot";
-}
+top_level_role!(Snapshot, "snapshot");
 
-impl Signed for Snapshot {
-    const TYPE: &'static str = "snapshot";
-    fn version(&self) -> u64 {
-        self.version
-    }
-    fn expires(&self) -> Expires {
-        self.expires
-    }
-    fn validate(&self) -> Result<(), SchemaError> {
-        check_spec_version(&self.spec_version)
-            .and_then(|_| check_version(self.version))
-            .map_err(|m| SchemaError::field("signed", m))?;
+impl Snapshot {
+    /// The checks specific to this role type (the common ones are in [`Signed::validate`]).
+    fn validate_fields(&self) -> Result<(), SchemaError> {
         for (name, meta) in &self.meta {
             meta.validate(&format!("signed.meta.{name}"))?;
         }
@@ -135,22 +124,11 @@ pub struct Timestamp {
     pub unrecognized: BTreeMap<String, Value>,
 }
 
-impl TopLevel for Timestamp {
-    const NAME: &'static str = "timestamp";
-}
+top_level_role!(Timestamp, "timestamp");
 
-impl Signed for Timestamp {
-    const TYPE: &'static str = "timestamp";
-    fn version(&self) -> u64 {
-        self.version
-    }
-    fn expires(&self) -> Expires {
-        self.expires
-    }
-    fn validate(&self) -> Result<(), SchemaError> {
-        check_spec_version(&self.spec_version)
-            .and_then(|_| check_version(self.version))
-            .map_err(|m| SchemaError::field("signed", m))?;
+impl Timestamp {
+    /// The checks specific to this role type (the common ones are in [`Signed::validate`]).
+    fn validate_fields(&self) -> Result<(), SchemaError> {
         let Some(snap) = self.meta.get("snapshot.json") else {
             return Err(SchemaError::field("signed.meta", "missing snapshot.json"));
         };

@@ -5,11 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::common::{
-    Expires, TopLevel, TypeTag, check_role_keys, check_spec_version, check_version,
-};
+use super::SchemaError;
+use super::common::{Expires, TypeTag, check_role_keys};
 use super::root::TOP_LEVEL_ROLES;
-use super::{SchemaError, Signed};
 use crate::keys::Key;
 use crate::pattern;
 use crate::succinct::SuccinctRoles;
@@ -210,22 +208,11 @@ pub struct Targets {
     pub unrecognized: BTreeMap<String, Value>,
 }
 
-impl TopLevel for Targets {
-    const NAME: &'static str = "targets";
-}
+top_level_role!(Targets, "targets");
 
-impl Signed for Targets {
-    const TYPE: &'static str = "targets";
-    fn version(&self) -> u64 {
-        self.version
-    }
-    fn expires(&self) -> Expires {
-        self.expires
-    }
-    fn validate(&self) -> Result<(), SchemaError> {
-        check_spec_version(&self.spec_version)
-            .and_then(|_| check_version(self.version))
-            .map_err(|m| SchemaError::field("signed", m))?;
+impl Targets {
+    /// The checks specific to this role type (the common ones are in [`Signed::validate`]).
+    fn validate_fields(&self) -> Result<(), SchemaError> {
         for (path, file) in &self.targets {
             file.validate()
                 .map_err(|m| SchemaError::field(format!("signed.targets.{path}"), m))?;
