@@ -9,7 +9,9 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, Utc};
-use rstuf_engine::ports::{ArtifactIndex, PortError, PortErrorKind, RoleRecord};
+use rstuf_engine::ports::{
+    ArtifactAction, ArtifactIndex, ArtifactRow, NewArtifact, PortError, PortErrorKind, RoleRecord,
+};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Executor, Row};
 
@@ -27,6 +29,14 @@ const SCHEMA: &[&str] = &[
     "CREATE INDEX ix_rstuf_target_files_id ON rstuf_target_files (id)",
     "CREATE UNIQUE INDEX ix_rstuf_target_files_path ON rstuf_target_files (path)",
     "INSERT INTO alembic_version (version_num) VALUES ('1effe827d0cd')",
+];
+
+/// Indexes this worker adds for its own queries, so that a publish costs what the changed roles
+/// hold and not what the whole table holds. Alembic does not know them and does not mind them:
+/// `alembic upgrade head` stays a no-op, and the reference worker's queries are unaffected.
+const WORKER_INDEXES: &[&str] = &[
+    "CREATE INDEX IF NOT EXISTS rstuf_worker_files_role ON rstuf_target_files (targets_role)",
+    "CREATE INDEX IF NOT EXISTS rstuf_worker_files_unpublished ON rstuf_target_files (targets_role) WHERE NOT published",
 ];
 
 /// Serialises schema creation between workers starting at once.
@@ -95,7 +105,7 @@ impl PgIndex {
         .await
         .map_err(|e| sql_error("inspecting the schema", e))?;
         if tables.is_empty() {
-            for statement in SCHEMA {
+            for statement in SCHEMA.iter().chain(WORKER_INDEXES) {
                 tx.execute(*statement)
                     .await
                     .map_err(|e| sql_error("creating the schema", e))?;
@@ -117,7 +127,17 @@ impl PgIndex {
                 .await
                 .map_err(|e| sql_error("reading alembic_version", e))?;
         match revision.as_deref() {
-            Some(ALEMBIC_REVISION) if tables.len() == 3 => Ok(SchemaState::Current),
+            Some(ALEMBIC_REVISION) if tables.len() == 3 => {
+                for statement in WORKER_INDEXES {
+                    tx.execute(*statement)
+                        .await
+                        .map_err(|e| sql_error("adding the worker's indexes", e))?;
+                }
+                tx.commit()
+                    .await
+                    .map_err(|e| sql_error("adding the worker's indexes", e))?;
+                Ok(SchemaState::Current)
+            }
             other => Err(PortError::new(
                 PortErrorKind::Other,
                 format!(
@@ -179,11 +199,201 @@ impl ArtifactIndex for PgIndex {
         .fetch_optional(&self.pool)
         .await
         .map_err(|e| sql_error("reading a role", e))?;
-        Ok(row.map(|r| RoleRecord {
-            name: r.get("rolename"),
-            version: u64::try_from(r.get::<i32, _>("version")).unwrap_or(0),
-            expires: r.get::<NaiveDateTime, _>("expires").and_utc(),
-            active: r.get("active"),
-        }))
+        Ok(row.as_ref().map(role_record))
+    }
+
+    async fn active_roles(
+        &self,
+        expiring_before: Option<DateTime<Utc>>,
+    ) -> Result<Vec<RoleRecord>, PortError> {
+        let rows = sqlx::query(
+            "SELECT rolename, version, expires, active FROM rstuf_target_roles \
+             WHERE active AND ($1::timestamp IS NULL OR expires < $1) ORDER BY rolename",
+        )
+        .bind(expiring_before.map(naive))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| sql_error("reading roles", e))?;
+        Ok(rows.iter().map(role_record).collect())
+    }
+
+    async fn add_artifacts(&self, artifacts: &[NewArtifact]) -> Result<(), PortError> {
+        let now = naive(Utc::now());
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| sql_error("starting a transaction", e))?;
+        let mut names: Vec<&str> = artifacts.iter().map(|a| a.role.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        let ids: Vec<(i32, String)> = sqlx::query_as(
+            "SELECT id, rolename FROM rstuf_target_roles WHERE active AND rolename = ANY($1)",
+        )
+        .bind(&names)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| sql_error("reading roles", e))?;
+        let ids: std::collections::HashMap<String, i32> =
+            ids.into_iter().map(|(id, name)| (name, id)).collect();
+        let mut role_ids = Vec::with_capacity(artifacts.len());
+        for a in artifacts {
+            let id = ids.get(&a.role).ok_or_else(|| {
+                PortError::new(
+                    PortErrorKind::Other,
+                    format!("role {} has no active row", a.role),
+                )
+            })?;
+            role_ids.push(*id);
+        }
+        let paths: Vec<&str> = artifacts.iter().map(|a| a.path.as_str()).collect();
+        let infos: Vec<&str> = artifacts.iter().map(|a| a.info.as_str()).collect();
+        sqlx::query(
+            "INSERT INTO rstuf_target_files (path, info, published, action, last_update, targets_role) \
+             SELECT p, i::json, false, 'ADD', $4, r FROM UNNEST($1::varchar[], $2::text[], $3::int[]) AS t(p, i, r) \
+             ON CONFLICT (path) DO UPDATE SET info = EXCLUDED.info, published = false, action = 'ADD', \
+             last_update = EXCLUDED.last_update, targets_role = EXCLUDED.targets_role",
+        )
+        .bind(&paths)
+        .bind(&infos)
+        .bind(&role_ids)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| sql_error("adding artifacts", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| sql_error("adding artifacts", e))
+    }
+
+    async fn remove_artifacts(&self, paths: &[String]) -> Result<Vec<String>, PortError> {
+        let changed: Vec<String> = sqlx::query_scalar(
+            "UPDATE rstuf_target_files SET published = false, action = 'REMOVE', last_update = $2 \
+             WHERE path = ANY($1) AND NOT (action = 'REMOVE' AND published) RETURNING path",
+        )
+        .bind(paths)
+        .bind(naive(Utc::now()))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| sql_error("removing artifacts", e))?;
+        let changed: std::collections::HashSet<String> = changed.into_iter().collect();
+        Ok(paths
+            .iter()
+            .filter(|p| changed.contains(*p))
+            .cloned()
+            .collect())
+    }
+
+    async fn roles_with_unpublished(&self) -> Result<Vec<String>, PortError> {
+        sqlx::query_scalar(
+            "SELECT DISTINCT r.rolename::text FROM rstuf_target_roles r \
+             JOIN rstuf_target_files f ON f.targets_role = r.id WHERE NOT f.published ORDER BY 1",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| sql_error("reading unpublished roles", e))
+    }
+
+    async fn artifacts_of(&self, roles: &[String]) -> Result<Vec<ArtifactRow>, PortError> {
+        let rows = sqlx::query(
+            "SELECT f.path, f.info::text AS info, f.action::text AS action, f.published, r.rolename \
+             FROM rstuf_target_roles r JOIN rstuf_target_files f ON f.targets_role = r.id \
+             WHERE r.rolename = ANY($1)",
+        )
+        .bind(roles)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| sql_error("reading artifacts", e))?;
+        Ok(rows
+            .iter()
+            .map(|r| ArtifactRow {
+                path: r.get("path"),
+                info: r.get("info"),
+                action: if r.get::<String, _>("action") == "REMOVE" {
+                    ArtifactAction::Remove
+                } else {
+                    ArtifactAction::Add
+                },
+                published: r.get("published"),
+                role: r.get("rolename"),
+            })
+            .collect())
+    }
+
+    async fn commit_publication(
+        &self,
+        roles: &[RoleRecord],
+        published: &[ArtifactRow],
+    ) -> Result<(), PortError> {
+        let now = naive(Utc::now());
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| sql_error("starting a transaction", e))?;
+        let names: Vec<&str> = roles.iter().map(|r| r.name.as_str()).collect();
+        let versions: Vec<i32> = roles
+            .iter()
+            .map(|r| {
+                i32::try_from(r.version)
+                    .map_err(|_| PortError::new(PortErrorKind::Other, "version out of range"))
+            })
+            .collect::<Result<_, _>>()?;
+        let expires: Vec<NaiveDateTime> = roles.iter().map(|r| naive(r.expires)).collect();
+        let updated = sqlx::query(
+            "UPDATE rstuf_target_roles r SET version = t.v, expires = t.e, last_update = $4 \
+             FROM UNNEST($1::varchar[], $2::int[], $3::timestamp[]) AS t(n, v, e) WHERE r.rolename = t.n",
+        )
+        .bind(&names)
+        .bind(&versions)
+        .bind(&expires)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| sql_error("recording role versions", e))?;
+        if updated.rows_affected() != roles.len() as u64 {
+            // Dropping the transaction rolls it back: nothing of this publication is kept.
+            return Err(PortError::new(
+                PortErrorKind::Other,
+                format!(
+                    "recording role versions: {} of {} roles have a row",
+                    updated.rows_affected(),
+                    roles.len()
+                ),
+            ));
+        }
+        let paths: Vec<&str> = published.iter().map(|r| r.path.as_str()).collect();
+        let actions: Vec<&str> = published
+            .iter()
+            .map(|r| match r.action {
+                ArtifactAction::Add => "ADD",
+                ArtifactAction::Remove => "REMOVE",
+            })
+            .collect();
+        let infos: Vec<&str> = published.iter().map(|r| r.info.as_str()).collect();
+        sqlx::query(
+            "UPDATE rstuf_target_files f SET published = true, last_update = $4 \
+             FROM UNNEST($1::varchar[], $2::text[], $3::text[]) AS t(p, a, i) \
+             WHERE f.path = t.p AND f.action::text = t.a AND f.info::text = t.i AND NOT f.published",
+        )
+        .bind(&paths)
+        .bind(&actions)
+        .bind(&infos)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| sql_error("marking artifacts published", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| sql_error("recording the publication", e))
+    }
+}
+
+fn role_record(r: &sqlx::postgres::PgRow) -> RoleRecord {
+    RoleRecord {
+        name: r.get("rolename"),
+        version: u64::try_from(r.get::<i32, _>("version")).unwrap_or(0),
+        expires: r.get::<NaiveDateTime, _>("expires").and_utc(),
+        active: r.get("active"),
     }
 }

@@ -38,7 +38,8 @@ async fn catalog(url: &str) -> Vec<String> {
     let queries = [
         "SELECT table_name::text || '.' || column_name::text || ' ' || data_type::text || ' ' || is_nullable || ' ' || coalesce(column_default, '') \
          FROM information_schema.columns WHERE table_schema = 'public' ORDER BY 1",
-        "SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1",
+        "SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' \
+         AND indexname NOT LIKE 'rstuf\\_worker\\_%' ORDER BY 1",
         "SELECT conname::text || ' ' || contype::text || ' ' || pg_get_constraintdef(oid) FROM pg_constraint \
          WHERE connamespace = 'public'::regnamespace ORDER BY 1",
         "SELECT t.typname::text || ' ' || string_agg(e.enumlabel::text, ',' ORDER BY e.enumsortorder) FROM pg_type t \
@@ -51,6 +52,16 @@ async fn catalog(url: &str) -> Vec<String> {
         out.extend(rows);
     }
     out
+}
+
+async fn worker_indexes(url: &str) -> Vec<String> {
+    let mut c = PgConnection::connect(url).await.unwrap();
+    sqlx::query_scalar(
+        "SELECT indexname::text FROM pg_indexes WHERE indexname LIKE 'rstuf\\_worker\\_%' ORDER BY 1",
+    )
+    .fetch_all(&mut c)
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
@@ -81,6 +92,13 @@ async fn created_schema_is_the_alembic_schema() {
     let (a, b) = (catalog(&ours).await, catalog(&reference).await);
     assert!(a.len() > 15, "{a:#?}");
     assert_eq!(a, b);
+    // Beyond alembic's schema, only our own indexes, on both databases.
+    for url in [&ours, &reference] {
+        assert_eq!(
+            worker_indexes(url).await,
+            ["rstuf_worker_files_role", "rstuf_worker_files_unpublished"]
+        );
+    }
 }
 
 #[tokio::test]
@@ -170,4 +188,12 @@ async fn roles_are_inserted_all_or_nothing() {
         None,
         "a failed insert leaves no rows"
     );
+}
+
+#[tokio::test]
+async fn pg_index_keeps_the_artifact_index_contract() {
+    let url = fresh_db("contract").await;
+    let index = PgIndex::connect(&url).await.unwrap();
+    index.ensure_schema().await.unwrap();
+    rstuf_engine::testing::artifact_index_conformance(&index).await;
 }

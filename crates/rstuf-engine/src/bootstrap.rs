@@ -10,17 +10,16 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, Utc};
+use futures_util::stream::{self, StreamExt, TryStreamExt};
 use rstuf_metadata::keys::Key;
-use rstuf_metadata::schema::{
-    Delegations, Expires, MetaFile, Metadata, Root, Signature, Signed, Snapshot, Targets, Timestamp,
-};
+use rstuf_metadata::schema::{Delegations, MetaFile, Metadata, Root, Snapshot, Targets, Timestamp};
 use rstuf_metadata::succinct::SuccinctRoles;
 use rstuf_metadata::verify::verify_threshold;
 use serde_json::{Value, json};
 
 use crate::outcome::{TaskError, TaskOutcome};
 use crate::ports::{Ports, RoleRecord, Signer};
+use crate::repo::{Online, expires_in, storage_bytes, to_value};
 use crate::settings::{self, BOOTSTRAP, ONLINE_KEY, ROOT_SIGNING, TRUSTED_ROOT, TRUSTED_TARGETS};
 
 const FAILED: &str = "Bootstrap Failed";
@@ -226,11 +225,6 @@ async fn refuse_and_unlock(ports: &Ports, reason: String) -> Result<TaskOutcome,
     Ok(TaskOutcome::refused(FAILED, reason))
 }
 
-fn to_value<T: Signed>(md: &Metadata<T>) -> Result<Value, TaskError> {
-    md.to_value()
-        .map_err(|e| TaskError::Metadata(e.to_string()))
-}
-
 /// The settings the API and later tasks read (spec section 3).
 async fn save_settings(ports: &Ports, plan: &Plan) -> Result<(), TaskError> {
     let root_role = plan.root.signed.role("root").expect("validated");
@@ -264,29 +258,6 @@ async fn save_settings(ports: &Ports, plan: &Plan) -> Result<(), TaskError> {
     Ok(())
 }
 
-async fn sign<T: Signed>(
-    signer: &Arc<dyn Signer>,
-    keyid: &str,
-    signed: T,
-) -> Result<Metadata<T>, TaskError> {
-    let mut md = Metadata::new(signed);
-    let payload = md
-        .signed_bytes()
-        .map_err(|e| TaskError::Metadata(e.to_string()))?;
-    let sig = signer.sign(&payload).await?;
-    md.add_signature(Signature::new(keyid, &sig));
-    Ok(md)
-}
-
-fn storage_bytes<T: Signed>(md: &Metadata<T>) -> Result<Vec<u8>, TaskError> {
-    md.to_storage_bytes()
-        .map_err(|e| TaskError::Metadata(e.to_string()))
-}
-
-fn expires_in(now: DateTime<Utc>, days: u32) -> Expires {
-    Expires::at(now + Duration::days(i64::from(days)))
-}
-
 /// Publishes version 1 of every role. Called when the root threshold is met, here or when the
 /// last root signature arrives (`sign_metadata`).
 async fn finalize(
@@ -297,6 +268,10 @@ async fn finalize(
 ) -> Result<(), TaskError> {
     let now = ports.clock.now();
     let keyid = plan.online_keyid.as_str();
+    let online = Online {
+        keyid: keyid.to_string(),
+        signer,
+    };
     let succinct = SuccinctRoles::new(vec![keyid.to_string()], 1, plan.bit_length, "bins");
     let bins_expires = expires_in(now, plan.bins_expiration);
 
@@ -314,13 +289,19 @@ async fn finalize(
     // Rows first: a name already taken means another bootstrap got here; nothing is written.
     ports.index.create_roles(&rows).await?;
 
-    for row in &rows {
-        let bin = sign(&signer, keyid, Targets::new(1, bins_expires)).await?;
+    // Every empty bin has the same content; sign and write them several at a time.
+    let online_ref = &online;
+    stream::iter(rows.iter().map(|row| async move {
+        let bin = online_ref.sign(Targets::new(1, bins_expires)).await?;
         ports
             .store
             .put_versioned(&format!("1.{}.json", row.name), &storage_bytes(&bin)?)
             .await?;
-    }
+        Ok::<(), TaskError>(())
+    }))
+    .buffer_unordered(32)
+    .try_collect::<()>()
+    .await?;
     let mut targets = Targets::new(1, expires_in(now, plan.expirations.targets));
     targets.delegations = Some(Delegations {
         keys: BTreeMap::from([(keyid.to_string(), plan.online_key.clone())]),
@@ -328,28 +309,30 @@ async fn finalize(
         succinct_roles: Some(succinct),
         unrecognized: BTreeMap::new(),
     });
-    let targets = sign(&signer, keyid, targets).await?;
+    let targets = online.sign(targets).await?;
     ports
         .store
         .put_versioned("1.targets.json", &storage_bytes(&targets)?)
         .await?;
     meta.insert("targets.json".into(), MetaFile::version_only(1));
-    let snapshot = sign(
-        &signer,
-        keyid,
-        Snapshot::new(1, expires_in(now, plan.expirations.snapshot), meta),
-    )
-    .await?;
+    let snapshot = online
+        .sign(Snapshot::new(
+            1,
+            expires_in(now, plan.expirations.snapshot),
+            meta,
+        ))
+        .await?;
     ports
         .store
         .put_versioned("1.snapshot.json", &storage_bytes(&snapshot)?)
         .await?;
-    let timestamp = sign(
-        &signer,
-        keyid,
-        Timestamp::new(1, expires_in(now, plan.expirations.timestamp), 1),
-    )
-    .await?;
+    let timestamp = online
+        .sign(Timestamp::new(
+            1,
+            expires_in(now, plan.expirations.timestamp),
+            1,
+        ))
+        .await?;
     ports
         .store
         .put_timestamp(&storage_bytes(&timestamp)?)

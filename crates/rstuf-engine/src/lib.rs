@@ -6,9 +6,13 @@
 //! [`TaskOutcome`] with an error and changes nothing; a service that fails gives a
 //! [`TaskError`].
 
+pub mod artifacts;
 pub mod bootstrap;
+pub mod bump;
 pub mod outcome;
 pub mod ports;
+pub mod publish;
+mod repo;
 mod settings;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -51,4 +51,8 @@ pub enum TaskError {
     /// Metadata could not be built or encoded (a bug or corrupt stored data).
     #[error("{0}")]
     Metadata(String),
+    /// The repository lock was lost (this task stalled past its lifetime and another worker
+    /// took it) before the timestamp was written; nothing was published.
+    #[error("the repository lock was lost before the timestamp was written")]
+    LockLost,
 }

@@ -78,16 +78,79 @@ pub struct RoleRecord {
     pub active: bool,
 }
 
+/// What an artifact row asks for (`rstuf_target_files.action`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ArtifactAction {
+    /// The artifact is (to be) listed in its role.
+    Add,
+    /// The artifact is (to be) dropped from its role.
+    Remove,
+}
+
+/// An artifact row of the index (`rstuf_target_files`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtifactRow {
+    /// Artifact path, the key of the row.
+    pub path: String,
+    /// The artifact's TUF target info as JSON text, stored verbatim.
+    pub info: String,
+    /// Add or remove.
+    pub action: ArtifactAction,
+    /// Whether published metadata reflects this row.
+    pub published: bool,
+    /// The delegated role the row belongs to.
+    pub role: String,
+}
+
+/// An artifact to add (or re-add with new info).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewArtifact {
+    /// Artifact path.
+    pub path: String,
+    /// Target info as JSON text.
+    pub info: String,
+    /// The role it belongs to; must have an active row.
+    pub role: String,
+}
+
 /// The SQL index of delegated roles and artifacts, shared with the API's CLI import.
 ///
-/// Contract: `create_roles` inserts all rows in one transaction or none; a name that exists
-/// (active or not) is a [`PortErrorKind::Conflict`].
+/// Contract:
+/// - `create_roles` inserts all rows in one transaction or none; a name that exists (active
+///   or not) is a [`PortErrorKind::Conflict`].
+/// - `add_artifacts` and `remove_artifacts` each run in one transaction.
+/// - `commit_publication` is the only way a row becomes published, and it records the role
+///   versions that cover it in the same transaction. A row whose action or info changed since
+///   it was read is left unpublished, so a concurrent re-add is never lost.
 #[async_trait]
 pub trait ArtifactIndex: Send + Sync {
     /// Inserts new delegated roles.
     async fn create_roles(&self, roles: &[RoleRecord]) -> Result<(), PortError>;
     /// A role by name, active or not.
     async fn role(&self, name: &str) -> Result<Option<RoleRecord>, PortError>;
+    /// Active roles, all of them or those expiring before `expiring_before`.
+    async fn active_roles(
+        &self,
+        expiring_before: Option<DateTime<Utc>>,
+    ) -> Result<Vec<RoleRecord>, PortError>;
+    /// Adds artifacts: a new path gets a row, an existing row is reset to an unpublished
+    /// `Add` with the new info and role. A role without an active row is an
+    /// [`PortErrorKind::Other`] error naming it, and nothing is written.
+    async fn add_artifacts(&self, artifacts: &[NewArtifact]) -> Result<(), PortError>;
+    /// Marks artifacts for removal: each path whose row is not already a published `Remove`
+    /// becomes an unpublished `Remove`. Returns the paths changed, in input order.
+    async fn remove_artifacts(&self, paths: &[String]) -> Result<Vec<String>, PortError>;
+    /// The names of the roles that have unpublished rows, sorted.
+    async fn roles_with_unpublished(&self) -> Result<Vec<String>, PortError>;
+    /// Every row of the named roles.
+    async fn artifacts_of(&self, roles: &[String]) -> Result<Vec<ArtifactRow>, PortError>;
+    /// Records a publication: sets each role's version and expiry, and marks published each
+    /// row of `published` that still holds the same action and info.
+    async fn commit_publication(
+        &self,
+        roles: &[RoleRecord],
+        published: &[ArtifactRow],
+    ) -> Result<(), PortError>;
 }
 
 /// The repository settings shared with the API (the `DYNACONF_MAIN` hash).
@@ -160,6 +223,8 @@ pub struct Ports {
     pub settings: Arc<dyn SettingsStore>,
     /// Online key signers.
     pub signers: Arc<dyn SignerResolver>,
+    /// The repository lock (`LOCK_TARGETS`).
+    pub lock: Arc<dyn RepoLock>,
     /// Time.
     pub clock: Arc<dyn Clock>,
 }

@@ -23,3 +23,35 @@ pub(crate) async fn bootstrap_state(
         Some(other) => Some(other.to_string()),
     })
 }
+
+/// Reads a positive whole-number setting (days, hours), or `default` when it is unset or
+/// `None`. Dynaconf may hand back a number or a string holding one.
+pub(crate) async fn days(
+    settings: &dyn SettingsStore,
+    key: &str,
+    default: u32,
+) -> Result<u32, TaskError> {
+    let value = settings.get(key).await?;
+    let parsed = match &value {
+        None | Some(Value::Null) => return Ok(default),
+        Some(Value::Number(n)) => n.as_u64(),
+        Some(Value::String(s)) => s.trim().parse::<u64>().ok(),
+        Some(_) => None,
+    };
+    parsed
+        .and_then(|d| u32::try_from(d).ok())
+        .filter(|d| *d > 0)
+        .ok_or_else(|| {
+            TaskError::Metadata(format!("setting {key} is not a positive number: {value:?}"))
+        })
+}
+
+/// Whether `BOOTSTRAP` says the bootstrap finished (neither unset, `pre-` nor `signing-`).
+pub(crate) fn is_finished(state: Option<&str>) -> bool {
+    state.is_some_and(|s| !s.starts_with("pre-") && !s.starts_with("signing"))
+}
+
+/// The settings key of a role's pending metadata (`<ROLE>_SIGNING`, hyphens kept).
+pub(crate) fn signing_key(role: &str) -> String {
+    format!("{}_SIGNING", role.to_uppercase())
+}

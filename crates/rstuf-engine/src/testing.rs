@@ -2,7 +2,8 @@
 //! same contracts as the real adapters (write-once files, one-field settings writes) and record
 //! what was written, in order.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -11,8 +12,9 @@ use rstuf_metadata::keys::{Key, PrivateKey};
 use serde_json::Value;
 
 use crate::ports::{
-    ArtifactIndex, Clock, KeySigner, MetadataStore, PortError, PortErrorKind, Ports, RoleRecord,
-    SettingsStore, Signer, SignerResolver,
+    ArtifactAction, ArtifactIndex, ArtifactRow, Clock, KeySigner, LockGuard, MetadataStore,
+    NewArtifact, PortError, PortErrorKind, Ports, RepoLock, RoleRecord, SettingsStore, Signer,
+    SignerResolver,
 };
 
 /// Metadata files in memory, with the order they were written.
@@ -69,12 +71,24 @@ impl MetadataStore for MemoryStore {
 #[derive(Debug, Default)]
 pub struct MemoryIndex {
     roles: Mutex<BTreeMap<String, RoleRecord>>,
+    files: Mutex<BTreeMap<String, ArtifactRow>>,
 }
 
 impl MemoryIndex {
     /// All role rows.
     pub fn roles(&self) -> BTreeMap<String, RoleRecord> {
         self.roles.lock().expect("lock").clone()
+    }
+    /// All artifact rows, by path.
+    pub fn files(&self) -> BTreeMap<String, ArtifactRow> {
+        self.files.lock().expect("lock").clone()
+    }
+    /// Inserts a row as an outside writer would (the RSTUF CLI's `import-artifacts`).
+    pub fn insert_row(&self, row: ArtifactRow) {
+        self.files
+            .lock()
+            .expect("lock")
+            .insert(row.path.clone(), row);
     }
 }
 
@@ -96,6 +110,168 @@ impl ArtifactIndex for MemoryIndex {
 
     async fn role(&self, name: &str) -> Result<Option<RoleRecord>, PortError> {
         Ok(self.roles.lock().expect("lock").get(name).cloned())
+    }
+
+    async fn active_roles(
+        &self,
+        expiring_before: Option<DateTime<Utc>>,
+    ) -> Result<Vec<RoleRecord>, PortError> {
+        Ok(self
+            .roles
+            .lock()
+            .expect("lock")
+            .values()
+            .filter(|r| r.active && expiring_before.is_none_or(|t| r.expires < t))
+            .cloned()
+            .collect())
+    }
+
+    async fn add_artifacts(&self, artifacts: &[NewArtifact]) -> Result<(), PortError> {
+        let roles = self.roles.lock().expect("lock");
+        if let Some(a) = artifacts
+            .iter()
+            .find(|a| !roles.get(&a.role).is_some_and(|r| r.active))
+        {
+            return Err(PortError::new(
+                PortErrorKind::Other,
+                format!("role {} has no active row", a.role),
+            ));
+        }
+        let mut files = self.files.lock().expect("lock");
+        for a in artifacts {
+            files.insert(
+                a.path.clone(),
+                ArtifactRow {
+                    path: a.path.clone(),
+                    info: a.info.clone(),
+                    action: ArtifactAction::Add,
+                    published: false,
+                    role: a.role.clone(),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    async fn remove_artifacts(&self, paths: &[String]) -> Result<Vec<String>, PortError> {
+        let mut files = self.files.lock().expect("lock");
+        let mut changed = Vec::new();
+        for path in paths {
+            if let Some(row) = files.get_mut(path)
+                && !(row.action == ArtifactAction::Remove && row.published)
+            {
+                row.action = ArtifactAction::Remove;
+                row.published = false;
+                changed.push(path.clone());
+            }
+        }
+        Ok(changed)
+    }
+
+    async fn roles_with_unpublished(&self) -> Result<Vec<String>, PortError> {
+        let names: BTreeSet<String> = self
+            .files
+            .lock()
+            .expect("lock")
+            .values()
+            .filter(|r| !r.published)
+            .map(|r| r.role.clone())
+            .collect();
+        Ok(names.into_iter().collect())
+    }
+
+    async fn artifacts_of(&self, roles: &[String]) -> Result<Vec<ArtifactRow>, PortError> {
+        let wanted: BTreeSet<&String> = roles.iter().collect();
+        Ok(self
+            .files
+            .lock()
+            .expect("lock")
+            .values()
+            .filter(|r| wanted.contains(&r.role))
+            .cloned()
+            .collect())
+    }
+
+    async fn commit_publication(
+        &self,
+        roles: &[RoleRecord],
+        published: &[ArtifactRow],
+    ) -> Result<(), PortError> {
+        let mut all_roles = self.roles.lock().expect("lock");
+        let mut files = self.files.lock().expect("lock");
+        for r in roles {
+            let Some(row) = all_roles.get_mut(&r.name) else {
+                return Err(PortError::new(
+                    PortErrorKind::Other,
+                    format!("role {} has no row", r.name),
+                ));
+            };
+            row.version = r.version;
+            row.expires = r.expires;
+        }
+        for p in published {
+            if let Some(row) = files.get_mut(&p.path)
+                && row.action == p.action
+                && row.info == p.info
+            {
+                row.published = true;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The repository lock in memory. [`MemoryLock::lose`] simulates another worker taking the
+/// lock from a stalled holder.
+#[derive(Debug, Default)]
+pub struct MemoryLock {
+    mutex: Arc<tokio::sync::Mutex<()>>,
+    lost: Arc<AtomicBool>,
+    lose_next: AtomicBool,
+    acquisitions: AtomicUsize,
+}
+
+impl MemoryLock {
+    /// Makes the next holder lose the lock right after taking it.
+    pub fn lose_next(&self) {
+        self.lose_next.store(true, Ordering::SeqCst);
+    }
+    /// Makes the current holder's `still_held` false.
+    pub fn lose(&self) {
+        self.lost.store(true, Ordering::SeqCst);
+    }
+    /// How many times the lock was taken.
+    pub fn acquisitions(&self) -> usize {
+        self.acquisitions.load(Ordering::SeqCst)
+    }
+}
+
+struct MemoryGuard {
+    _held: tokio::sync::OwnedMutexGuard<()>,
+    lost: Arc<AtomicBool>,
+}
+
+#[async_trait]
+impl RepoLock for MemoryLock {
+    async fn acquire(&self) -> Result<Box<dyn LockGuard>, PortError> {
+        let held = self.mutex.clone().lock_owned().await;
+        let lose = self.lose_next.swap(false, Ordering::SeqCst);
+        self.lost.store(lose, Ordering::SeqCst);
+        self.acquisitions.fetch_add(1, Ordering::SeqCst);
+        Ok(Box::new(MemoryGuard {
+            _held: held,
+            lost: self.lost.clone(),
+        }))
+    }
+}
+
+#[async_trait]
+impl LockGuard for MemoryGuard {
+    async fn still_held(&self) -> Result<bool, PortError> {
+        Ok(!self.lost.load(Ordering::SeqCst))
+    }
+    async fn release(self: Box<Self>) -> Result<bool, PortError> {
+        Ok(!self.lost.load(Ordering::SeqCst))
     }
 }
 
@@ -192,6 +368,8 @@ pub struct MemoryRepo {
     pub settings: Arc<MemorySettings>,
     /// Online keys.
     pub signers: Arc<MemorySigners>,
+    /// The repository lock.
+    pub lock: Arc<MemoryLock>,
     /// Time.
     pub clock: Arc<FixedClock>,
 }
@@ -204,6 +382,7 @@ impl MemoryRepo {
             index: Arc::default(),
             settings: Arc::default(),
             signers: Arc::default(),
+            lock: Arc::default(),
             clock: Arc::new(FixedClock::at(now)),
         }
     }
@@ -215,6 +394,7 @@ impl MemoryRepo {
             index: self.index.clone(),
             settings: self.settings.clone(),
             signers: self.signers.clone(),
+            lock: self.lock.clone(),
             clock: self.clock.clone(),
         }
     }
@@ -267,4 +447,161 @@ pub async fn metadata_store_conformance(store: &dyn MetadataStore) {
         store.get("2.conformance.json").await.unwrap().as_deref(),
         Some(&b""[..])
     );
+}
+
+/// The [`ArtifactIndex`] contract, as a test any implementation can run against itself, on
+/// an index with no roles and no artifacts. Panics on the first breach.
+pub async fn artifact_index_conformance(index: &dyn ArtifactIndex) {
+    use chrono::TimeZone;
+    let t0 = Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap();
+    let role = |name: &str, hours: i64, active: bool| RoleRecord {
+        name: name.into(),
+        version: 1,
+        expires: t0 + chrono::Duration::hours(hours),
+        active,
+    };
+    let new = |path: &str, info: &str, role: &str| NewArtifact {
+        path: path.into(),
+        info: info.into(),
+        role: role.into(),
+    };
+    let names = |rows: Vec<RoleRecord>| rows.into_iter().map(|r| r.name).collect::<Vec<_>>();
+
+    // Roles: all or nothing, names unique whether active or not, expiry filter.
+    index
+        .create_roles(&[role("bins-1", 2, true), role("bins-0", 1, true)])
+        .await
+        .unwrap();
+    index
+        .create_roles(&[role("retired", 1, false)])
+        .await
+        .unwrap();
+    let err = index
+        .create_roles(&[role("fresh", 1, true), role("retired", 1, true)])
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, PortErrorKind::Conflict);
+    assert_eq!(index.role("fresh").await.unwrap(), None);
+    assert_eq!(
+        index.role("retired").await.unwrap(),
+        Some(role("retired", 1, false))
+    );
+    assert_eq!(
+        names(index.active_roles(None).await.unwrap()),
+        ["bins-0", "bins-1"]
+    );
+    let soon = t0 + chrono::Duration::minutes(90);
+    assert_eq!(
+        names(index.active_roles(Some(soon)).await.unwrap()),
+        ["bins-0"]
+    );
+
+    // Adding to a missing or retired role writes nothing.
+    for bad in ["nope", "retired"] {
+        let err = index
+            .add_artifacts(&[new("a", "{}", "bins-0"), new("b", "{}", bad)])
+            .await
+            .unwrap_err();
+        assert!(err.message.contains(bad), "{err}");
+        assert!(index.roles_with_unpublished().await.unwrap().is_empty());
+    }
+
+    let info_a = r#"{"length": 1, "hashes": {"sha256": "aa"}}"#;
+    let info_b = r#"{"length": 2, "hashes": {"sha256": "bb"}}"#;
+    index
+        .add_artifacts(&[new("a", info_a, "bins-1"), new("b", info_b, "bins-0")])
+        .await
+        .unwrap();
+    assert_eq!(
+        index.roles_with_unpublished().await.unwrap(),
+        ["bins-0", "bins-1"]
+    );
+    let mut all = index
+        .artifacts_of(&["bins-0".into(), "bins-1".into()])
+        .await
+        .unwrap();
+    all.sort_by(|x, y| x.path.cmp(&y.path));
+    assert_eq!(
+        all,
+        [
+            ArtifactRow {
+                path: "a".into(),
+                info: info_a.into(),
+                action: ArtifactAction::Add,
+                published: false,
+                role: "bins-1".into(),
+            },
+            ArtifactRow {
+                path: "b".into(),
+                info: info_b.into(),
+                action: ArtifactAction::Add,
+                published: false,
+                role: "bins-0".into(),
+            },
+        ]
+    );
+
+    // Publishing records versions and marks the rows read; a row changed since is kept.
+    index
+        .add_artifacts(&[new("b", info_a, "bins-0")])
+        .await
+        .unwrap();
+    let published = RoleRecord {
+        version: 2,
+        expires: t0 + chrono::Duration::days(7),
+        ..role("bins-0", 0, true)
+    };
+    index
+        .commit_publication(std::slice::from_ref(&published), &all)
+        .await
+        .unwrap();
+    assert_eq!(index.role("bins-0").await.unwrap(), Some(published));
+    let b = index.artifacts_of(&["bins-0".into()]).await.unwrap();
+    assert_eq!(b.len(), 1);
+    assert_eq!((b[0].info.as_str(), b[0].published), (info_a, false));
+    let a = index.artifacts_of(&["bins-1".into()]).await.unwrap();
+    assert!(a[0].published, "{a:?}");
+    assert_eq!(index.roles_with_unpublished().await.unwrap(), ["bins-0"]);
+
+    // Re-adding moves a row to its new role, unpublished.
+    index
+        .add_artifacts(&[new("a", info_a, "bins-0")])
+        .await
+        .unwrap();
+    assert!(
+        index
+            .artifacts_of(&["bins-1".into()])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        index.artifacts_of(&["bins-0".into()]).await.unwrap().len(),
+        2
+    );
+
+    // Removal: input order, unknown paths skipped, a published removal is not changed again.
+    let changed = index
+        .remove_artifacts(&["b".into(), "zzz".into(), "a".into()])
+        .await
+        .unwrap();
+    assert_eq!(changed, ["b", "a"]);
+    let rows = index.artifacts_of(&["bins-0".into()]).await.unwrap();
+    assert!(
+        rows.iter()
+            .all(|r| r.action == ArtifactAction::Remove && !r.published),
+        "{rows:?}"
+    );
+    index.commit_publication(&[], &rows).await.unwrap();
+    assert!(index.roles_with_unpublished().await.unwrap().is_empty());
+    assert!(
+        index
+            .remove_artifacts(&["a".into()])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Unknown roles in a publication are an error.
+    let ghost = role("ghost", 1, true);
+    assert!(index.commit_publication(&[ghost], &[]).await.is_err());
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use rstuf_adapters::local_store::LocalStore;
 use rstuf_adapters::postgres::PgIndex;
+use rstuf_adapters::redis_lock::{LOCK_TARGETS, RedisLock};
 use rstuf_adapters::redis_settings::RedisSettings;
 use rstuf_adapters::signers::KeyUriSigners;
 use rstuf_engine::ports::{Ports, SystemClock};
@@ -33,6 +34,9 @@ pub async fn ports(config: &Config) -> anyhow::Result<Ports> {
     let settings = RedisSettings::connect(&config.settings_url)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let lock = RedisLock::connect(&config.lock_url, LOCK_TARGETS, config.lock_timeout)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let signers = KeyUriSigners::new(config.online_key_dir.clone())
         .with_env(Arc::new(|k| std::env::var(k).ok()));
     Ok(Ports {
@@ -41,24 +45,73 @@ pub async fn ports(config: &Config) -> anyhow::Result<Ports> {
         settings: Arc::new(settings),
         signers: Arc::new(signers),
         clock: Arc::new(SystemClock),
+        lock: Arc::new(lock),
     })
 }
 
+/// What a task returns: RSTUF's result record for the API's actions, a plain list of role
+/// names for the scheduled bump (as the reference's Celery task returns it).
+#[derive(Debug, Clone, PartialEq)]
+pub enum TaskReply {
+    /// A task result with status, message, error and details.
+    Outcome(TaskOutcome),
+    /// The roles `bump_online_roles` re-signed.
+    Roles(Vec<String>),
+}
+
+impl TaskReply {
+    /// Whether the task did what it was asked.
+    pub fn status(&self) -> bool {
+        match self {
+            TaskReply::Outcome(o) => o.status(),
+            TaskReply::Roles(_) => true,
+        }
+    }
+
+    /// The JSON the Celery result backend stores for the task `action`.
+    pub fn to_json(&self, action: &str) -> Value {
+        match self {
+            TaskReply::Outcome(o) => task_result(action, o),
+            TaskReply::Roles(roles) => json!(roles),
+        }
+    }
+}
+
 /// Runs `action` with `payload`, as the worker does for a Celery task with id `task_id`.
+/// `bump_online_roles` reads `{"expired": bool}` (true when absent), as Celery beat sends it.
 pub async fn execute(
     ports: &Ports,
     action: &str,
     payload: Option<&Value>,
     task_id: &str,
-) -> Result<TaskOutcome, TaskError> {
+) -> Result<TaskReply, TaskError> {
+    use rstuf_engine::{artifacts, bootstrap, bump, publish};
     let empty = Value::Null;
     let payload = payload.unwrap_or(&empty);
-    match action {
-        "bootstrap" => rstuf_engine::bootstrap::bootstrap(ports, payload, task_id).await,
-        other => Err(TaskError::Metadata(format!(
-            "action {other:?} is not implemented by this worker yet"
-        ))),
-    }
+    let outcome = match action {
+        "bootstrap" => bootstrap::bootstrap(ports, payload, task_id).await?,
+        "add_artifacts" => artifacts::add_artifacts(ports, payload).await?,
+        "remove_artifacts" => artifacts::remove_artifacts(ports, payload).await?,
+        "publish_artifacts" => publish::publish_artifacts(ports).await?,
+        "force_online_metadata_update" => {
+            bump::force_online_metadata_update(ports, payload).await?
+        }
+        "bump_online_roles" => {
+            let expired = payload
+                .get("expired")
+                .and_then(Value::as_bool)
+                .unwrap_or(true);
+            return Ok(TaskReply::Roles(
+                bump::bump_online_roles(ports, expired).await?,
+            ));
+        }
+        other => {
+            return Err(TaskError::Metadata(format!(
+                "action {other:?} is not implemented by this worker yet"
+            )));
+        }
+    };
+    Ok(TaskReply::Outcome(outcome))
 }
 
 /// RSTUF's task result record for an outcome.
@@ -106,9 +159,9 @@ pub fn run(action: &str, payload: Option<&Path>) -> anyhow::Result<ExitCode> {
         let ports = ports(&config).await?;
         let task_id = new_task_id();
         match execute(&ports, action, payload.as_ref(), &task_id).await {
-            Ok(outcome) => {
-                println!("{}", task_result(action, &outcome));
-                Ok(if outcome.status() {
+            Ok(reply) => {
+                println!("{}", reply.to_json(action));
+                Ok(if reply.status() {
                     ExitCode::SUCCESS
                 } else {
                     ExitCode::from(1)

@@ -126,6 +126,10 @@ macro_rules! top_level_role {
             fn expires(&self) -> $crate::schema::Expires {
                 self.expires
             }
+            fn set_version_and_expires(&mut self, version: u64, expires: $crate::schema::Expires) {
+                self.version = version;
+                self.expires = expires;
+            }
             fn validate(&self) -> Result<(), $crate::schema::SchemaError> {
                 $crate::schema::common::check_spec_version(&self.spec_version)
                     .and_then(|_| $crate::schema::common::check_version(self.version))

@@ -68,6 +68,8 @@ pub trait Signed: Serialize + DeserializeOwned + Clone + std::fmt::Debug {
     fn version(&self) -> u64;
     /// When the metadata expires.
     fn expires(&self) -> Expires;
+    /// Sets the version and expiry (a new version of the same role).
+    fn set_version_and_expires(&mut self, version: u64, expires: Expires);
     /// Checks the rules serde cannot express (python-tuf's constructor checks).
     fn validate(&self) -> Result<(), SchemaError>;
 

@@ -1,0 +1,222 @@
+//! Keeping online roles valid: the scheduled `bump_online_roles` (spec section 1.11) and
+//! `force_online_metadata_update` (section 1.8).
+//!
+//! Both run under the repository lock, so they never interleave with a publish (defect 6). A
+//! bump re-signs the stored content of a role with a new version and expiry; it never mixes in
+//! unpublished rows (that is publish's job). Snapshot and timestamp are checked on every run
+//! and refreshed before they expire, whatever the delegated roles do (defect 1).
+
+use chrono::Duration;
+use rstuf_metadata::schema::{Metadata, Targets};
+use serde_json::{Value, json};
+
+use crate::outcome::{TaskError, TaskOutcome};
+use crate::ports::{LockGuard, Ports};
+use crate::publish::with_lock;
+use crate::repo::{Current, Online, Publication, RoleUpdate, expires_in, load, role_days};
+use crate::settings;
+
+const FORCE_FAILED: &str = "Force new online metadata update failed";
+const FORCE_OK: &str = "Force new online metadata update succeeded";
+const TOP_LEVEL: [&str; 4] = ["root", "targets", "snapshot", "timestamp"];
+
+/// Runs the scheduled bump: every online role, targets, snapshot and timestamp that expires
+/// within `HOURS_BEFORE_EXPIRE` hours gets a new version. With `expired == false`, every
+/// online delegated role and targets are bumped. Returns the names of the roles bumped
+/// (delegated roles and `targets`); empty before the bootstrap finished.
+pub async fn bump_online_roles(ports: &Ports, expired: bool) -> Result<Vec<String>, TaskError> {
+    let state = settings::bootstrap_state(ports.settings.as_ref()).await?;
+    if !settings::is_finished(state.as_deref()) {
+        return Ok(Vec::new());
+    }
+    with_lock(ports, async |guard| {
+        bump_locked(ports, guard, expired).await
+    })
+    .await
+}
+
+async fn bump_locked(
+    ports: &Ports,
+    guard: &dyn LockGuard,
+    expired: bool,
+) -> Result<Vec<String>, TaskError> {
+    let current = Current::load(ports).await?;
+    let online = Online::load(ports).await?;
+    let hours = settings::days(ports.settings.as_ref(), "HOURS_BEFORE_EXPIRE", 1).await?;
+    let now = ports.clock.now();
+    let deadline = now + Duration::hours(i64::from(hours));
+    let due = |expires: chrono::DateTime<chrono::Utc>| !expired || expires <= deadline;
+
+    // The index keeps each role's expiry, so finding the due roles costs no file reads.
+    let rows = ports
+        .index
+        .active_roles(expired.then_some(deadline))
+        .await?;
+    let names: Vec<String> = rows.into_iter().map(|r| r.name).collect();
+    let mut publication = Publication::new(ports, &online, &current);
+    let bumped = bump_roles(ports, &current, &online, &mut publication, &names).await?;
+    let mut out = bumped;
+    if due(current.targets.signed.expires.0) {
+        let days = settings::days(ports.settings.as_ref(), "TARGETS_EXPIRATION", 365).await?;
+        publication
+            .publish_targets(current.targets.signed.clone(), days)
+            .await?;
+        out.push("targets".into());
+    }
+    let snapshot_due = due(current.snapshot.signed.expires.0);
+    let timestamp_due = due(current.timestamp.signed.expires.0);
+    publication
+        .finish(guard, snapshot_due, timestamp_due, &[])
+        .await?;
+    Ok(out)
+}
+
+/// Re-signs the stored content of each online role in `names` with a new version and expiry.
+/// Roles that are not delegated, not online or never published are skipped. Returns the names
+/// bumped.
+async fn bump_roles(
+    ports: &Ports,
+    current: &Current,
+    online: &Online,
+    publication: &mut Publication<'_>,
+    names: &[String],
+) -> Result<Vec<String>, TaskError> {
+    let mut updates = Vec::new();
+    for name in names {
+        if current.online_role(online, name) != Some(true) {
+            continue;
+        }
+        let Some(version) = current.snapshot.signed.role_version(name) else {
+            continue;
+        };
+        let stored: Metadata<Targets> = load(ports, &format!("{version}.{name}.json")).await?;
+        let days = role_days(ports, current, name).await?;
+        updates.push(RoleUpdate {
+            name: name.clone(),
+            expires: expires_in(publication.now(), days),
+            signed: stored.signed,
+        });
+    }
+    let names = updates.iter().map(|u| u.name.clone()).collect();
+    publication.publish_roles(updates).await?;
+    Ok(names)
+}
+
+/// Runs `force_online_metadata_update` with payload `{"roles": [...]}`.
+pub async fn force_online_metadata_update(
+    ports: &Ports,
+    payload: &Value,
+) -> Result<TaskOutcome, TaskError> {
+    let state = settings::bootstrap_state(ports.settings.as_ref()).await?;
+    if !settings::is_finished(state.as_deref()) {
+        return Ok(TaskOutcome::refused(
+            FORCE_FAILED,
+            "New metadata updates requre completed bootstrap",
+        ));
+    }
+    let roles: Vec<String> = match payload.get("roles") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => {
+            let mut roles = Vec::new();
+            for item in items {
+                match item.as_str() {
+                    Some(s) => roles.push(s.to_string()),
+                    None => {
+                        return Ok(TaskOutcome::refused(
+                            FORCE_FAILED,
+                            "'roles' must be a list of role names",
+                        ));
+                    }
+                }
+            }
+            roles
+        }
+        Some(_) => {
+            return Ok(TaskOutcome::refused(
+                FORCE_FAILED,
+                "'roles' must be a list of role names",
+            ));
+        }
+    };
+    let result = with_lock(ports, async |guard| {
+        force_locked(ports, guard, &roles).await
+    })
+    .await;
+    match result {
+        Ok(Ok(updated)) => Ok(TaskOutcome::ok(
+            FORCE_OK,
+            Some(json!({"updated_roles": updated})),
+        )),
+        Ok(Err(reason)) => Ok(TaskOutcome::refused(FORCE_FAILED, reason)),
+        Err(TaskError::LockLost) => Ok(TaskOutcome::refused(
+            FORCE_FAILED,
+            "The task to update online roles exceeded the lock timeout.",
+        )),
+        Err(e) => Err(e),
+    }
+}
+
+/// The forced update; the inner `Err` is a refusal (nothing was written).
+async fn force_locked(
+    ports: &Ports,
+    guard: &dyn LockGuard,
+    roles: &[String],
+) -> Result<Result<Vec<String>, String>, TaskError> {
+    let current = Current::load(ports).await?;
+    let online = Online::load(ports).await?;
+    let delegations = current.targets.signed.delegations.as_ref();
+    let bins: Vec<String> = delegations
+        .and_then(|d| d.succinct_roles.as_ref())
+        .map(|s| s.role_names().collect())
+        .unwrap_or_default();
+    // Which delegated roles: all bins for "bins", else the custom names given.
+    let mut delegated_names = Vec::new();
+    let mut requested_delegated = Vec::new();
+    for role in roles {
+        if TOP_LEVEL.contains(&role.as_str()) {
+            continue;
+        }
+        if role == "bins" && !bins.is_empty() {
+            delegated_names.clone_from(&bins);
+            requested_delegated = vec!["bins".to_string()];
+            break;
+        }
+        match current.online_role(&online, role) {
+            Some(true) => {}
+            Some(false) => {
+                return Ok(Err(format!(
+                    "Role '{role}' is not signed by the online key"
+                )));
+            }
+            None => return Ok(Err(format!("Role '{role}' does not exist"))),
+        }
+        if current.snapshot.signed.role_version(role).is_none() {
+            return Ok(Err(format!("Role '{role}' has never been published")));
+        }
+        delegated_names.push(role.clone());
+        requested_delegated.push(role.clone());
+    }
+    let has = |r: &str| roles.iter().any(|x| x == r);
+    let mut publication = Publication::new(ports, &online, &current);
+    let mut updated = Vec::new();
+    if has("targets") || !delegated_names.is_empty() {
+        updated.extend(["snapshot".to_string(), "timestamp".to_string()]);
+        if has("targets") {
+            let days = settings::days(ports.settings.as_ref(), "TARGETS_EXPIRATION", 365).await?;
+            publication
+                .publish_targets(current.targets.signed.clone(), days)
+                .await?;
+            updated.push("targets".into());
+        }
+        bump_roles(ports, &current, &online, &mut publication, &delegated_names).await?;
+        updated.extend(requested_delegated);
+        publication.finish(guard, true, true, &[]).await?;
+    } else if has("snapshot") {
+        publication.finish(guard, true, true, &[]).await?;
+        updated.extend(["snapshot".to_string(), "timestamp".to_string()]);
+    } else if has("timestamp") {
+        publication.finish(guard, false, true, &[]).await?;
+        updated.push("timestamp".into());
+    }
+    Ok(Ok(updated))
+}

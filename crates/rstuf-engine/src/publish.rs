@@ -1,0 +1,181 @@
+//! `publish_artifacts` (spec section 1.7): publish every role with unpublished artifact rows,
+//! whoever wrote them (our add and remove tasks, or the RSTUF CLI's `import-artifacts`).
+//!
+//! Under the repository lock: read the rows of the changed roles only, rebuild each role from
+//! its `Add` rows, publish the new versions, the snapshot and the timestamp, and then, in one
+//! transaction, record the versions and mark exactly the rows that were read as published
+//! (defect 5). The cost follows the roles that changed, not the size of the repository.
+//!
+//! A role whose rows cannot be turned into metadata (rows written by another tool with bad
+//! info) is left out and reported; the other roles are published (defect 2). A role the online
+//! key cannot sign alone gets its new version in `<ROLE>_SIGNING` for the offline signers; its
+//! rows are published when the signatures arrive.
+
+use std::collections::BTreeMap;
+
+use rstuf_metadata::schema::{Metadata, TargetFile, Targets};
+use serde_json::{Value, json};
+
+use crate::outcome::{TaskError, TaskOutcome};
+use crate::ports::{ArtifactAction, ArtifactRow, LockGuard, Ports};
+use crate::repo::{Current, Online, Publication, RoleUpdate, expires_in, role_days, to_value};
+use crate::settings::signing_key;
+
+const PROCESSED: &str = "Publish Artifacts Processed";
+
+/// What a publish did.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct PublishReport {
+    /// Roles given a new published version, sorted.
+    pub published: Vec<String>,
+    /// Roles given new pending metadata in `<ROLE>_SIGNING`, sorted.
+    pub pending: Vec<String>,
+    /// Roles left out, with the reason.
+    pub failed: BTreeMap<String, String>,
+}
+
+impl PublishReport {
+    /// Every role that had unpublished rows and was processed.
+    pub fn roles(&self) -> Vec<String> {
+        let mut all: Vec<String> = self
+            .published
+            .iter()
+            .chain(&self.pending)
+            .cloned()
+            .collect();
+        all.sort();
+        all
+    }
+}
+
+/// Runs the `publish_artifacts` action.
+pub async fn publish_artifacts(ports: &Ports) -> Result<TaskOutcome, TaskError> {
+    let report = with_lock(ports, async |guard| publish_locked(ports, guard).await).await?;
+    let roles = report.roles();
+    let mut details =
+        json!({"artifact_roles": if roles.is_empty() { Value::Null } else { json!(roles) }});
+    if !report.failed.is_empty() {
+        details["failed_roles"] = json!(report.failed);
+    }
+    Ok(TaskOutcome::ok(PROCESSED, Some(details)))
+}
+
+/// Runs `f` while holding the repository lock, and releases the lock whatever `f` returns.
+pub(crate) async fn with_lock<T>(
+    ports: &Ports,
+    f: impl AsyncFnOnce(&dyn LockGuard) -> Result<T, TaskError>,
+) -> Result<T, TaskError> {
+    let guard = ports.lock.acquire().await?;
+    let result = f(guard.as_ref()).await;
+    // A failed release (lock already expired) does not undo what `f` published: the timestamp
+    // was written only after `still_held` confirmed the lock.
+    let _ = guard.release().await;
+    result
+}
+
+/// Publishes every role with unpublished rows. The caller holds the lock.
+pub(crate) async fn publish_locked(
+    ports: &Ports,
+    guard: &dyn LockGuard,
+) -> Result<PublishReport, TaskError> {
+    let mut report = PublishReport::default();
+    let roles = ports.index.roles_with_unpublished().await?;
+    if roles.is_empty() {
+        return Ok(report);
+    }
+    let current = Current::load(ports).await?;
+    let online = Online::load(ports).await?;
+
+    let mut by_role: BTreeMap<String, Vec<ArtifactRow>> = BTreeMap::new();
+    for row in ports.index.artifacts_of(&roles).await? {
+        by_role.entry(row.role.clone()).or_default().push(row);
+    }
+    let now = ports.clock.now();
+    let mut updates = Vec::new();
+    let mut covered = Vec::new();
+    for role in &roles {
+        let rows = by_role.remove(role).unwrap_or_default();
+        let Some(online_only) = current.online_role(&online, role) else {
+            // A deleted delegation: its rows stay as they are.
+            report
+                .failed
+                .insert(role.clone(), "the role is not delegated by targets".into());
+            continue;
+        };
+        let artifacts = match build_targets(&rows) {
+            Ok(artifacts) => artifacts,
+            Err(reason) => {
+                report.failed.insert(role.clone(), reason);
+                continue;
+            }
+        };
+        let days = role_days(ports, &current, role).await?;
+        let mut signed = Targets::new(0, expires_in(now, days));
+        signed.targets = artifacts;
+        if online_only {
+            covered.extend(rows.into_iter().filter(|r| !r.published));
+            updates.push(RoleUpdate {
+                name: role.clone(),
+                expires: signed.expires,
+                signed,
+            });
+            report.published.push(role.clone());
+        } else {
+            let version = current.snapshot.signed.role_version(role).unwrap_or(0) + 1;
+            signed.version = version;
+            set_pending(ports, &online, &current, role, signed).await?;
+            report.pending.push(role.clone());
+        }
+    }
+    if updates.is_empty() {
+        return Ok(report);
+    }
+    let mut publication = Publication::new(ports, &online, &current);
+    publication.publish_roles(updates).await?;
+    publication.finish(guard, false, false, &covered).await?;
+    Ok(report)
+}
+
+/// The artifacts of a role from its rows (`Add` rows only).
+pub(crate) fn build_targets(rows: &[ArtifactRow]) -> Result<BTreeMap<String, TargetFile>, String> {
+    let mut targets = BTreeMap::new();
+    for row in rows.iter().filter(|r| r.action == ArtifactAction::Add) {
+        let file = crate::artifacts::parse_info_text(&row.info)
+            .map_err(|e| format!("artifact {:?} has invalid info: {e}", row.path))?;
+        targets.insert(row.path.clone(), file);
+    }
+    Ok(targets)
+}
+
+/// Puts new pending metadata for an offline (or mixed) role in `<ROLE>_SIGNING`, signed by the
+/// online key when it is one of the role's keys. Pending metadata with the same artifacts is
+/// left alone, so signatures already collected are kept.
+async fn set_pending(
+    ports: &Ports,
+    online: &Online,
+    current: &Current,
+    role: &str,
+    signed: Targets,
+) -> Result<(), TaskError> {
+    let key = signing_key(role);
+    if let Some(existing) = ports.settings.get(&key).await?
+        && let Ok(md) = Metadata::<Targets>::from_value(existing)
+        && md.signed.targets == signed.targets
+    {
+        return Ok(());
+    }
+    let online_signs = current
+        .targets
+        .signed
+        .delegations
+        .as_ref()
+        .and_then(|d| d.delegation(role))
+        .is_some_and(|d| d.keyids.contains(&online.keyid));
+    let md = if online_signs {
+        online.sign(signed).await?
+    } else {
+        Metadata::new(signed)
+    };
+    ports.settings.set(&key, to_value(&md)?).await?;
+    Ok(())
+}

@@ -1,0 +1,384 @@
+//! The published repository as the engine sees it, and the one way new versions get
+//! published ([`Publication`]), shared by publish, the scheduled bump and the forced update.
+//!
+//! The current state is what clients see: `timestamp.json`, the snapshot it names and the
+//! targets the snapshot names. Versions of delegated roles come from that snapshot, never from
+//! listing storage. A publication writes leaves first (delegated roles, then targets), then the
+//! snapshot, checks the repository lock is still held, writes the timestamp, and only then
+//! records the new versions (and the artifacts they cover) in the index, in one transaction.
+//!
+//! Version numbers are never reused: a versioned name is write-once, and when a crashed or
+//! stalled earlier attempt left a file under the next version, the write is refused
+//! ([`PortErrorKind::Conflict`]) and the publication moves on to the version after it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use futures_util::stream::{self, StreamExt, TryStreamExt};
+use rstuf_metadata::keys::Key;
+use rstuf_metadata::schema::{
+    DelegatedRole, Expires, MetaFile, Metadata, Root, Signature, Signed, Snapshot, Targets,
+    Timestamp,
+};
+use serde_json::Value;
+
+use crate::outcome::TaskError;
+use crate::ports::{ArtifactRow, LockGuard, PortErrorKind, Ports, RoleRecord, Signer};
+use crate::settings::{self, ONLINE_KEY, TRUSTED_ROOT, TRUSTED_TARGETS};
+
+/// How many versions past an orphan (a file left by an interrupted publication) to try.
+const MAX_VERSION_PROBES: u64 = 64;
+/// Roles signed and written at once.
+const CONCURRENCY: usize = 32;
+
+/// The online key and its signer.
+#[derive(Debug, Clone)]
+pub(crate) struct Online {
+    pub keyid: String,
+    pub signer: Arc<dyn Signer>,
+}
+
+impl Online {
+    /// The online key from `ONLINE_KEY`, or else from the timestamp role of `TRUSTED_ROOT`.
+    pub async fn load(ports: &Ports) -> Result<Online, TaskError> {
+        let (keyid, key) = match ports.settings.get(ONLINE_KEY).await? {
+            Some(Value::Object(mut map)) => {
+                let keyid = match map.remove("keyid") {
+                    Some(Value::String(id)) => id,
+                    _ => return Err(TaskError::Metadata("ONLINE_KEY has no keyid".into())),
+                };
+                let key: Key = serde_json::from_value(Value::Object(map))
+                    .map_err(|e| TaskError::Metadata(format!("ONLINE_KEY: {e}")))?;
+                (keyid, key)
+            }
+            _ => {
+                let root = ports.settings.get(TRUSTED_ROOT).await?.ok_or_else(|| {
+                    TaskError::Metadata("neither ONLINE_KEY nor TRUSTED_ROOT is set".into())
+                })?;
+                let root = Metadata::<Root>::from_value(root)
+                    .map_err(|e| TaskError::Metadata(format!("TRUSTED_ROOT: {e}")))?;
+                let keyid = root
+                    .signed
+                    .role("timestamp")
+                    .and_then(|r| r.keyids.first())
+                    .cloned()
+                    .ok_or_else(|| TaskError::Metadata("root has no timestamp key".into()))?;
+                let key = root.signed.keys.get(&keyid).cloned().ok_or_else(|| {
+                    TaskError::Metadata(format!("root lacks the online key {keyid}"))
+                })?;
+                (keyid, key)
+            }
+        };
+        let signer = ports.signers.resolve(&keyid, &key).await?;
+        Ok(Online { keyid, signer })
+    }
+
+    /// `signed`, signed with the online key.
+    pub async fn sign<T: Signed>(&self, signed: T) -> Result<Metadata<T>, TaskError> {
+        let mut md = Metadata::new(signed);
+        let payload = md
+            .signed_bytes()
+            .map_err(|e| TaskError::Metadata(e.to_string()))?;
+        let sig = self.signer.sign(&payload).await?;
+        md.add_signature(Signature::new(self.keyid.clone(), &sig));
+        Ok(md)
+    }
+
+    /// Whether the online key alone meets the threshold of a role delegated with these keys.
+    pub fn meets(&self, keyids: &[String], threshold: u64) -> bool {
+        threshold <= 1 && keyids.contains(&self.keyid)
+    }
+}
+
+/// The storage form of metadata.
+pub(crate) fn storage_bytes<T: Signed>(md: &Metadata<T>) -> Result<Vec<u8>, TaskError> {
+    md.to_storage_bytes()
+        .map_err(|e| TaskError::Metadata(e.to_string()))
+}
+
+/// The JSON value of metadata (for settings copies).
+pub(crate) fn to_value<T: Signed>(md: &Metadata<T>) -> Result<Value, TaskError> {
+    md.to_value()
+        .map_err(|e| TaskError::Metadata(e.to_string()))
+}
+
+/// `now + days`, at second precision.
+pub(crate) fn expires_in(now: DateTime<Utc>, days: u32) -> Expires {
+    Expires::at(now + Duration::days(i64::from(days)))
+}
+
+/// Reads and parses a stored metadata file.
+pub(crate) async fn load<T: Signed>(ports: &Ports, name: &str) -> Result<Metadata<T>, TaskError> {
+    let bytes = ports
+        .store
+        .get(name)
+        .await?
+        .ok_or_else(|| TaskError::Metadata(format!("{name} is missing from storage")))?;
+    Metadata::from_bytes(&bytes).map_err(|e| TaskError::Metadata(format!("{name}: {e}")))
+}
+
+/// What clients currently see.
+#[derive(Debug, Clone)]
+pub(crate) struct Current {
+    pub timestamp: Metadata<Timestamp>,
+    pub snapshot: Metadata<Snapshot>,
+    pub targets: Metadata<Targets>,
+}
+
+impl Current {
+    /// Follows `timestamp.json` to its snapshot and targets.
+    pub async fn load(ports: &Ports) -> Result<Current, TaskError> {
+        let timestamp: Metadata<Timestamp> = load(ports, "timestamp.json").await?;
+        let snapshot_version = timestamp
+            .signed
+            .snapshot_meta()
+            .map(|m| m.version)
+            .ok_or_else(|| TaskError::Metadata("timestamp.json names no snapshot".into()))?;
+        let snapshot: Metadata<Snapshot> =
+            load(ports, &format!("{snapshot_version}.snapshot.json")).await?;
+        let targets_version = snapshot
+            .signed
+            .role_version("targets")
+            .ok_or_else(|| TaskError::Metadata("the snapshot names no targets".into()))?;
+        let targets: Metadata<Targets> =
+            load(ports, &format!("{targets_version}.targets.json")).await?;
+        Ok(Current {
+            timestamp,
+            snapshot,
+            targets,
+        })
+    }
+
+    /// The custom delegated role `name`, if targets delegates it.
+    pub fn custom_role(&self, name: &str) -> Option<&DelegatedRole> {
+        self.targets
+            .signed
+            .delegations
+            .as_ref()?
+            .roles
+            .as_ref()?
+            .iter()
+            .find(|r| r.name == name)
+    }
+
+    /// Whether the online key alone can publish delegated role `name`; `None` when targets
+    /// does not delegate it.
+    pub fn online_role(&self, online: &Online, name: &str) -> Option<bool> {
+        let delegation = self.targets.signed.delegations.as_ref()?.delegation(name)?;
+        Some(online.meets(delegation.keyids, delegation.threshold))
+    }
+}
+
+/// Days a role's new versions stay valid: `<ROLE>_EXPIRATION`, or for bins `BINS_EXPIRATION`.
+/// A custom role without its setting falls back to its `x-rstuf-expire-policy`.
+pub(crate) async fn role_days(
+    ports: &Ports,
+    current: &Current,
+    name: &str,
+) -> Result<u32, TaskError> {
+    let is_bin = current
+        .targets
+        .signed
+        .delegations
+        .as_ref()
+        .and_then(|d| d.succinct_roles.as_ref())
+        .is_some_and(|s| s.is_delegated_role(name));
+    if is_bin {
+        return settings::days(ports.settings.as_ref(), "BINS_EXPIRATION", 1).await;
+    }
+    let policy = current
+        .custom_role(name)
+        .and_then(|r| r.unrecognized.get("x-rstuf-expire-policy"))
+        .and_then(Value::as_u64)
+        .and_then(|d| u32::try_from(d).ok())
+        .filter(|d| *d > 0)
+        .unwrap_or(1);
+    let key = format!("{}_EXPIRATION", name.to_uppercase());
+    settings::days(ports.settings.as_ref(), &key, policy).await
+}
+
+/// A new version of a delegated role to publish: its content; the publication sets version
+/// and expiry.
+#[derive(Debug)]
+pub(crate) struct RoleUpdate {
+    pub name: String,
+    pub signed: Targets,
+    pub expires: Expires,
+}
+
+/// What a finished publication wrote.
+#[derive(Debug, Default)]
+pub(crate) struct Published {
+    /// The new snapshot version, if one was written.
+    pub snapshot: Option<u64>,
+    /// Whether a new timestamp was written.
+    pub timestamp: bool,
+}
+
+/// A set of new versions being published (see the module documentation).
+pub(crate) struct Publication<'a> {
+    ports: &'a Ports,
+    online: &'a Online,
+    current: &'a Current,
+    now: DateTime<Utc>,
+    meta: BTreeMap<String, MetaFile>,
+    records: Vec<RoleRecord>,
+    targets: Option<Metadata<Targets>>,
+}
+
+impl<'a> Publication<'a> {
+    pub fn new(ports: &'a Ports, online: &'a Online, current: &'a Current) -> Self {
+        Publication {
+            ports,
+            online,
+            current,
+            now: ports.clock.now(),
+            meta: current.snapshot.signed.meta.clone(),
+            records: Vec::new(),
+            targets: None,
+        }
+    }
+
+    /// The time the publication started.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.now
+    }
+
+    /// Whether anything besides snapshot and timestamp was written.
+    pub fn changed(&self) -> bool {
+        !self.records.is_empty() || self.targets.is_some()
+    }
+
+    /// Signs and writes the next version of each role, several at a time.
+    pub async fn publish_roles(&mut self, updates: Vec<RoleUpdate>) -> Result<(), TaskError> {
+        let ports = self.ports;
+        let online = self.online;
+        let written: Vec<(String, u64, Expires)> = stream::iter(updates.into_iter().map(|u| {
+            let start = self
+                .meta
+                .get(&format!("{}.json", u.name))
+                .map_or(1, |m| m.version + 1);
+            async move {
+                let (version, _) =
+                    write_next_version(ports, online, &u.name, u.signed, start, u.expires).await?;
+                Ok::<_, TaskError>((u.name, version, u.expires))
+            }
+        }))
+        .buffer_unordered(CONCURRENCY)
+        .try_collect()
+        .await?;
+        for (name, version, expires) in written {
+            self.meta
+                .insert(format!("{name}.json"), MetaFile::version_only(version));
+            self.records.push(RoleRecord {
+                name,
+                version,
+                expires: expires.0,
+                active: true,
+            });
+        }
+        Ok(())
+    }
+
+    /// Signs and writes the next version of targets.
+    pub async fn publish_targets(&mut self, signed: Targets, days: u32) -> Result<(), TaskError> {
+        let start = self
+            .meta
+            .get("targets.json")
+            .map_or(1, |m| m.version + 1)
+            .max(self.current.targets.signed.version + 1);
+        let expires = expires_in(self.now, days);
+        let (version, md) =
+            write_next_version(self.ports, self.online, "targets", signed, start, expires).await?;
+        self.meta
+            .insert("targets.json".into(), MetaFile::version_only(version));
+        self.targets = Some(md);
+        Ok(())
+    }
+
+    /// Writes the snapshot (when anything changed or `force_snapshot`) and the timestamp
+    /// (when the snapshot changed or `force_timestamp`), then records role versions and
+    /// `published` rows in the index. The timestamp is written only while `guard` holds.
+    pub async fn finish(
+        self,
+        guard: &dyn LockGuard,
+        force_snapshot: bool,
+        force_timestamp: bool,
+        published: &[ArtifactRow],
+    ) -> Result<Published, TaskError> {
+        let settings = self.ports.settings.as_ref();
+        let mut out = Published::default();
+        let mut snapshot_version = self.current.snapshot.signed.version;
+        if self.changed() || force_snapshot {
+            let days = settings::days(settings, "SNAPSHOT_EXPIRATION", 1).await?;
+            let expires = expires_in(self.now, days);
+            let snapshot = Snapshot::new(0, expires, self.meta.clone());
+            let (version, _) = write_next_version(
+                self.ports,
+                self.online,
+                "snapshot",
+                snapshot,
+                snapshot_version + 1,
+                expires,
+            )
+            .await?;
+            snapshot_version = version;
+            out.snapshot = Some(version);
+        }
+        if out.snapshot.is_some() || force_timestamp {
+            let days = settings::days(settings, "TIMESTAMP_EXPIRATION", 1).await?;
+            let timestamp = Timestamp::new(
+                self.current.timestamp.signed.version + 1,
+                expires_in(self.now, days),
+                snapshot_version,
+            );
+            let timestamp = self.online.sign(timestamp).await?;
+            if !guard.still_held().await? {
+                return Err(TaskError::LockLost);
+            }
+            self.ports
+                .store
+                .put_timestamp(&storage_bytes(&timestamp)?)
+                .await?;
+            out.timestamp = true;
+        }
+        if !self.records.is_empty() || !published.is_empty() {
+            self.ports
+                .index
+                .commit_publication(&self.records, published)
+                .await?;
+        }
+        if let Some(targets) = &self.targets {
+            settings.set(TRUSTED_TARGETS, to_value(targets)?).await?;
+        }
+        Ok(out)
+    }
+}
+
+/// Writes `signed` as version `start`, or the first later version whose name is free.
+async fn write_next_version<T: Signed>(
+    ports: &Ports,
+    online: &Online,
+    role: &str,
+    mut signed: T,
+    start: u64,
+    expires: Expires,
+) -> Result<(u64, Metadata<T>), TaskError> {
+    let mut version = start;
+    loop {
+        signed.set_version_and_expires(version, expires);
+        let md = online.sign(signed.clone()).await?;
+        match ports
+            .store
+            .put_versioned(&format!("{version}.{role}.json"), &storage_bytes(&md)?)
+            .await
+        {
+            Ok(()) => return Ok((version, md)),
+            Err(e) if e.kind == PortErrorKind::Conflict && version < start + MAX_VERSION_PROBES => {
+                version += 1;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}

@@ -1,0 +1,497 @@
+//! Artifacts, publishing, scheduled bumps and forced updates over in-memory ports, on a
+//! repository bootstrapped from the RSTUF API's bins payload.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use rstuf_engine::TaskError;
+use rstuf_engine::artifacts::{add_artifacts, remove_artifacts};
+use rstuf_engine::bootstrap::bootstrap;
+use rstuf_engine::bump::{bump_online_roles, force_online_metadata_update};
+use rstuf_engine::ports::{ArtifactAction, ArtifactRow, MetadataStore, SettingsStore};
+use rstuf_engine::publish::publish_artifacts;
+use rstuf_engine::testing::MemoryRepo;
+use rstuf_metadata::audit::{AuditOptions, audit};
+use rstuf_metadata::keys::PrivateKey;
+use rstuf_metadata::schema::{Metadata, Snapshot, Targets, Timestamp};
+use serde_json::{Value, json};
+
+const ONLINE: &str = "0d9d3d4bad91c455bc03921daa95774576b86625ac45570d0cac025b08e65043";
+const TASK: &str = "d449c2af4e39481c8e8a64950f406920";
+
+fn shared() -> PathBuf {
+    std::env::var_os("RSTUF_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
+}
+
+fn fixture(rel: &str) -> Value {
+    serde_json::from_slice(&std::fs::read(shared().join("fixtures").join(rel)).unwrap()).unwrap()
+}
+
+/// Before the fixture roots expire (2025-12-31).
+fn start() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2025, 6, 1, 12, 0, 0).unwrap()
+}
+
+async fn bootstrapped() -> MemoryRepo {
+    let repo = MemoryRepo::new(start());
+    let pem = std::fs::read(shared().join("fixtures/keys").join(ONLINE)).unwrap();
+    repo.signers
+        .add(ONLINE, PrivateKey::from_pem(&pem, None).unwrap());
+    repo.settings
+        .set("BOOTSTRAP", json!(format!("pre-{TASK}")))
+        .await
+        .unwrap();
+    let out = bootstrap(
+        &repo.ports(),
+        &fixture("api-payloads/bootstrap/payload_bins.json"),
+        TASK,
+    )
+    .await
+    .unwrap();
+    assert!(out.status(), "{out:?}");
+    repo
+}
+
+fn accepted_at(repo: &MemoryRepo, at: DateTime<Utc>) {
+    accepted(&repo.store.files(), at);
+}
+
+fn accepted(files: &BTreeMap<String, Vec<u8>>, at: DateTime<Utc>) {
+    let report = audit(
+        files,
+        &AuditOptions {
+            reference_time: at,
+            trusted_root: None,
+        },
+    );
+    assert!(report.accepted(), "at {at}: {report:#?}");
+}
+
+async fn get<T: rstuf_metadata::schema::Signed>(repo: &MemoryRepo, name: &str) -> Metadata<T> {
+    Metadata::from_bytes(&repo.store.get(name).await.unwrap().unwrap()).unwrap()
+}
+
+/// The artifacts a client finds, by following timestamp, snapshot and every bin.
+async fn published(repo: &MemoryRepo) -> BTreeMap<String, Value> {
+    let ts: Metadata<Timestamp> = get(repo, "timestamp.json").await;
+    let v = ts.signed.snapshot_meta().unwrap().version;
+    let snap: Metadata<Snapshot> = get(repo, &format!("{v}.snapshot.json")).await;
+    let mut out = BTreeMap::new();
+    for (name, meta) in &snap.signed.meta {
+        let role = name.trim_end_matches(".json");
+        if role == "targets" {
+            continue;
+        }
+        let md: Metadata<Targets> = get(repo, &format!("{}.{role}.json", meta.version)).await;
+        for (path, file) in md.signed.targets {
+            out.insert(path, serde_json::to_value(file).unwrap());
+        }
+    }
+    out
+}
+
+fn artifact(path: &str, length: u64, sha: &str) -> Value {
+    json!({"path": path, "info": {"length": length, "hashes": {"sha256": sha}}})
+}
+
+#[tokio::test]
+async fn add_publishes_the_reference_payload_into_its_bins() {
+    let repo = bootstrapped().await;
+    let out = add_artifacts(
+        &repo.ports(),
+        &fixture("api-payloads/artifacts/add_payload.json"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.message, "Artifact(s) Added");
+    // As the reference worker reported for the same payload (transcripts/A_add.txt).
+    assert_eq!(
+        out.details,
+        Some(json!({
+            "added_artifacts": ["file1.tar.gz", "file2.tar.gz", "file3.tar.gz"],
+            "invalid_paths": [],
+            "artifact_roles": ["bins-3", "bins-2"]
+        }))
+    );
+    let log = repo.store.write_log();
+    assert_eq!(
+        &log[8..],
+        [
+            "2.bins-2.json",
+            "2.bins-3.json",
+            "2.snapshot.json",
+            "timestamp.json"
+        ]
+    );
+    let found = published(&repo).await;
+    assert_eq!(found.len(), 3);
+    assert_eq!(
+        found["file1.tar.gz"],
+        json!({"length": 11342, "hashes": {"blake2b-256": "716f6e863f744b9ac22c97ec7b76ea5f5908bc5b2f67c61510bfc4751384ea7a"}, "custom": {"key": "value"}})
+    );
+    // Rows: published, info stored as the API's model dumps it.
+    let rows = repo.index.files();
+    assert!(rows.values().all(|r| r.published));
+    assert_eq!(
+        rows["file1.tar.gz"].info,
+        r#"{"length": 11342, "hashes": {"blake2b-256": "716f6e863f744b9ac22c97ec7b76ea5f5908bc5b2f67c61510bfc4751384ea7a"}, "custom": {"key": "value"}}"#
+    );
+    assert_eq!(rows["file2.tar.gz"].role, "bins-2");
+    let roles = repo.index.roles();
+    assert_eq!(roles["bins-2"].version, 2);
+    assert_eq!(roles["bins-0"].version, 1);
+    accepted_at(&repo, start());
+}
+
+#[tokio::test]
+async fn remove_readd_and_cli_rows_are_published() {
+    let repo = bootstrapped().await;
+    let ports = repo.ports();
+    add_artifacts(
+        &ports,
+        &json!({"artifacts": [artifact("a.txt", 1, "aa"), artifact("b.txt", 2, "bb")]}),
+    )
+    .await
+    .unwrap();
+    let out = remove_artifacts(&ports, &json!({"artifacts": ["a.txt", "missing.txt"]}))
+        .await
+        .unwrap();
+    assert_eq!(
+        out.details,
+        Some(json!({"deleted_artifacts": ["a.txt"], "not_found_artifacts": ["missing.txt"]}))
+    );
+    // Removing it again: it is already removed and published.
+    let again = remove_artifacts(&ports, &json!({"artifacts": ["a.txt"]}))
+        .await
+        .unwrap();
+    assert_eq!(
+        again.details,
+        Some(json!({"deleted_artifacts": [], "not_found_artifacts": ["a.txt"]}))
+    );
+    // Re-adding with new info brings it back with that info.
+    add_artifacts(&ports, &json!({"artifacts": [artifact("a.txt", 9, "99")]}))
+        .await
+        .unwrap();
+    // A row written by the RSTUF CLI's import-artifacts.
+    let role = rstuf_metadata::succinct::SuccinctRoles::new(vec![], 1, 2, "bins")
+        .role_for_target("imported.tgz");
+    repo.index.insert_row(ArtifactRow {
+        path: "imported.tgz".into(),
+        info: r#"{"length": 5, "hashes": {"sha256": "abcd"}}"#.into(),
+        action: ArtifactAction::Add,
+        published: false,
+        role,
+    });
+    let out = publish_artifacts(&ports).await.unwrap();
+    assert_eq!(out.message, "Publish Artifacts Processed");
+    assert_eq!(
+        out.details.as_ref().unwrap()["artifact_roles"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let found = published(&repo).await;
+    assert_eq!(
+        found.keys().collect::<Vec<_>>(),
+        ["a.txt", "b.txt", "imported.tgz"]
+    );
+    assert_eq!(found["a.txt"]["length"], 9);
+    // Nothing left: the reference's empty answer.
+    let none = publish_artifacts(&ports).await.unwrap();
+    assert_eq!(none.details, Some(json!({"artifact_roles": null})));
+    accepted_at(&repo, start());
+}
+
+#[tokio::test]
+async fn publish_false_leaves_rows_for_the_next_publish() {
+    let repo = bootstrapped().await;
+    let ports = repo.ports();
+    let before = repo.store.files();
+    let out = add_artifacts(
+        &ports,
+        &json!({"artifacts": [artifact("x.txt", 1, "ab")], "publish_artifacts": false}),
+    )
+    .await
+    .unwrap();
+    assert!(out.status());
+    assert_eq!(repo.store.files(), before);
+    assert!(!repo.index.files()["x.txt"].published);
+    publish_artifacts(&ports).await.unwrap();
+    assert!(repo.index.files()["x.txt"].published);
+    assert!(published(&repo).await.contains_key("x.txt"));
+}
+
+#[tokio::test]
+async fn versions_left_by_an_interrupted_publish_are_skipped_not_reused() {
+    let repo = bootstrapped().await;
+    let ports = repo.ports();
+    // A crashed publish wrote these and never got to the timestamp.
+    let role =
+        rstuf_metadata::succinct::SuccinctRoles::new(vec![], 1, 2, "bins").role_for_target("y.txt");
+    repo.store
+        .put_versioned(&format!("2.{role}.json"), b"orphan")
+        .await
+        .unwrap();
+    repo.store
+        .put_versioned("2.snapshot.json", b"orphan")
+        .await
+        .unwrap();
+    add_artifacts(&ports, &json!({"artifacts": [artifact("y.txt", 3, "cd")]}))
+        .await
+        .unwrap();
+    let files = repo.store.files();
+    assert_eq!(files[&format!("2.{role}.json")], b"orphan");
+    assert!(files.contains_key(&format!("3.{role}.json")));
+    let ts: Metadata<Timestamp> = get(&repo, "timestamp.json").await;
+    assert_eq!(ts.signed.snapshot_meta().unwrap().version, 3);
+    assert_eq!(repo.index.roles()[&role].version, 3);
+    assert!(published(&repo).await.contains_key("y.txt"));
+    // The orphans are not metadata a client ever reaches; the rest is a valid repository.
+    let mut files = repo.store.files();
+    files.retain(|_, bytes| bytes != b"orphan");
+    accepted(&files, start());
+}
+
+#[tokio::test]
+async fn a_lost_lock_publishes_nothing_and_marks_nothing() {
+    let repo = bootstrapped().await;
+    let ports = repo.ports();
+    let ts_before = repo.store.get("timestamp.json").await.unwrap();
+    repo.lock.lose_next();
+    let err = add_artifacts(&ports, &json!({"artifacts": [artifact("z.txt", 3, "cd")]}))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, TaskError::LockLost), "{err:?}");
+    assert_eq!(repo.store.get("timestamp.json").await.unwrap(), ts_before);
+    assert!(!repo.index.files()["z.txt"].published);
+    // The next publish (with the lock) finishes the job.
+    publish_artifacts(&ports).await.unwrap();
+    assert!(repo.index.files()["z.txt"].published);
+    accepted_at(&repo, start());
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_and_change_nothing() {
+    let repo = bootstrapped().await;
+    let ports = repo.ports();
+    add_artifacts(
+        &ports,
+        &json!({"artifacts": [artifact("keep.txt", 1, "aa")]}),
+    )
+    .await
+    .unwrap();
+    let files = repo.store.files();
+    let rows = repo.index.files();
+    let settings = repo.settings.all();
+    let info = |v: Value| json!({"artifacts": [artifact("ok.txt", 1, "aa"), {"path": "bad.txt", "info": v}]});
+    let path = |p: Value| json!({"artifacts": [artifact("ok.txt", 1, "aa"), {"path": p, "info": {"length": 1, "hashes": {"sha256": "aa"}}}]});
+    let cases: Vec<(Value, &str)> = vec![
+        (json!({}), "No 'artifacts' in the payload"),
+        (json!({"artifacts": "x"}), "'artifacts' must be a list"),
+        (
+            info(json!({"hashes": {"sha256": "aa"}})),
+            "info.length is missing",
+        ),
+        (
+            info(json!({"length": -1, "hashes": {"sha256": "aa"}})),
+            "info.length must be a non-negative integer",
+        ),
+        (
+            info(json!({"length": 1.5, "hashes": {"sha256": "aa"}})),
+            "found 1.5 at length",
+        ),
+        (
+            info(json!({"length": "1", "hashes": {"sha256": "aa"}})),
+            "info.length must be a non-negative integer",
+        ),
+        (
+            info(json!({"length": 1, "hashes": {}})),
+            "info.hashes must not be empty",
+        ),
+        (info(json!({"length": 1})), "info.hashes is missing"),
+        (
+            info(json!({"length": 1, "hashes": {"sha256": 5}})),
+            "info.hashes.sha256 must be a hex digest",
+        ),
+        (
+            info(json!({"length": 1, "hashes": {"sha256": "zz"}})),
+            "info.hashes.sha256 must be a hex digest",
+        ),
+        (
+            info(json!({"length": 1, "hashes": {"sha256": "aa"}, "custom": 3})),
+            "info.custom must be an object",
+        ),
+        (info(json!("text")), "info must be an object"),
+        (json!({"artifacts": [{"path": "p"}]}), "'info' is missing"),
+        (path(json!(7)), "'path' must be a string"),
+        (path(json!("")), "the path is empty"),
+        (path(json!("/etc/passwd")), "must be relative"),
+        (path(json!("a/../../etc")), "'..' segment"),
+        (path(json!("a//b")), "empty"),
+        (path(json!("./a")), "'.'"),
+        (path(json!("a\u{0}b")), "character"),
+        (path(json!("a\\b")), "character"),
+    ];
+    for (payload, want) in cases {
+        let out = add_artifacts(&ports, &payload).await.unwrap();
+        assert_eq!(out.message, "Adding artifact(s) Failed", "{payload}");
+        let error = out.error.unwrap_or_default();
+        assert!(error.contains(want), "{payload}: {error}");
+    }
+    let removes: Vec<(Value, &str)> = vec![
+        (json!({}), "No 'artifacts' in the payload"),
+        (json!({"artifacts": []}), "At list one artifact is required"),
+        (json!({"artifacts": [3]}), "paths must be strings"),
+    ];
+    for (payload, want) in removes {
+        let out = remove_artifacts(&ports, &payload).await.unwrap();
+        assert_eq!(out.message, "Removing artifact(s) Failed");
+        assert_eq!(
+            out.error.as_deref().map(|e| e.contains(want)),
+            Some(true),
+            "{payload}"
+        );
+    }
+    assert_eq!(repo.store.files(), files);
+    assert_eq!(repo.index.files(), rows);
+    assert_eq!(repo.settings.all(), settings);
+}
+
+#[tokio::test]
+async fn scheduled_bumps_keep_every_role_valid_for_thirty_days() {
+    let repo = bootstrapped().await;
+    let ports = repo.ports();
+    // Bins outlive the timestamp: the reference worker let snapshot and timestamp expire here.
+    repo.settings
+        .set("BINS_EXPIRATION", json!(7))
+        .await
+        .unwrap();
+    repo.settings
+        .set("SNAPSHOT_EXPIRATION", json!(3))
+        .await
+        .unwrap();
+    add_artifacts(
+        &ports,
+        &json!({"artifacts": [artifact("keep.txt", 1, "aa")]}),
+    )
+    .await
+    .unwrap();
+    let mut at = start();
+    let end = start() + Duration::days(30);
+    let mut bumped_roles = 0;
+    while at < end {
+        at += Duration::minutes(50);
+        repo.clock.set(at);
+        bumped_roles += bump_online_roles(&ports, true).await.unwrap().len();
+        // Just after the bump, and just before the next one.
+        accepted_at(&repo, at);
+        accepted_at(&repo, at + Duration::minutes(49));
+    }
+    assert!(
+        bumped_roles >= 4 * 4,
+        "bins bumped about weekly: {bumped_roles}"
+    );
+    assert!(published(&repo).await.contains_key("keep.txt"));
+    // Bumps before the window changed nothing: a second run right away writes no file.
+    let count = repo.store.write_log().len();
+    assert_eq!(
+        bump_online_roles(&ports, true).await.unwrap(),
+        Vec::<String>::new()
+    );
+    assert_eq!(repo.store.write_log().len(), count);
+}
+
+#[tokio::test]
+async fn forced_updates() {
+    let repo = bootstrapped().await;
+    let ports = repo.ports();
+    let cases: Vec<(Value, Value)> = vec![
+        (json!({"roles": []}), json!([])),
+        (json!({"roles": ["root"]}), json!([])),
+        (json!({"roles": ["timestamp"]}), json!(["timestamp"])),
+        (
+            json!({"roles": ["snapshot"]}),
+            json!(["snapshot", "timestamp"]),
+        ),
+        (
+            json!({"roles": ["targets"]}),
+            json!(["snapshot", "timestamp", "targets"]),
+        ),
+        (
+            json!({"roles": ["targets", "snapshot", "bins"]}),
+            json!(["snapshot", "timestamp", "targets", "bins"]),
+        ),
+        (
+            json!({"roles": ["bins-1"]}),
+            json!(["snapshot", "timestamp", "bins-1"]),
+        ),
+    ];
+    for (payload, want) in cases {
+        let out = force_online_metadata_update(&ports, &payload)
+            .await
+            .unwrap();
+        assert_eq!(
+            out.message, "Force new online metadata update succeeded",
+            "{payload}"
+        );
+        assert_eq!(
+            out.details,
+            Some(json!({"updated_roles": want})),
+            "{payload}"
+        );
+        accepted_at(&repo, start());
+    }
+    // Targets bumped by force are in the snapshot (defect 13).
+    let ts: Metadata<Timestamp> = get(&repo, "timestamp.json").await;
+    let snap: Metadata<Snapshot> = get(
+        &repo,
+        &format!(
+            "{}.snapshot.json",
+            ts.signed.snapshot_meta().unwrap().version
+        ),
+    )
+    .await;
+    assert_eq!(snap.signed.role_version("targets"), Some(3));
+    assert_eq!(snap.signed.role_version("bins-1"), Some(3));
+
+    let files = repo.store.files();
+    for (payload, want) in [
+        (json!({"roles": ["nope"]}), "Role 'nope' does not exist"),
+        (
+            json!({"roles": "bins"}),
+            "'roles' must be a list of role names",
+        ),
+    ] {
+        let out = force_online_metadata_update(&ports, &payload)
+            .await
+            .unwrap();
+        assert_eq!(out.error.as_deref(), Some(want));
+    }
+    assert_eq!(repo.store.files(), files);
+}
+
+#[tokio::test]
+async fn tasks_before_bootstrap_are_refused() {
+    let repo = MemoryRepo::new(start());
+    let ports = repo.ports();
+    let out = add_artifacts(&ports, &json!({"artifacts": [artifact("a", 1, "aa")]}))
+        .await
+        .unwrap();
+    assert_eq!(out.error.as_deref(), Some("Requires a completed bootstrap"));
+    let out = force_online_metadata_update(&ports, &json!({"roles": ["bins"]}))
+        .await
+        .unwrap();
+    assert_eq!(
+        out.error.as_deref(),
+        Some("New metadata updates requre completed bootstrap")
+    );
+    assert_eq!(
+        bump_online_roles(&ports, true).await.unwrap(),
+        Vec::<String>::new()
+    );
+    assert!(repo.store.files().is_empty());
+}
