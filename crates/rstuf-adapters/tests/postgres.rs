@@ -7,29 +7,8 @@ use rstuf_engine::ports::{ArtifactIndex, PortErrorKind, RoleRecord};
 use rstuf_test_support as support;
 use sqlx::{Connection, Executor, PgConnection};
 
-fn server() -> String {
-    std::env::var("RSTUF_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
-}
-
-/// A new empty database, named after the test and the process (a leftover of the same name
-/// is dropped first).
 async fn fresh_db(name: &str) -> String {
-    let db = format!("rstuf_test_{name}_{}", std::process::id());
-    let mut admin = PgConnection::connect(&format!("{}/postgres", server()))
-        .await
-        .expect("PostgreSQL on 127.0.0.1:5432 (scripts/services.sh starts it)");
-    admin
-        .execute(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
-        )))
-        .await
-        .unwrap();
-    admin
-        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
-        .await
-        .unwrap();
-    format!("{}/{db}", server())
+    support::fresh_postgres_db(name).await
 }
 
 /// Columns, indexes, constraints and enum labels: the schema as the catalogs describe it.

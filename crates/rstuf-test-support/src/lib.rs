@@ -2,9 +2,9 @@
 //! Python oracles (python-tuf, securesystemslib, dynaconf from PyPI) are, and fresh API
 //! payloads signed with the fixture keys the way the RSTUF CLI signs them.
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 
 use chrono::{DateTime, Duration, Utc};
 use rstuf_metadata::keys::PrivateKey;
@@ -78,6 +78,81 @@ pub fn run_python(script: &str, args: &[&str], stdin: &[u8]) -> Vec<u8> {
 pub fn python_json(script: &str, args: &[&str], request: &Value) -> Value {
     let out = run_python(script, args, &serde_json::to_vec(request).expect("JSON"));
     serde_json::from_slice(&out).expect("the oracle answers JSON")
+}
+
+/// A long-lived `tests/python/<script>` answering one JSON line per JSON request line, for
+/// oracles asked hundreds of times (python-tuf's client over a simulated month).
+#[derive(Debug)]
+pub struct PythonOracle {
+    script: String,
+    child: Child,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl PythonOracle {
+    /// Starts the script.
+    pub fn start(script: &str) -> PythonOracle {
+        let path = workspace_root().join("tests/python").join(script);
+        let mut child = Command::new(python())
+            .arg(&path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn python");
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        PythonOracle {
+            script: script.to_string(),
+            child,
+            stdout,
+        }
+    }
+
+    /// Sends one request and reads its answer; panics if the oracle died.
+    pub fn ask(&mut self, request: &Value) -> Value {
+        let stdin = self.child.stdin.as_mut().expect("stdin");
+        let mut line = serde_json::to_vec(request).expect("JSON");
+        line.push(b'\n');
+        stdin.write_all(&line).expect("write request");
+        stdin.flush().expect("flush request");
+        let mut answer = String::new();
+        let n = self.stdout.read_line(&mut answer).expect("read answer");
+        assert!(n > 0, "{} exited without answering", self.script);
+        serde_json::from_str(&answer).expect("the oracle answers JSON")
+    }
+}
+
+impl Drop for PythonOracle {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// The test PostgreSQL server (`RSTUF_TEST_POSTGRES`, else 127.0.0.1:5432 as user postgres).
+pub fn postgres_server() -> String {
+    std::env::var("RSTUF_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+/// A new empty database named after `name` and the process (a leftover of the same name is
+/// dropped first); returns its URL.
+pub async fn fresh_postgres_db(name: &str) -> String {
+    use sqlx::{Connection, Executor};
+    let db = format!("rstuf_test_{name}_{}", std::process::id());
+    let mut admin = sqlx::PgConnection::connect(&format!("{}/postgres", postgres_server()))
+        .await
+        .expect("PostgreSQL on 127.0.0.1:5432 (scripts/services.sh starts it)");
+    admin
+        .execute(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
+        )))
+        .await
+        .expect("drop the leftover database");
+    admin
+        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+        .await
+        .expect("create the database");
+    format!("{}/{db}", postgres_server())
 }
 
 /// An API payload from `../shared/fixtures/api-payloads/<rel>`.

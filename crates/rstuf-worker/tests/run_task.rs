@@ -5,31 +5,19 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use rstuf_test_support as support;
-use serde_json::Value;
-use sqlx::{Connection, Executor, PgConnection};
+use serde_json::{Value, json};
+use sqlx::{Connection, PgConnection};
 
+/// Each test keeps its repository settings in its own Redis database (tests run at once).
 const SETTINGS_DB: u32 = 12;
+const ARTIFACTS_SETTINGS_DB: u32 = 13;
 
 async fn fresh_database(name: &str) -> String {
-    let db = format!("rstuf_worker_{name}_{}", std::process::id());
-    let mut admin = PgConnection::connect("postgres://postgres@127.0.0.1:5432/postgres")
-        .await
-        .unwrap();
-    admin
-        .execute(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
-        )))
-        .await
-        .unwrap();
-    admin
-        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
-        .await
-        .unwrap();
-    format!("postgresql://postgres@127.0.0.1:5432/{db}")
+    support::fresh_postgres_db(&format!("worker_{name}")).await
 }
 
-async fn redis_settings(bootstrap: Option<&str>) {
-    let client = redis::Client::open(format!("redis://127.0.0.1:6379/{SETTINGS_DB}")).unwrap();
+async fn redis_settings(settings_db: u32, bootstrap: Option<&str>) {
+    let client = redis::Client::open(format!("redis://127.0.0.1:6379/{settings_db}")).unwrap();
     let mut c = client.get_multiplexed_async_connection().await.unwrap();
     let _: () = redis::cmd("DEL")
         .arg("DYNACONF_MAIN")
@@ -48,6 +36,10 @@ async fn redis_settings(bootstrap: Option<&str>) {
 }
 
 fn worker(args: &[&str], storage: &Path, db: &str) -> Output {
+    worker_with(args, storage, db, SETTINGS_DB)
+}
+
+fn worker_with(args: &[&str], storage: &Path, db: &str, settings_db: u32) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rstuf-worker"))
         .args(args)
         .env_clear()
@@ -56,7 +48,7 @@ fn worker(args: &[&str], storage: &Path, db: &str) -> Output {
         .env("RSTUF_REDIS_SERVER", "redis://127.0.0.1")
         .env(
             "RSTUF_REDIS_SERVER_DB_REPO_SETTINGS",
-            SETTINGS_DB.to_string(),
+            settings_db.to_string(),
         )
         .env("RSTUF_DB_SERVER", db)
         .env("RSTUF_ONLINE_KEY_DIR", support::fixture("keys"))
@@ -67,7 +59,7 @@ fn worker(args: &[&str], storage: &Path, db: &str) -> Output {
 #[tokio::test(flavor = "multi_thread")]
 async fn bootstrap_through_run_task_publishes_a_repository_clients_accept() {
     let db = fresh_database("bootstrap").await;
-    redis_settings(Some("pre-0123")).await;
+    redis_settings(SETTINGS_DB, Some("pre-0123")).await;
     let dir = tempfile::tempdir().unwrap();
     let storage = dir.path().join("storage");
     let payload = dir.path().join("payload.json");
@@ -145,4 +137,182 @@ async fn configuration_errors_name_the_variable() {
     let out = worker(&["run-task", "bootstrap"], dir.path(), "mysql://x");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("RSTUF_DB_SERVER"));
+}
+
+/// One artifact's payload entry; `generation` changes the info of a re-added path.
+fn artifact(i: usize, generation: u8) -> Value {
+    let digest = |alg: &str| {
+        let seed = format!("{alg}/{i}/{generation}");
+        let mut hex = String::new();
+        while hex.len() < 64 {
+            hex.push_str(&format!(
+                "{:016x}",
+                fxhash(&format!("{seed}/{}", hex.len()))
+            ));
+        }
+        hex
+    };
+    let mut info = json!({
+        "length": 1000 + i as u64 * 7 + u64::from(generation),
+        "hashes": {"sha256": digest("sha256")},
+    });
+    if i.is_multiple_of(3) {
+        info["hashes"]["blake2b-256"] = json!(digest("blake2b"));
+        info["custom"] = json!({"generation": generation, "i": i});
+    }
+    json!({"path": format!("pkgs/{}/artifact-{i}.tar.gz", i % 17), "info": info})
+}
+
+/// A stable non-cryptographic hash (FNV-1a), for made-up digests.
+fn fxhash(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// `{path: {"length", "hashes"}}`, as the client oracle expects.
+fn expected(artifacts: &[Value]) -> serde_json::Map<String, Value> {
+    artifacts
+        .iter()
+        .map(|a| {
+            (
+                a["path"].as_str().unwrap().to_string(),
+                json!({"length": a["info"]["length"], "hashes": a["info"]["hashes"]}),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn artifacts_added_removed_and_published_are_what_python_tuf_clients_see() {
+    let db = fresh_database("artifacts").await;
+    redis_settings(ARTIFACTS_SETTINGS_DB, Some("pre-4567")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("storage");
+    let task = |action: &str, payload: Option<Value>| -> Value {
+        let mut args = vec!["run-task".to_string(), action.to_string()];
+        if let Some(p) = payload {
+            let file = dir.path().join(format!("{action}.json"));
+            std::fs::write(&file, serde_json::to_vec(&p).unwrap()).unwrap();
+            args.push(file.to_str().unwrap().to_string());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = worker_with(&args, &storage, &db, ARTIFACTS_SETTINGS_DB);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{action}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let bootstrap =
+        support::fresh_bootstrap_payload("bootstrap/payload_bins.json", chrono::Utc::now(), 365);
+    task("bootstrap", Some(bootstrap));
+
+    // 600 artifacts, published by the task itself.
+    let first: Vec<Value> = (0..600).map(|i| artifact(i, 0)).collect();
+    let added = task("add_artifacts", Some(json!({"artifacts": first})));
+    assert_eq!(added["message"], "Artifact(s) Added");
+    assert_eq!(
+        added["details"]["added_artifacts"]
+            .as_array()
+            .unwrap()
+            .len(),
+        600
+    );
+    let mut oracle = support::PythonOracle::start("client_oracle.py");
+    let before = dir.path().join("client-before");
+    let seen = oracle.ask(&json!({
+        "repo": storage, "client": before, "fresh": true, "time": null,
+        "present": expected(&first), "absent": [artifact(700, 0)["path"]],
+    }));
+    assert_eq!(seen["ok"], true, "{seen}");
+
+    // 400 new paths and 100 re-added with new info, not published yet.
+    let mut second: Vec<Value> = (600..1000).map(|i| artifact(i, 0)).collect();
+    second.extend((0..100).map(|i| artifact(i, 1)));
+    let added = task(
+        "add_artifacts",
+        Some(json!({"artifacts": second, "publish_artifacts": false})),
+    );
+    assert_eq!(
+        added["details"]["added_artifacts"]
+            .as_array()
+            .unwrap()
+            .len(),
+        500
+    );
+    // 50 rows as the RSTUF CLI's import-artifacts writes them: unpublished ADD rows.
+    let imported: Vec<Value> = (1000..1050).map(|i| artifact(i, 0)).collect();
+    let bins = rstuf_metadata::succinct::SuccinctRoles::new(
+        Vec::new(),
+        1,
+        rstuf_metadata::succinct::SuccinctRoles::bit_length_for_bins(4).unwrap(),
+        "bins",
+    );
+    let mut c = PgConnection::connect(&db).await.unwrap();
+    for a in &imported {
+        let path = a["path"].as_str().unwrap();
+        sqlx::query(
+            "INSERT INTO rstuf_target_files (path, info, published, action, last_update, targets_role) \
+             SELECT $1, $2::json, false, 'ADD', now(), id FROM rstuf_target_roles WHERE rolename = $3",
+        )
+        .bind(path)
+        .bind(a["info"].to_string())
+        .bind(bins.role_for_target(path))
+        .execute(&mut c)
+        .await
+        .unwrap();
+    }
+    // 100 published artifacts removed, plus one path never added.
+    let removed: Vec<Value> = (500..600).map(|i| artifact(i, 0)["path"].clone()).collect();
+    let mut remove = removed.clone();
+    remove.push(json!("never/added.tar.gz"));
+    let out = task(
+        "remove_artifacts",
+        Some(json!({"artifacts": remove, "publish_artifacts": false})),
+    );
+    assert_eq!(out["message"], "Artifact(s) removed");
+    assert_eq!(out["details"]["deleted_artifacts"], json!(removed));
+    assert_eq!(
+        out["details"]["not_found_artifacts"],
+        json!(["never/added.tar.gz"])
+    );
+
+    let published = task("publish_artifacts", None);
+    assert_eq!(
+        published["message"], "Publish Artifacts Processed",
+        "{published}"
+    );
+    assert_eq!(
+        published["details"]["artifact_roles"],
+        json!(["bins-0", "bins-1", "bins-2", "bins-3"])
+    );
+    let unpublished: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM rstuf_target_files WHERE NOT published")
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+    assert_eq!(unpublished, 0);
+
+    // What clients must see: the latest info of every present path, none of the removed.
+    let mut present = expected(&first[..500]);
+    present.extend(expected(&second));
+    present.extend(expected(&imported));
+    assert_eq!(present.len(), 950);
+    for (client, fresh) in [(&before, false), (&dir.path().join("client-new"), true)] {
+        let seen = oracle.ask(&json!({
+            "repo": storage, "client": client, "fresh": fresh, "time": null,
+            "present": present, "absent": removed,
+        }));
+        assert_eq!(seen["ok"], true, "fresh={fresh}: {seen}");
+    }
+
+    // Publishing again with nothing to do changes no file.
+    let files = std::fs::read_dir(&storage).unwrap().count();
+    let again = task("publish_artifacts", None);
+    assert_eq!(again["details"]["artifact_roles"], Value::Null, "{again}");
+    assert_eq!(std::fs::read_dir(&storage).unwrap().count(), files);
 }
