@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use rstuf_metadata::keys::Key;
-use rstuf_metadata::schema::{Delegations, MetaFile, Metadata, Root, Snapshot, Targets, Timestamp};
+use rstuf_metadata::schema::{
+    Delegations, Expires, MetaFile, Metadata, Root, Snapshot, Targets, Timestamp,
+};
 use rstuf_metadata::succinct::SuccinctRoles;
 use rstuf_metadata::verify::verify_threshold;
 use serde_json::{Value, json};
@@ -20,6 +22,7 @@ use serde_json::{Value, json};
 use crate::outcome::{TaskError, TaskOutcome};
 use crate::ports::{Ports, RoleRecord, Signer};
 use crate::repo::{Online, expires_in, storage_bytes, to_value};
+use crate::roles::{CustomDelegations, check_custom_delegations, expiration_key, signing_key};
 use crate::settings::{self, BOOTSTRAP, ONLINE_KEY, ROOT_SIGNING, TRUSTED_ROOT, TRUSTED_TARGETS};
 
 const FAILED: &str = "Bootstrap Failed";
@@ -40,14 +43,25 @@ pub struct Expirations {
     pub timestamp: u32,
 }
 
+/// How top-level targets delegates: TAP 15 hash bins or custom roles.
+#[derive(Debug, Clone)]
+enum Layout {
+    /// `count` bins (`2^bit_length` exist), each valid `expiration` days.
+    Bins {
+        count: u64,
+        expiration: u32,
+        bit_length: u32,
+    },
+    /// Custom roles, checked.
+    Custom(CustomDelegations),
+}
+
 /// What a valid bootstrap payload asks for.
 #[derive(Debug, Clone)]
 struct Plan {
     root: Metadata<Root>,
     expirations: Expirations,
-    bins: u64,
-    bins_expiration: u32,
-    bit_length: u32,
+    layout: Layout,
     online_keyid: String,
     online_key: Key,
 }
@@ -104,35 +118,6 @@ fn plan(settings: &Value, metadata: &Value) -> Result<Plan, String> {
         snapshot: expiration(roles, "snapshot")?,
         timestamp: expiration(roles, "timestamp")?,
     };
-    // The API may send `null` for the one it does not use.
-    let present = |key: &str| roles.get(key).filter(|v| !v.is_null());
-    let (bins, bins_expiration) = match (present("bins"), present("delegations")) {
-        (Some(_), Some(_)) => {
-            return Err(
-                "Bootstrap cannot use both hash bin delegation and custom target delegations"
-                    .into(),
-            );
-        }
-        (Some(bins), None) => {
-            let n = bins
-                .get("number_of_delegated_bins")
-                .and_then(Value::as_u64)
-                .filter(|n| (2..=MAX_BINS).contains(n))
-                .ok_or_else(|| {
-                    format!("settings.roles.bins.number_of_delegated_bins must be between 2 and {MAX_BINS}")
-                })?;
-            (n, expiration(roles, "bins")?)
-        }
-        (None, Some(_)) => {
-            return Err(
-                "Bootstrap with custom target delegations is not supported by this worker yet"
-                    .into(),
-            );
-        }
-        (None, None) => return Err("Exactly one of 'bins' and 'delegations' must be set".into()),
-    };
-    let bit_length = SuccinctRoles::bit_length_for_bins(bins).expect("2..=16384 bins");
-
     let online_keyid = root
         .signed
         .role("timestamp")
@@ -145,12 +130,41 @@ fn plan(settings: &Value, metadata: &Value) -> Result<Plan, String> {
         .get(&online_keyid)
         .cloned()
         .ok_or_else(|| format!("The online key {online_keyid} is not in the root keys"))?;
+
+    // The API may send `null` for the one it does not use.
+    let present = |key: &str| roles.get(key).filter(|v| !v.is_null());
+    let layout = match (present("bins"), present("delegations")) {
+        (Some(_), Some(_)) => {
+            return Err(
+                "Bootstrap cannot use both hash bin delegation and custom target delegations"
+                    .into(),
+            );
+        }
+        (Some(bins), None) => {
+            let count = bins
+                .get("number_of_delegated_bins")
+                .and_then(Value::as_u64)
+                .filter(|n| (2..=MAX_BINS).contains(n))
+                .ok_or_else(|| {
+                    format!("settings.roles.bins.number_of_delegated_bins must be between 2 and {MAX_BINS}")
+                })?;
+            Layout::Bins {
+                count,
+                expiration: expiration(roles, "bins")?,
+                bit_length: SuccinctRoles::bit_length_for_bins(count).expect("2..=16384 bins"),
+            }
+        }
+        (None, Some(delegations)) => Layout::Custom(check_custom_delegations(
+            delegations,
+            &online_keyid,
+            &online_key,
+        )?),
+        (None, None) => return Err("Exactly one of 'bins' and 'delegations' must be set".into()),
+    };
     Ok(Plan {
         root,
         expirations,
-        bins,
-        bins_expiration,
-        bit_length,
+        layout,
         online_keyid,
         online_key,
     })
@@ -229,12 +243,11 @@ async fn refuse_and_unlock(ports: &Ports, reason: String) -> Result<TaskOutcome,
 async fn save_settings(ports: &Ports, plan: &Plan) -> Result<(), TaskError> {
     let root_role = plan.root.signed.role("root").expect("validated");
     let e = plan.expirations;
-    let values: [(&str, Value); 16] = [
+    let mut values: Vec<(String, Value)> = [
         ("ROOT_EXPIRATION", json!(e.root)),
         ("TARGETS_EXPIRATION", json!(e.targets)),
         ("SNAPSHOT_EXPIRATION", json!(e.snapshot)),
         ("TIMESTAMP_EXPIRATION", json!(e.timestamp)),
-        ("BINS_EXPIRATION", json!(plan.bins_expiration)),
         ("ROOT_THRESHOLD", json!(root_role.threshold)),
         // The reference stores the number of signatures here; the name says keys (defect 20).
         ("ROOT_NUM_KEYS", json!(root_role.keyids.len())),
@@ -244,22 +257,44 @@ async fn save_settings(ports: &Ports, plan: &Plan) -> Result<(), TaskError> {
         ("SNAPSHOT_NUM_KEYS", json!(1)),
         ("TIMESTAMP_THRESHOLD", json!(1)),
         ("TIMESTAMP_NUM_KEYS", json!(1)),
-        ("BINS_THRESHOLD", json!(1)),
-        ("BINS_NUM_KEYS", json!(1)),
-        ("NUMBER_OF_DELEGATED_BINS", json!(plan.bins)),
-    ];
-    for (key, value) in values {
-        ports.settings.set(key, value).await?;
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    match &plan.layout {
+        Layout::Bins {
+            count, expiration, ..
+        } => {
+            for (k, v) in [
+                ("BINS_EXPIRATION", json!(expiration)),
+                ("BINS_THRESHOLD", json!(1)),
+                ("BINS_NUM_KEYS", json!(1)),
+                ("NUMBER_OF_DELEGATED_BINS", json!(count)),
+            ] {
+                values.push((k.to_string(), v));
+            }
+        }
+        Layout::Custom(custom) => {
+            for (name, days) in &custom.policies {
+                values.push((expiration_key(name), json!(days)));
+            }
+            values.push(("DELEGATIONS".to_string(), custom.given.clone()));
+        }
     }
-    ports
-        .settings
-        .set("TARGETS_ONLINE_KEY", Value::Bool(true))
-        .await?;
+    values.push(("TARGETS_ONLINE_KEY".to_string(), Value::Bool(true)));
+    for (key, value) in values {
+        ports.settings.set(&key, value).await?;
+    }
     Ok(())
 }
 
 /// Publishes version 1 of every role. Called when the root threshold is met, here or when the
 /// last root signature arrives (`sign_metadata`).
+///
+/// Order: role rows (a name already taken means another bootstrap got here, and nothing is
+/// written), delegated roles, targets, snapshot, timestamp, root; then the settings, with
+/// `BOOTSTRAP` last. Custom roles the online key cannot sign alone wait in `<ROLE>_SIGNING`,
+/// valid for their policy from now (the reference gave them `expires = now`, defect 10).
 async fn finalize(
     ports: &Ports,
     plan: &Plan,
@@ -272,43 +307,92 @@ async fn finalize(
         keyid: keyid.to_string(),
         signer,
     };
-    let succinct = SuccinctRoles::new(vec![keyid.to_string()], 1, plan.bit_length, "bins");
-    let bins_expires = expires_in(now, plan.bins_expiration);
 
-    let mut rows = Vec::with_capacity(succinct.number_of_bins() as usize);
-    let mut meta = BTreeMap::new();
-    for name in succinct.role_names() {
-        rows.push(RoleRecord {
+    // Each delegated role: name, expiry, and whether the online key publishes it now.
+    let (delegations, roles): (Delegations, Vec<(String, Expires, bool)>) = match &plan.layout {
+        Layout::Bins {
+            expiration,
+            bit_length,
+            ..
+        } => {
+            let succinct = SuccinctRoles::new(vec![keyid.to_string()], 1, *bit_length, "bins");
+            let expires = expires_in(now, *expiration);
+            let roles = succinct
+                .role_names()
+                .map(|name| (name, expires, true))
+                .collect();
+            let delegations = Delegations {
+                keys: BTreeMap::from([(keyid.to_string(), plan.online_key.clone())]),
+                roles: None,
+                succinct_roles: Some(succinct),
+                unrecognized: BTreeMap::new(),
+            };
+            (delegations, roles)
+        }
+        Layout::Custom(custom) => {
+            let delegated = custom.delegations.roles.as_deref().unwrap_or_default();
+            let roles = delegated
+                .iter()
+                .zip(&custom.policies)
+                .map(|(role, (name, days))| {
+                    (
+                        name.clone(),
+                        expires_in(now, *days),
+                        online.meets(&role.keyids, role.threshold),
+                    )
+                })
+                .collect();
+            (custom.delegations.clone(), roles)
+        }
+    };
+    let rows: Vec<RoleRecord> = roles
+        .iter()
+        .map(|(name, expires, _)| RoleRecord {
             name: name.clone(),
             version: 1,
-            expires: bins_expires.0,
+            expires: expires.0,
             active: true,
-        });
-        meta.insert(format!("{name}.json"), MetaFile::version_only(1));
-    }
-    // Rows first: a name already taken means another bootstrap got here; nothing is written.
+        })
+        .collect();
     ports.index.create_roles(&rows).await?;
 
-    // Every empty bin has the same content; sign and write them several at a time.
+    // Empty version 1 of every role the online key publishes, several at a time; the others
+    // become pending metadata, signed by the online key when it is one of theirs.
     let online_ref = &online;
-    stream::iter(rows.iter().map(|row| async move {
-        let bin = online_ref.sign(Targets::new(1, bins_expires)).await?;
-        ports
-            .store
-            .put_versioned(&format!("1.{}.json", row.name), &storage_bytes(&bin)?)
-            .await?;
-        Ok::<(), TaskError>(())
-    }))
-    .buffer_unordered(32)
-    .try_collect::<()>()
-    .await?;
+    let delegations_ref = &delegations;
+    let pending: Vec<(String, Metadata<Targets>)> =
+        stream::iter(roles.iter().map(|(name, expires, publish)| async move {
+            let signed = Targets::new(1, *expires);
+            if *publish {
+                let md = online_ref.sign(signed).await?;
+                ports
+                    .store
+                    .put_versioned(&format!("1.{name}.json"), &storage_bytes(&md)?)
+                    .await?;
+                return Ok::<_, TaskError>(None);
+            }
+            let online_signs = delegations_ref
+                .delegation(name)
+                .is_some_and(|d| d.keyids.contains(&online_ref.keyid));
+            let md = if online_signs {
+                online_ref.sign(signed).await?
+            } else {
+                Metadata::new(signed)
+            };
+            Ok(Some((name.clone(), md)))
+        }))
+        .buffer_unordered(32)
+        .try_filter_map(|p| async move { Ok(p) })
+        .try_collect()
+        .await?;
+    let mut meta: BTreeMap<String, MetaFile> = roles
+        .iter()
+        .filter(|(_, _, publish)| *publish)
+        .map(|(name, _, _)| (format!("{name}.json"), MetaFile::version_only(1)))
+        .collect();
+
     let mut targets = Targets::new(1, expires_in(now, plan.expirations.targets));
-    targets.delegations = Some(Delegations {
-        keys: BTreeMap::from([(keyid.to_string(), plan.online_key.clone())]),
-        roles: None,
-        succinct_roles: Some(succinct),
-        unrecognized: BTreeMap::new(),
-    });
+    targets.delegations = Some(delegations);
     let targets = online.sign(targets).await?;
     ports
         .store
@@ -343,10 +427,10 @@ async fn finalize(
         .put_versioned(&root_name, &storage_bytes(&plan.root)?)
         .await?;
 
-    let mut online =
+    let mut online_value =
         serde_json::to_value(&plan.online_key).map_err(|e| TaskError::Metadata(e.to_string()))?;
-    online["keyid"] = Value::String(keyid.to_string());
-    ports.settings.set(ONLINE_KEY, online).await?;
+    online_value["keyid"] = Value::String(keyid.to_string());
+    ports.settings.set(ONLINE_KEY, online_value).await?;
     ports
         .settings
         .set(TRUSTED_ROOT, to_value(&plan.root)?)
@@ -355,6 +439,12 @@ async fn finalize(
         .settings
         .set(TRUSTED_TARGETS, to_value(&targets)?)
         .await?;
+    for (name, md) in &pending {
+        ports
+            .settings
+            .set(&signing_key(name), to_value(md)?)
+            .await?;
+    }
     ports.settings.set(ROOT_SIGNING, Value::Null).await?;
     ports
         .settings

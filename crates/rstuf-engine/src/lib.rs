@@ -13,6 +13,7 @@ pub mod outcome;
 pub mod ports;
 pub mod publish;
 mod repo;
+pub mod roles;
 mod settings;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use crate::outcome::{TaskError, TaskOutcome};
 use crate::ports::{ArtifactAction, ArtifactRow, LockGuard, Ports};
 use crate::repo::{Current, Online, Publication, RoleUpdate, expires_in, role_days, to_value};
-use crate::settings::signing_key;
+use crate::roles::signing_key;
 
 const PROCESSED: &str = "Publish Artifacts Processed";
 

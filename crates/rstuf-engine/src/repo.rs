@@ -189,13 +189,14 @@ pub(crate) async fn role_days(
     }
     let policy = current
         .custom_role(name)
-        .and_then(|r| r.unrecognized.get("x-rstuf-expire-policy"))
-        .and_then(Value::as_u64)
-        .and_then(|d| u32::try_from(d).ok())
-        .filter(|d| *d > 0)
+        .and_then(|r| crate::roles::expire_policy(r).ok())
         .unwrap_or(1);
-    let key = format!("{}_EXPIRATION", name.to_uppercase());
-    settings::days(ports.settings.as_ref(), &key, policy).await
+    settings::days(
+        ports.settings.as_ref(),
+        &crate::roles::expiration_key(name),
+        policy,
+    )
+    .await
 }
 
 /// A new version of a delegated role to publish: its content; the publication sets version

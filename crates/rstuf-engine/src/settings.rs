@@ -50,8 +50,3 @@ pub(crate) async fn days(
 pub(crate) fn is_finished(state: Option<&str>) -> bool {
     state.is_some_and(|s| !s.starts_with("pre-") && !s.starts_with("signing"))
 }
-
-/// The settings key of a role's pending metadata (`<ROLE>_SIGNING`, hyphens kept).
-pub(crate) fn signing_key(role: &str) -> String {
-    format!("{}_SIGNING", role.to_uppercase())
-}

@@ -251,3 +251,158 @@ async fn an_online_key_without_a_usable_signer_is_refused_before_anything_is_wri
     assert!(repo.store.files().is_empty());
     assert_eq!(repo.settings.all()["BOOTSTRAP"], Value::Null);
 }
+
+fn reference_file(name: &str) -> Value {
+    let p = shared()
+        .join("fixtures/reference-worker/custom-storage")
+        .join(name);
+    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn custom_bootstrap_publishes_online_roles_and_leaves_offline_ones_pending() {
+    let repo = repo();
+    pre(&repo).await;
+    let p = payload("payload_custom_targets.json");
+    let out = bootstrap(&repo.ports(), &p, TASK).await.unwrap();
+    assert_eq!(out.error, None, "{out:?}");
+    assert_eq!(
+        out.details,
+        Some(json!({"bootstrap": format!("Bootstrap finished {TASK}")}))
+    );
+
+    // The reference's files (C_bootstrap transcript), written leaves first.
+    assert_eq!(
+        repo.store.write_log(),
+        [
+            "1.default.json",
+            "1.targets.json",
+            "1.snapshot.json",
+            "timestamp.json",
+            "1.root.json"
+        ]
+    );
+    let files = repo.store.files();
+    let get = |name: &str| -> Value { serde_json::from_slice(&files[name]).unwrap() };
+    // Targets delegates exactly as the reference's: online key plus the roles' keys, roles in
+    // payload order, `default` given the online key.
+    assert_eq!(
+        get("1.targets.json")["signed"]["delegations"],
+        reference_file("1.targets.json")["signed"]["delegations"]
+    );
+    assert_eq!(
+        get("1.snapshot.json")["signed"]["meta"],
+        json!({"default.json": {"version": 1}, "targets.json": {"version": 1}})
+    );
+    let default = get("1.default.json");
+    assert_eq!(default["signed"]["targets"], json!({}));
+    assert_eq!(default["signed"]["expires"], json!("2025-06-02T12:00:00Z"));
+    let report = audit(
+        &files,
+        &AuditOptions {
+            reference_time: now(),
+            trusted_root: None,
+        },
+    );
+    assert!(report.accepted(), "{report:#?}");
+
+    let s = repo.settings.all();
+    assert_eq!(s["BOOTSTRAP"], json!(TASK));
+    assert_eq!(s["DEFAULT_EXPIRATION"], json!(1));
+    assert_eq!(s["PRODUCTION_EXPIRATION"], json!(7));
+    assert_eq!(s["DELEGATIONS"], p["settings"]["roles"]["delegations"]);
+    for bins_key in [
+        "BINS_EXPIRATION",
+        "NUMBER_OF_DELEGATED_BINS",
+        "BINS_THRESHOLD",
+    ] {
+        assert!(!s.contains_key(bins_key), "{bins_key}");
+    }
+    // production (JC + JH, threshold 2) waits for its keys, valid for its policy from now
+    // (the reference's pending roles expired at creation, defect 10).
+    assert_eq!(
+        s["PRODUCTION_SIGNING"],
+        json!({"signatures": [], "signed": {"_type": "targets", "expires": "2025-06-08T12:00:00Z",
+            "spec_version": "1.0.31", "targets": {}, "version": 1}})
+    );
+    assert!(!s.contains_key("DEFAULT_SIGNING"));
+    assert_eq!(
+        s["TRUSTED_TARGETS"],
+        serde_json::from_slice::<Value>(&files["1.targets.json"]).unwrap()
+    );
+    let rows = repo.index.roles();
+    assert_eq!(rows.keys().collect::<Vec<_>>(), ["default", "production"]);
+    assert_eq!(
+        rows["production"].expires,
+        Utc.with_ymd_and_hms(2025, 6, 8, 12, 0, 0).unwrap()
+    );
+}
+
+#[tokio::test]
+async fn bad_custom_delegations_are_refused_before_anything_is_written() {
+    let good = payload("payload_custom_targets.json");
+    let role = |f: &dyn Fn(&mut Value)| {
+        let mut p = good.clone();
+        f(&mut p["settings"]["roles"]["delegations"]["roles"][1]);
+        p
+    };
+    let cases: Vec<(Value, &str)> = vec![
+        (role(&|r| r["name"] = json!("../escape")), "not allowed"),
+        (role(&|r| r["name"] = json!("a/b")), "not allowed"),
+        (
+            role(&|r| r["name"] = json!("2024rel")),
+            "start with a digit",
+        ),
+        (role(&|r| r["name"] = json!("snapshot")), "reserved"),
+        (role(&|r| r["name"] = json!("Root")), "reserved"),
+        (role(&|r| r["name"] = json!("DEFAULT")), "used twice"),
+        (role(&|r| r["name"] = json!(7)), "Invalid delegations"),
+        (
+            role(&|r| {
+                r.as_object_mut().unwrap().remove("x-rstuf-expire-policy");
+            }),
+            "x-rstuf-expire-policy",
+        ),
+        (
+            role(&|r| r["x-rstuf-expire-policy"] = json!(0)),
+            "x-rstuf-expire-policy",
+        ),
+        (role(&|r| r["threshold"] = json!(3)), "threshold 3"),
+        (role(&|r| r["keyids"] = json!([])), "threshold must be 1"),
+        (
+            role(&|r| r["keyids"][0] = json!("ab".repeat(32))),
+            "not in the delegation keys",
+        ),
+        (role(&|r| r["paths"] = json!([])), "non-empty list"),
+        (
+            role(&|r| r["path_hash_prefixes"] = json!(["zz"])),
+            "non-empty list",
+        ),
+        (
+            {
+                let mut p = good.clone();
+                p["settings"]["roles"]["delegations"]["roles"] = json!([]);
+                p
+            },
+            "at least one role",
+        ),
+    ];
+    for (p, expected) in cases {
+        let repo = repo();
+        pre(&repo).await;
+        let out = bootstrap(&repo.ports(), &p, TASK).await.unwrap();
+        assert_eq!(out.message, "Bootstrap Failed", "{expected}");
+        let error = out.error.unwrap();
+        assert!(
+            error.contains(expected),
+            "{error:?} does not contain {expected:?}"
+        );
+        assert!(repo.store.files().is_empty(), "{expected}: files written");
+        assert!(repo.index.roles().is_empty(), "{expected}: rows written");
+        assert_eq!(
+            repo.settings.all(),
+            [("BOOTSTRAP".to_string(), Value::Null)].into(),
+            "{expected}: settings changed"
+        );
+    }
+}

@@ -316,3 +316,99 @@ async fn artifacts_added_removed_and_published_are_what_python_tuf_clients_see()
     assert_eq!(again["details"]["artifact_roles"], Value::Null, "{again}");
     assert_eq!(std::fs::read_dir(&storage).unwrap().count(), files);
 }
+
+const CUSTOM_SETTINGS_DB: u32 = 15;
+
+async fn settings_field(settings_db: u32, field: &str) -> Option<String> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:6379/{settings_db}")).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("HGET")
+        .arg("DYNACONF_MAIN")
+        .arg(field)
+        .query_async(&mut c)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn custom_roles_publish_online_artifacts_and_queue_offline_ones_for_signing() {
+    let db = fresh_database("custom").await;
+    redis_settings(CUSTOM_SETTINGS_DB, Some("pre-89ab")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("storage");
+    let task = |action: &str, payload: &Value| -> Value {
+        let file = dir.path().join(format!("{action}.json"));
+        std::fs::write(&file, serde_json::to_vec(payload).unwrap()).unwrap();
+        let out = worker_with(
+            &["run-task", action, file.to_str().unwrap()],
+            &storage,
+            &db,
+            CUSTOM_SETTINGS_DB,
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{action}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let bootstrap = support::fresh_bootstrap_payload(
+        "bootstrap/payload_custom_targets.json",
+        chrono::Utc::now(),
+        365,
+    );
+    let out = task("bootstrap", &bootstrap);
+    assert_eq!(out["status"], true, "{out}");
+    let pending = settings_field(CUSTOM_SETTINGS_DB, "PRODUCTION_SIGNING").await;
+    assert!(
+        pending.as_deref().is_some_and(|v| v.starts_with("@json ")),
+        "{pending:?}"
+    );
+
+    // The reference's C_add request: one artifact per role and one path no role matches.
+    let app = json!({"path": "production/app-1.0.tar.gz", "info": {"length": 10, "hashes": {"sha256": "aa"}}});
+    let file = json!({"path": "file-x.tar.gz", "info": {"length": 20, "hashes": {"sha256": "bb"}}});
+    let other =
+        json!({"path": "other/dir/file", "info": {"length": 30, "hashes": {"sha256": "cc"}}});
+    let out = task("add_artifacts", &json!({"artifacts": [app, file, other]}));
+    assert_eq!(
+        out["details"],
+        json!({"added_artifacts": ["production/app-1.0.tar.gz", "file-x.tar.gz"],
+               "invalid_paths": ["other/dir/file"],
+               "artifact_roles": ["production", "default"]}),
+        "{out}"
+    );
+    // The offline role's new content waits for its keys; its row stays unpublished.
+    let pending = settings_field(CUSTOM_SETTINGS_DB, "PRODUCTION_SIGNING")
+        .await
+        .unwrap();
+    let pending: Value = serde_json::from_str(pending.strip_prefix("@json ").unwrap()).unwrap();
+    assert_eq!(
+        pending["signed"]["targets"],
+        json!({"production/app-1.0.tar.gz": {"length": 10, "hashes": {"sha256": "aa"}}})
+    );
+    assert_eq!(pending["signatures"], json!([]));
+    let mut c = PgConnection::connect(&db).await.unwrap();
+    let rows: Vec<(String, bool)> =
+        sqlx::query_as("SELECT path, published FROM rstuf_target_files ORDER BY path")
+            .fetch_all(&mut c)
+            .await
+            .unwrap();
+    assert_eq!(
+        rows,
+        [
+            ("file-x.tar.gz".to_string(), true),
+            ("production/app-1.0.tar.gz".to_string(), false)
+        ]
+    );
+
+    let mut oracle = support::PythonOracle::start("client_oracle.py");
+    let seen = oracle.ask(&json!({
+        "repo": storage, "client": dir.path().join("client"), "fresh": true, "time": null,
+        "present": {"file-x.tar.gz": {"length": 20, "hashes": {"sha256": "bb"}}},
+        "absent": ["other/dir/file"],
+    }));
+    assert_eq!(seen["ok"], true, "{seen}");
+}
