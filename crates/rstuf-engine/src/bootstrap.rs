@@ -10,7 +10,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use futures_util::stream::{self, StreamExt, TryStreamExt};
+use chrono::{DateTime, Utc};
+
 use rstuf_metadata::keys::Key;
 use rstuf_metadata::schema::{
     Delegations, Expires, MetaFile, Metadata, Root, Snapshot, Targets, Timestamp,
@@ -356,35 +357,35 @@ async fn finalize(
         .collect();
     ports.index.create_roles(&rows).await?;
 
-    // Empty version 1 of every role the online key publishes, several at a time; the others
-    // become pending metadata, signed by the online key when it is one of theirs.
-    let online_ref = &online;
-    let delegations_ref = &delegations;
-    let pending: Vec<(String, Metadata<Targets>)> =
-        stream::iter(roles.iter().map(|(name, expires, publish)| async move {
-            let signed = Targets::new(1, *expires);
-            if *publish {
-                let md = online_ref.sign(signed).await?;
-                ports
-                    .store
-                    .put_versioned(&format!("1.{name}.json"), &storage_bytes(&md)?)
-                    .await?;
-                return Ok::<_, TaskError>(None);
-            }
-            let online_signs = delegations_ref
-                .delegation(name)
-                .is_some_and(|d| d.keyids.contains(&online_ref.keyid));
-            let md = if online_signs {
-                online_ref.sign(signed).await?
-            } else {
-                Metadata::new(signed)
-            };
-            Ok(Some((name.clone(), md)))
-        }))
-        .buffer_unordered(32)
-        .try_filter_map(|p| async move { Ok(p) })
-        .try_collect()
-        .await?;
+    // Empty version 1 of every role the online key publishes. Roles with the same expiry have
+    // the same bytes, so each distinct expiry is signed once (16,384 bins: one signature).
+    let mut empty: BTreeMap<DateTime<Utc>, Arc<Vec<u8>>> = BTreeMap::new();
+    for (_, expires, publish) in &roles {
+        if *publish && !empty.contains_key(&expires.0) {
+            let md = online.sign(Targets::new(1, *expires)).await?;
+            empty.insert(expires.0, Arc::new(storage_bytes(&md)?));
+        }
+    }
+    let files: Vec<(String, Arc<Vec<u8>>)> = roles
+        .iter()
+        .filter(|(_, _, publish)| *publish)
+        .map(|(name, expires, _)| (format!("1.{name}.json"), empty[&expires.0].clone()))
+        .collect();
+    ports.store.put_versioned_many(&files).await?;
+    // The others become pending metadata, signed by the online key when it is one of theirs.
+    let mut pending: Vec<(String, Metadata<Targets>)> = Vec::new();
+    for (name, expires, _) in roles.iter().filter(|(_, _, publish)| !*publish) {
+        let signed = Targets::new(1, *expires);
+        let online_signs = delegations
+            .delegation(name)
+            .is_some_and(|d| d.keyids.contains(&online.keyid));
+        let md = if online_signs {
+            online.sign(signed).await?
+        } else {
+            Metadata::new(signed)
+        };
+        pending.push((name.clone(), md));
+    }
     let mut meta: BTreeMap<String, MetaFile> = roles
         .iter()
         .filter(|(_, _, publish)| *publish)

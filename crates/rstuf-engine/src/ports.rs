@@ -52,6 +52,10 @@ impl PortError {
 ///   same bytes again succeeds (a retried task); writing different bytes under an existing
 ///   name fails with [`PortErrorKind::Conflict`] and changes nothing. A successful return
 ///   means the bytes are durable and readers see all or nothing of them.
+/// - `put_versioned_many` does the same for many files at once, each with the same rules; a
+///   store makes the whole batch durable together (one filesystem sync, concurrent uploads).
+///   On error, files of the batch may exist; nothing references them yet, and a retry of the
+///   same batch succeeds.
 /// - `put_timestamp` atomically replaces `timestamp.json` (readers see the old or the new file).
 /// - `get` returns `None` for a missing file. It is not used to find latest versions by
 ///   listing; the engine knows versions from the artifact index and the timestamp.
@@ -59,10 +63,39 @@ impl PortError {
 pub trait MetadataStore: Send + Sync {
     /// Writes a versioned file once.
     async fn put_versioned(&self, name: &str, bytes: &[u8]) -> Result<(), PortError>;
+    /// Writes many versioned files once each. The default checks every name, then writes
+    /// the files one by one.
+    async fn put_versioned_many(&self, files: &[(String, Arc<Vec<u8>>)]) -> Result<(), PortError> {
+        for (name, _) in files {
+            check_versioned_name(name)?;
+        }
+        for (name, bytes) in files {
+            self.put_versioned(name, bytes).await?;
+        }
+        Ok(())
+    }
     /// Replaces `timestamp.json`.
     async fn put_timestamp(&self, bytes: &[u8]) -> Result<(), PortError>;
     /// Reads a file.
     async fn get(&self, name: &str) -> Result<Option<Vec<u8>>, PortError>;
+}
+
+/// Refuses versioned file names that could leave a directory, hide files or replace
+/// `timestamp.json`; every store applies it before writing anything.
+pub fn check_versioned_name(name: &str) -> Result<(), PortError> {
+    let ok = !name.is_empty()
+        && name.ends_with(".json")
+        && !name.starts_with('.')
+        && !name.contains(['/', '\\', '\0'])
+        && name != "timestamp.json";
+    if ok {
+        Ok(())
+    } else {
+        Err(PortError::new(
+            PortErrorKind::Other,
+            format!("refusing metadata file name {name:?}"),
+        ))
+    }
 }
 
 /// A delegated role's row in the artifact index (`rstuf_target_roles`).

@@ -38,6 +38,7 @@ impl MemoryStore {
 #[async_trait]
 impl MetadataStore for MemoryStore {
     async fn put_versioned(&self, name: &str, bytes: &[u8]) -> Result<(), PortError> {
+        crate::ports::check_versioned_name(name)?;
         let mut files = self.files.lock().expect("lock");
         if let Some(existing) = files.get(name) {
             if existing.as_slice() == bytes {
@@ -447,6 +448,49 @@ pub async fn metadata_store_conformance(store: &dyn MetadataStore) {
         store.get("2.conformance.json").await.unwrap().as_deref(),
         Some(&b""[..])
     );
+
+    // Batches: shared and distinct contents, each file readable under its own name.
+    let same = Arc::new(b"{\"empty\": true}".to_vec());
+    let mut batch: Vec<(String, Arc<Vec<u8>>)> = (0..100)
+        .map(|i| (format!("1.batch-{i}.json"), same.clone()))
+        .collect();
+    batch.push(("1.other.json".into(), Arc::new(b"other".to_vec())));
+    // Enough distinct contents that a store may sync them differently from a few.
+    batch.extend((0..100).map(|i| {
+        (
+            format!("1.distinct-{i}.json"),
+            Arc::new(format!("{{\"n\": {i}}}").into_bytes()),
+        )
+    }));
+    store.put_versioned_many(&batch).await.unwrap();
+    for (name, bytes) in &batch {
+        assert_eq!(
+            store.get(name).await.unwrap().as_deref(),
+            Some(bytes.as_slice()),
+            "{name}"
+        );
+    }
+    // Retried with the same bytes: success.
+    store.put_versioned_many(&batch).await.unwrap();
+    // A batch touching a published name with other bytes is a conflict, and that file keeps
+    // its content.
+    let clash = vec![
+        ("2.batch-new.json".to_string(), same.clone()),
+        ("1.other.json".to_string(), Arc::new(b"changed".to_vec())),
+    ];
+    let err = store.put_versioned_many(&clash).await.unwrap_err();
+    assert_eq!(err.kind, PortErrorKind::Conflict);
+    assert_eq!(
+        store.get("1.other.json").await.unwrap().as_deref(),
+        Some(&b"other"[..])
+    );
+    // A bad name in a batch is refused before anything is written.
+    let bad = vec![
+        ("3.batch-new.json".to_string(), same.clone()),
+        ("../escape.json".to_string(), same.clone()),
+    ];
+    assert!(store.put_versioned_many(&bad).await.is_err());
+    assert_eq!(store.get("3.batch-new.json").await.unwrap(), None);
 }
 
 /// The [`ArtifactIndex`] contract, as a test any implementation can run against itself, on

@@ -137,8 +137,12 @@ pub fn postgres_server() -> String {
 /// A new empty database named after `name` and the process (a leftover of the same name is
 /// dropped first); returns its URL.
 pub async fn fresh_postgres_db(name: &str) -> String {
+    recreate_postgres_db(&format!("rstuf_test_{name}_{}", std::process::id())).await
+}
+
+/// Drops database `db` if it exists and creates it empty; returns its URL.
+pub async fn recreate_postgres_db(db: &str) -> String {
     use sqlx::{Connection, Executor};
-    let db = format!("rstuf_test_{name}_{}", std::process::id());
     let mut admin = sqlx::PgConnection::connect(&format!("{}/postgres", postgres_server()))
         .await
         .expect("PostgreSQL on 127.0.0.1:5432 (scripts/services.sh starts it)");
