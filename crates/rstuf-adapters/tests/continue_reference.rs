@@ -137,6 +137,7 @@ async fn a_reference_repository_is_continued_without_clients_noticing() {
             .unwrap(),
         ),
         clock: clock.clone(),
+        cache: Default::default(),
     };
 
     let mut oracle = support::PythonOracle::start("client_oracle.py");

@@ -59,6 +59,7 @@ async fn python_tuf_never_sees_expired_metadata_over_thirty_days_of_bumps() {
             .unwrap(),
         ),
         clock: clock.clone(),
+        cache: Default::default(),
     };
     ports
         .settings

@@ -7,11 +7,12 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rstuf_metadata::keys::Key;
+use rstuf_metadata::schema::{Metadata, Snapshot, Targets};
 use serde_json::Value;
 
 /// What kind of failure a port reports.
@@ -245,6 +246,15 @@ impl Clock for SystemClock {
     }
 }
 
+/// The latest snapshot and targets this process read or wrote, parsed. Versioned files are
+/// write-once, so a copy kept under its version never goes stale; a publish then costs no
+/// re-parse of a snapshot listing 16,384 bins.
+#[derive(Debug, Default)]
+pub struct MetadataCache {
+    pub(crate) snapshot: Mutex<Option<Arc<Metadata<Snapshot>>>>,
+    pub(crate) targets: Mutex<Option<Arc<Metadata<Targets>>>>,
+}
+
 /// Everything a task needs, borrowed for the task's duration.
 #[derive(Clone)]
 pub struct Ports {
@@ -260,6 +270,8 @@ pub struct Ports {
     pub lock: Arc<dyn RepoLock>,
     /// Time.
     pub clock: Arc<dyn Clock>,
+    /// Parsed metadata kept between tasks (share one per repository; `Default` to start).
+    pub cache: Arc<MetadataCache>,
 }
 
 impl fmt::Debug for Ports {

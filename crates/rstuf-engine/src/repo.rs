@@ -12,7 +12,7 @@
 //! ([`PortErrorKind::Conflict`]) and the publication moves on to the version after it.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
@@ -122,8 +122,32 @@ pub(crate) async fn load<T: Signed>(ports: &Ports, name: &str) -> Result<Metadat
 #[derive(Debug, Clone)]
 pub(crate) struct Current {
     pub timestamp: Metadata<Timestamp>,
-    pub snapshot: Metadata<Snapshot>,
-    pub targets: Metadata<Targets>,
+    pub snapshot: Arc<Metadata<Snapshot>>,
+    pub targets: Arc<Metadata<Targets>>,
+}
+
+/// `<version>.<role>.json`, from the cache when it holds that version, else from storage
+/// (and then kept).
+async fn cached<T: Signed>(
+    ports: &Ports,
+    slot: &Mutex<Option<Arc<Metadata<T>>>>,
+    role: &str,
+    version: u64,
+) -> Result<Arc<Metadata<T>>, TaskError> {
+    if let Some(md) = slot.lock().expect("cache lock").as_ref()
+        && md.signed.version() == version
+    {
+        return Ok(md.clone());
+    }
+    let md = Arc::new(load::<T>(ports, &format!("{version}.{role}.json")).await?);
+    if md.signed.version() != version {
+        return Err(TaskError::Metadata(format!(
+            "{version}.{role}.json holds version {}",
+            md.signed.version()
+        )));
+    }
+    *slot.lock().expect("cache lock") = Some(md.clone());
+    Ok(md)
 }
 
 impl Current {
@@ -135,14 +159,12 @@ impl Current {
             .snapshot_meta()
             .map(|m| m.version)
             .ok_or_else(|| TaskError::Metadata("timestamp.json names no snapshot".into()))?;
-        let snapshot: Metadata<Snapshot> =
-            load(ports, &format!("{snapshot_version}.snapshot.json")).await?;
+        let snapshot = cached(ports, &ports.cache.snapshot, "snapshot", snapshot_version).await?;
         let targets_version = snapshot
             .signed
             .role_version("targets")
             .ok_or_else(|| TaskError::Metadata("the snapshot names no targets".into()))?;
-        let targets: Metadata<Targets> =
-            load(ports, &format!("{targets_version}.targets.json")).await?;
+        let targets = cached(ports, &ports.cache.targets, "targets", targets_version).await?;
         Ok(Current {
             timestamp,
             snapshot,
@@ -294,6 +316,7 @@ impl<'a> Publication<'a> {
             write_next_version(self.ports, self.online, "targets", signed, start, expires).await?;
         self.meta
             .insert("targets.json".into(), MetaFile::version_only(version));
+        *self.ports.cache.targets.lock().expect("cache lock") = Some(Arc::new(md.clone()));
         self.targets = Some(md);
         Ok(())
     }
@@ -315,7 +338,7 @@ impl<'a> Publication<'a> {
             let days = settings::days(settings, "SNAPSHOT_EXPIRATION", 1).await?;
             let expires = expires_in(self.now, days);
             let snapshot = Snapshot::new(0, expires, self.meta.clone());
-            let (version, _) = write_next_version(
+            let (version, md) = write_next_version(
                 self.ports,
                 self.online,
                 "snapshot",
@@ -324,6 +347,7 @@ impl<'a> Publication<'a> {
                 expires,
             )
             .await?;
+            *self.ports.cache.snapshot.lock().expect("cache lock") = Some(Arc::new(md));
             snapshot_version = version;
             out.snapshot = Some(version);
         }

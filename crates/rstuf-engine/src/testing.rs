@@ -12,9 +12,9 @@ use rstuf_metadata::keys::{Key, PrivateKey};
 use serde_json::Value;
 
 use crate::ports::{
-    ArtifactAction, ArtifactIndex, ArtifactRow, Clock, KeySigner, LockGuard, MetadataStore,
-    NewArtifact, PortError, PortErrorKind, Ports, RepoLock, RoleRecord, SettingsStore, Signer,
-    SignerResolver,
+    ArtifactAction, ArtifactIndex, ArtifactRow, Clock, KeySigner, LockGuard, MetadataCache,
+    MetadataStore, NewArtifact, PortError, PortErrorKind, Ports, RepoLock, RoleRecord,
+    SettingsStore, Signer, SignerResolver,
 };
 
 /// Metadata files in memory, with the order they were written.
@@ -373,6 +373,8 @@ pub struct MemoryRepo {
     pub lock: Arc<MemoryLock>,
     /// Time.
     pub clock: Arc<FixedClock>,
+    /// Parsed metadata shared by the tasks run on these ports.
+    pub cache: Arc<MetadataCache>,
 }
 
 impl MemoryRepo {
@@ -385,6 +387,7 @@ impl MemoryRepo {
             signers: Arc::default(),
             lock: Arc::default(),
             clock: Arc::new(FixedClock::at(now)),
+            cache: Arc::default(),
         }
     }
 
@@ -397,6 +400,7 @@ impl MemoryRepo {
             signers: self.signers.clone(),
             lock: self.lock.clone(),
             clock: self.clock.clone(),
+            cache: self.cache.clone(),
         }
     }
 }

@@ -45,6 +45,7 @@ pub async fn ports(config: &Config) -> anyhow::Result<Ports> {
         settings: Arc::new(settings),
         signers: Arc::new(signers),
         clock: Arc::new(SystemClock),
+        cache: Default::default(),
         lock: Arc::new(lock),
     })
 }
