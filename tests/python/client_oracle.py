@@ -92,6 +92,7 @@ def answer(req):
     return res
 
 
-for line in sys.stdin:
-    if line.strip():
-        print(json.dumps(answer(json.loads(line))), flush=True)
+if __name__ == "__main__":
+    for line in sys.stdin:
+        if line.strip():
+            print(json.dumps(answer(json.loads(line))), flush=True)

@@ -56,6 +56,49 @@ fn worker_with(args: &[&str], storage: &Path, db: &str, settings_db: u32) -> Out
         .unwrap()
 }
 
+/// A repository on the real services, driven through `run-task` as the API would.
+struct Repo {
+    dir: tempfile::TempDir,
+    storage: std::path::PathBuf,
+    db: String,
+    settings_db: u32,
+}
+
+impl Repo {
+    async fn new(name: &str, settings_db: u32, bootstrap: &str) -> Repo {
+        let db = fresh_database(name).await;
+        redis_settings(settings_db, Some(bootstrap)).await;
+        let dir = tempfile::tempdir().unwrap();
+        let storage = dir.path().join("storage");
+        Repo {
+            dir,
+            storage,
+            db,
+            settings_db,
+        }
+    }
+
+    /// Runs `action` (payload from a file when given), expects exit 0, returns the result.
+    fn task(&self, action: &str, payload: Option<&Value>) -> Value {
+        let mut args = vec!["run-task".to_string(), action.to_string()];
+        if let Some(p) = payload {
+            let file = self.dir.path().join(format!("{action}.json"));
+            std::fs::write(&file, serde_json::to_vec(p).unwrap()).unwrap();
+            args.push(file.to_str().unwrap().to_string());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = worker_with(&args, &self.storage, &self.db, self.settings_db);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{action}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn bootstrap_through_run_task_publishes_a_repository_clients_accept() {
     let db = fresh_database("bootstrap").await;
@@ -185,28 +228,9 @@ fn expected(artifacts: &[Value]) -> serde_json::Map<String, Value> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn artifacts_added_removed_and_published_are_what_python_tuf_clients_see() {
-    let db = fresh_database("artifacts").await;
-    redis_settings(ARTIFACTS_SETTINGS_DB, Some("pre-4567")).await;
-    let dir = tempfile::tempdir().unwrap();
-    let storage = dir.path().join("storage");
-    let task = |action: &str, payload: Option<Value>| -> Value {
-        let mut args = vec!["run-task".to_string(), action.to_string()];
-        if let Some(p) = payload {
-            let file = dir.path().join(format!("{action}.json"));
-            std::fs::write(&file, serde_json::to_vec(&p).unwrap()).unwrap();
-            args.push(file.to_str().unwrap().to_string());
-        }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = worker_with(&args, &storage, &db, ARTIFACTS_SETTINGS_DB);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{action}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    };
+    let repo = Repo::new("artifacts", ARTIFACTS_SETTINGS_DB, "pre-4567").await;
+    let (dir, storage, db) = (&repo.dir, &repo.storage, &repo.db);
+    let task = |action: &str, payload: Option<Value>| repo.task(action, payload.as_ref());
     let bootstrap =
         support::fresh_bootstrap_payload("bootstrap/payload_bins.json", chrono::Utc::now(), 365);
     task("bootstrap", Some(bootstrap));
@@ -252,7 +276,7 @@ async fn artifacts_added_removed_and_published_are_what_python_tuf_clients_see()
         rstuf_metadata::succinct::SuccinctRoles::bit_length_for_bins(4).unwrap(),
         "bins",
     );
-    let mut c = PgConnection::connect(&db).await.unwrap();
+    let mut c = PgConnection::connect(db).await.unwrap();
     for a in &imported {
         let path = a["path"].as_str().unwrap();
         sqlx::query(
@@ -311,10 +335,10 @@ async fn artifacts_added_removed_and_published_are_what_python_tuf_clients_see()
     }
 
     // Publishing again with nothing to do changes no file.
-    let files = std::fs::read_dir(&storage).unwrap().count();
+    let files = std::fs::read_dir(storage).unwrap().count();
     let again = task("publish_artifacts", None);
     assert_eq!(again["details"]["artifact_roles"], Value::Null, "{again}");
-    assert_eq!(std::fs::read_dir(&storage).unwrap().count(), files);
+    assert_eq!(std::fs::read_dir(storage).unwrap().count(), files);
 }
 
 const CUSTOM_SETTINGS_DB: u32 = 15;
@@ -332,28 +356,9 @@ async fn settings_field(settings_db: u32, field: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn custom_roles_publish_online_artifacts_and_queue_offline_ones_for_signing() {
-    let db = fresh_database("custom").await;
-    redis_settings(CUSTOM_SETTINGS_DB, Some("pre-89ab")).await;
-    let dir = tempfile::tempdir().unwrap();
-    let storage = dir.path().join("storage");
-    let task = |action: &str, payload: &Value| -> Value {
-        let file = dir.path().join(format!("{action}.json"));
-        std::fs::write(&file, serde_json::to_vec(payload).unwrap()).unwrap();
-        let out = worker_with(
-            &["run-task", action, file.to_str().unwrap()],
-            &storage,
-            &db,
-            CUSTOM_SETTINGS_DB,
-        );
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{action}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    };
+    let repo = Repo::new("custom", CUSTOM_SETTINGS_DB, "pre-89ab").await;
+    let (dir, storage, db) = (&repo.dir, &repo.storage, &repo.db);
+    let task = |action: &str, payload: &Value| repo.task(action, Some(payload));
     let bootstrap = support::fresh_bootstrap_payload(
         "bootstrap/payload_custom_targets.json",
         chrono::Utc::now(),
@@ -390,7 +395,7 @@ async fn custom_roles_publish_online_artifacts_and_queue_offline_ones_for_signin
         json!({"production/app-1.0.tar.gz": {"length": 10, "hashes": {"sha256": "aa"}}})
     );
     assert_eq!(pending["signatures"], json!([]));
-    let mut c = PgConnection::connect(&db).await.unwrap();
+    let mut c = PgConnection::connect(db).await.unwrap();
     let rows: Vec<(String, bool)> =
         sqlx::query_as("SELECT path, published FROM rstuf_target_files ORDER BY path")
             .fetch_all(&mut c)
