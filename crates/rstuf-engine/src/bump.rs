@@ -7,13 +7,16 @@
 //! and refreshed before they expire, whatever the delegated roles do (defect 1).
 
 use chrono::Duration;
+use futures_util::stream::{self, StreamExt, TryStreamExt};
 use rstuf_metadata::schema::{Metadata, Targets};
 use serde_json::{Value, json};
 
 use crate::outcome::{TaskError, TaskOutcome};
 use crate::ports::{LockGuard, Ports};
 use crate::publish::with_lock;
-use crate::repo::{Current, Online, Publication, RoleUpdate, expires_in, load, role_days};
+use crate::repo::{
+    CONCURRENCY, Current, Online, Publication, ROLE_CHUNK, RoleDays, RoleUpdate, expires_in, load,
+};
 use crate::settings;
 
 const FORCE_FAILED: &str = "Force new online metadata update failed";
@@ -81,25 +84,39 @@ async fn bump_roles(
     publication: &mut Publication<'_>,
     names: &[String],
 ) -> Result<Vec<String>, TaskError> {
-    let mut updates = Vec::new();
-    for name in names {
-        if current.online_role(online, name) != Some(true) {
-            continue;
+    let mut role_days = RoleDays::new(ports, current);
+    let mut bumped = Vec::new();
+    for chunk in names.chunks(ROLE_CHUNK) {
+        let mut due = Vec::new();
+        for name in chunk {
+            if current.online_role(online, name) != Some(true) {
+                continue;
+            }
+            let Some(version) = current.snapshot.signed.role_version(name) else {
+                continue;
+            };
+            let days = role_days.of(name).await?;
+            due.push((name.clone(), version, expires_in(publication.now(), days)));
         }
-        let Some(version) = current.snapshot.signed.role_version(name) else {
-            continue;
-        };
-        let stored: Metadata<Targets> = load(ports, &format!("{version}.{name}.json")).await?;
-        let days = role_days(ports, current, name).await?;
-        updates.push(RoleUpdate {
-            name: name.clone(),
-            expires: expires_in(publication.now(), days),
-            signed: stored.signed,
-        });
+        let updates: Vec<RoleUpdate> =
+            stream::iter(due.into_iter().map(|(name, version, expires)| async move {
+                let stored: Metadata<Targets> =
+                    load(ports, &format!("{version}.{name}.json")).await?;
+                Ok::<_, TaskError>(RoleUpdate {
+                    name,
+                    expires,
+                    signed: stored.signed,
+                })
+            }))
+            .buffered(CONCURRENCY)
+            .try_collect()
+            .await?;
+        bumped.extend(updates.iter().map(|u| u.name.clone()));
+        if !updates.is_empty() {
+            publication.publish_roles(updates).await?;
+        }
     }
-    let names = updates.iter().map(|u| u.name.clone()).collect();
-    publication.publish_roles(updates).await?;
-    Ok(names)
+    Ok(bumped)
 }
 
 /// Runs `force_online_metadata_update` with payload `{"roles": [...]}`.

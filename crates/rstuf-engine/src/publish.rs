@@ -18,7 +18,9 @@ use serde_json::{Value, json};
 
 use crate::outcome::{TaskError, TaskOutcome};
 use crate::ports::{ArtifactAction, ArtifactRow, LockGuard, Ports};
-use crate::repo::{Current, Online, Publication, RoleUpdate, expires_in, role_days, to_value};
+use crate::repo::{
+    Current, Online, Publication, ROLE_CHUNK, RoleDays, RoleUpdate, expires_in, to_value,
+};
 use crate::roles::signing_key;
 
 const PROCESSED: &str = "Publish Artifacts Processed";
@@ -86,52 +88,57 @@ pub(crate) async fn publish_locked(
     let current = Current::load(ports).await?;
     let online = Online::load(ports).await?;
 
-    let mut by_role: BTreeMap<String, Vec<ArtifactRow>> = BTreeMap::new();
-    for row in ports.index.artifacts_of(&roles).await? {
-        by_role.entry(row.role.clone()).or_default().push(row);
-    }
     let now = ports.clock.now();
-    let mut updates = Vec::new();
+    let mut publication = Publication::new(ports, &online, &current);
+    let mut role_days = RoleDays::new(ports, &current);
     let mut covered = Vec::new();
-    for role in &roles {
-        let rows = by_role.remove(role).unwrap_or_default();
-        let Some(online_only) = current.online_role(&online, role) else {
-            // A deleted delegation: its rows stay as they are.
-            report
-                .failed
-                .insert(role.clone(), "the role is not delegated by targets".into());
-            continue;
-        };
-        let artifacts = match build_targets(&rows) {
-            Ok(artifacts) => artifacts,
-            Err(reason) => {
-                report.failed.insert(role.clone(), reason);
+    for chunk in roles.chunks(ROLE_CHUNK) {
+        let mut by_role: BTreeMap<String, Vec<ArtifactRow>> = BTreeMap::new();
+        for row in ports.index.artifacts_of(chunk).await? {
+            by_role.entry(row.role.clone()).or_default().push(row);
+        }
+        let mut updates = Vec::new();
+        for role in chunk {
+            let rows = by_role.remove(role).unwrap_or_default();
+            let Some(online_only) = current.online_role(&online, role) else {
+                // A deleted delegation: its rows stay as they are.
+                report
+                    .failed
+                    .insert(role.clone(), "the role is not delegated by targets".into());
                 continue;
+            };
+            let artifacts = match build_targets(&rows) {
+                Ok(artifacts) => artifacts,
+                Err(reason) => {
+                    report.failed.insert(role.clone(), reason);
+                    continue;
+                }
+            };
+            let days = role_days.of(role).await?;
+            let mut signed = Targets::new(0, expires_in(now, days));
+            signed.targets = artifacts;
+            if online_only {
+                covered.extend(rows.into_iter().filter(|r| !r.published));
+                updates.push(RoleUpdate {
+                    name: role.clone(),
+                    expires: signed.expires,
+                    signed,
+                });
+                report.published.push(role.clone());
+            } else {
+                let version = current.snapshot.signed.role_version(role).unwrap_or(0) + 1;
+                signed.version = version;
+                set_pending(ports, &online, &current, role, signed).await?;
+                report.pending.push(role.clone());
             }
-        };
-        let days = role_days(ports, &current, role).await?;
-        let mut signed = Targets::new(0, expires_in(now, days));
-        signed.targets = artifacts;
-        if online_only {
-            covered.extend(rows.into_iter().filter(|r| !r.published));
-            updates.push(RoleUpdate {
-                name: role.clone(),
-                expires: signed.expires,
-                signed,
-            });
-            report.published.push(role.clone());
-        } else {
-            let version = current.snapshot.signed.role_version(role).unwrap_or(0) + 1;
-            signed.version = version;
-            set_pending(ports, &online, &current, role, signed).await?;
-            report.pending.push(role.clone());
+        }
+        if !updates.is_empty() {
+            publication.publish_roles(updates).await?;
         }
     }
-    if updates.is_empty() {
+    if report.published.is_empty() {
         return Ok(report);
     }
-    let mut publication = Publication::new(ports, &online, &current);
-    publication.publish_roles(updates).await?;
     publication.finish(guard, false, false, &covered).await?;
     Ok(report)
 }

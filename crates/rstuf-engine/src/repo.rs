@@ -30,7 +30,11 @@ use crate::settings::{self, ONLINE_KEY, TRUSTED_ROOT, TRUSTED_TARGETS};
 /// How many versions past an orphan (a file left by an interrupted publication) to try.
 const MAX_VERSION_PROBES: u64 = 64;
 /// Roles signed and written at once.
-const CONCURRENCY: usize = 32;
+pub(crate) const CONCURRENCY: usize = 32;
+
+/// Roles whose artifacts are loaded, signed and written together: a publish or bump of every
+/// bin of a large repository holds one chunk's artifacts in memory, not the repository's.
+pub(crate) const ROLE_CHUNK: usize = 1024;
 
 /// The online key and its signer.
 #[derive(Debug, Clone)]
@@ -193,32 +197,49 @@ impl Current {
 }
 
 /// Days a role's new versions stay valid: `<ROLE>_EXPIRATION`, or for bins `BINS_EXPIRATION`.
-/// A custom role without its setting falls back to its `x-rstuf-expire-policy`.
-pub(crate) async fn role_days(
-    ports: &Ports,
-    current: &Current,
-    name: &str,
-) -> Result<u32, TaskError> {
-    let is_bin = current
-        .targets
-        .signed
-        .delegations
-        .as_ref()
-        .and_then(|d| d.succinct_roles.as_ref())
-        .is_some_and(|s| s.is_delegated_role(name));
-    if is_bin {
-        return settings::days(ports.settings.as_ref(), "BINS_EXPIRATION", 1).await;
+/// A custom role without its setting falls back to its `x-rstuf-expire-policy`. Each setting
+/// is read once per task (16,384 bins share one).
+pub(crate) struct RoleDays<'a> {
+    ports: &'a Ports,
+    current: &'a Current,
+    read: std::collections::HashMap<String, u32>,
+}
+
+impl<'a> RoleDays<'a> {
+    pub fn new(ports: &'a Ports, current: &'a Current) -> Self {
+        RoleDays {
+            ports,
+            current,
+            read: std::collections::HashMap::new(),
+        }
     }
-    let policy = current
-        .custom_role(name)
-        .and_then(|r| crate::roles::expire_policy(r).ok())
-        .unwrap_or(1);
-    settings::days(
-        ports.settings.as_ref(),
-        &crate::roles::expiration_key(name),
-        policy,
-    )
-    .await
+
+    pub async fn of(&mut self, name: &str) -> Result<u32, TaskError> {
+        let is_bin = self
+            .current
+            .targets
+            .signed
+            .delegations
+            .as_ref()
+            .and_then(|d| d.succinct_roles.as_ref())
+            .is_some_and(|s| s.is_delegated_role(name));
+        let (key, default) = if is_bin {
+            ("BINS_EXPIRATION".to_string(), 1)
+        } else {
+            let policy = self
+                .current
+                .custom_role(name)
+                .and_then(|r| crate::roles::expire_policy(r).ok())
+                .unwrap_or(1);
+            (crate::roles::expiration_key(name), policy)
+        };
+        if let Some(days) = self.read.get(&key) {
+            return Ok(*days);
+        }
+        let days = settings::days(self.ports.settings.as_ref(), &key, default).await?;
+        self.read.insert(key, days);
+        Ok(days)
+    }
 }
 
 /// A new version of a delegated role to publish: its content; the publication sets version
@@ -273,24 +294,59 @@ impl<'a> Publication<'a> {
         !self.records.is_empty() || self.targets.is_some()
     }
 
-    /// Signs and writes the next version of each role, several at a time.
+    /// Signs the next version of each role (several signatures at a time) and writes them as
+    /// one batch. A name already taken (left by an interrupted run) sends that role to the
+    /// next free version; the others keep what the batch wrote.
     pub async fn publish_roles(&mut self, updates: Vec<RoleUpdate>) -> Result<(), TaskError> {
         let ports = self.ports;
         let online = self.online;
-        let written: Vec<(String, u64, Expires)> = stream::iter(updates.into_iter().map(|u| {
-            let start = self
-                .meta
-                .get(&format!("{}.json", u.name))
-                .map_or(1, |m| m.version + 1);
-            async move {
-                let (version, _) =
-                    write_next_version(ports, online, &u.name, u.signed, start, u.expires).await?;
-                Ok::<_, TaskError>((u.name, version, u.expires))
+        let signed: Vec<(RoleUpdate, u64, Arc<Vec<u8>>)> =
+            stream::iter(updates.into_iter().map(|mut u| {
+                let version = self
+                    .meta
+                    .get(&format!("{}.json", u.name))
+                    .map_or(1, |m| m.version + 1);
+                async move {
+                    u.signed.set_version_and_expires(version, u.expires);
+                    let md = online.sign(u.signed.clone()).await?;
+                    let bytes = Arc::new(storage_bytes(&md)?);
+                    Ok::<_, TaskError>((u, version, bytes))
+                }
+            }))
+            .buffer_unordered(CONCURRENCY)
+            .try_collect()
+            .await?;
+        let batch: Vec<(String, Arc<Vec<u8>>)> = signed
+            .iter()
+            .map(|(u, version, bytes)| (format!("{version}.{}.json", u.name), bytes.clone()))
+            .collect();
+        let mut written: Vec<(String, u64, Expires)> = Vec::with_capacity(signed.len());
+        match ports.store.put_versioned_many(&batch).await {
+            Ok(()) => {
+                written.extend(signed.into_iter().map(|(u, v, _)| (u.name, v, u.expires)));
             }
-        }))
-        .buffer_unordered(CONCURRENCY)
-        .try_collect()
-        .await?;
+            Err(e) if e.kind == PortErrorKind::Conflict => {
+                for ((u, version, bytes), (name, _)) in signed.into_iter().zip(&batch) {
+                    match ports.store.put_versioned(name, &bytes).await {
+                        Ok(()) => written.push((u.name, version, u.expires)),
+                        Err(e) if e.kind == PortErrorKind::Conflict => {
+                            let (version, _) = write_next_version(
+                                ports,
+                                online,
+                                &u.name,
+                                u.signed,
+                                version + 1,
+                                u.expires,
+                            )
+                            .await?;
+                            written.push((u.name, version, u.expires));
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
         for (name, version, expires) in written {
             self.meta
                 .insert(format!("{name}.json"), MetaFile::version_only(version));

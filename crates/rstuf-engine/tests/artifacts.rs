@@ -495,3 +495,47 @@ async fn tasks_before_bootstrap_are_refused() {
     );
     assert!(repo.store.files().is_empty());
 }
+
+#[tokio::test]
+async fn publishes_and_bumps_spanning_many_role_chunks_cover_every_role() {
+    // 2,048 bins: more than one chunk of roles is loaded, signed and written per task.
+    let repo = MemoryRepo::new(start());
+    let pem = std::fs::read(shared().join("fixtures/keys").join(ONLINE)).unwrap();
+    repo.signers
+        .add(ONLINE, PrivateKey::from_pem(&pem, None).unwrap());
+    repo.settings
+        .set("BOOTSTRAP", json!(format!("pre-{TASK}")))
+        .await
+        .unwrap();
+    let mut payload = fixture("api-payloads/bootstrap/payload_bins.json");
+    payload["settings"]["roles"]["bins"]["number_of_delegated_bins"] = json!(2048);
+    let out = bootstrap(&repo.ports(), &payload, TASK).await.unwrap();
+    assert!(out.status(), "{out:?}");
+    let ports = repo.ports();
+    let artifacts: Vec<Value> = (0..2500)
+        .map(|i| artifact(&format!("many/{i}.tgz"), i, &format!("{i:064x}")))
+        .collect();
+    let out = add_artifacts(&ports, &json!({"artifacts": artifacts}))
+        .await
+        .unwrap();
+    let roles = out.details.as_ref().unwrap()["artifact_roles"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert!(roles > 1024, "{roles} roles changed");
+    let found = published(&repo).await;
+    assert_eq!(found.len(), 2500);
+    assert!(repo.index.files().values().all(|r| r.published));
+    let versions = repo.index.roles();
+    assert_eq!(
+        versions.values().filter(|r| r.version == 2).count(),
+        roles,
+        "every changed role, in every chunk, has its new version recorded"
+    );
+
+    // A bump of every role re-signs all 2,048 bins across chunks and keeps every artifact.
+    let bumped = bump_online_roles(&ports, false).await.unwrap();
+    assert_eq!(bumped.len(), 2048 + 1, "every bin and targets");
+    assert_eq!(published(&repo).await.len(), 2500);
+    accepted_at(&repo, start());
+}
