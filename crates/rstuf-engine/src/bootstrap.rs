@@ -362,8 +362,8 @@ async fn finalize(
     let mut empty: BTreeMap<DateTime<Utc>, Arc<Vec<u8>>> = BTreeMap::new();
     for (_, expires, publish) in &roles {
         if *publish && !empty.contains_key(&expires.0) {
-            let md = online.sign(Targets::new(1, *expires)).await?;
-            empty.insert(expires.0, Arc::new(storage_bytes(&md)?));
+            let (_, bytes) = online.sign_stored(Targets::new(1, *expires)).await?;
+            empty.insert(expires.0, Arc::new(bytes));
         }
     }
     let files: Vec<(String, Arc<Vec<u8>>)> = roles
@@ -400,8 +400,8 @@ async fn finalize(
         .put_versioned("1.targets.json", &storage_bytes(&targets)?)
         .await?;
     meta.insert("targets.json".into(), MetaFile::version_only(1));
-    let snapshot = online
-        .sign(Snapshot::new(
+    let (_, snapshot) = online
+        .sign_stored(Snapshot::new(
             1,
             expires_in(now, plan.expirations.snapshot),
             meta,
@@ -409,7 +409,7 @@ async fn finalize(
         .await?;
     ports
         .store
-        .put_versioned("1.snapshot.json", &storage_bytes(&snapshot)?)
+        .put_versioned("1.snapshot.json", &snapshot)
         .await?;
     let timestamp = online
         .sign(Timestamp::new(

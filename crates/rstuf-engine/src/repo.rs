@@ -19,7 +19,7 @@ use futures_util::stream::{self, StreamExt, TryStreamExt};
 use rstuf_metadata::keys::Key;
 use rstuf_metadata::schema::{
     DelegatedRole, Expires, MetaFile, Metadata, Root, Signature, Signed, Snapshot, Targets,
-    Timestamp,
+    Timestamp, Unsigned,
 };
 use serde_json::Value;
 
@@ -80,13 +80,20 @@ impl Online {
 
     /// `signed`, signed with the online key.
     pub async fn sign<T: Signed>(&self, signed: T) -> Result<Metadata<T>, TaskError> {
-        let mut md = Metadata::new(signed);
-        let payload = md
-            .signed_bytes()
-            .map_err(|e| TaskError::Metadata(e.to_string()))?;
-        let sig = self.signer.sign(&payload).await?;
-        md.add_signature(Signature::new(self.keyid.clone(), &sig));
-        Ok(md)
+        Ok(self.sign_stored(signed).await?.0)
+    }
+
+    /// `signed`, signed with the online key, with its storage bytes; the payload is converted
+    /// to JSON once for both.
+    pub async fn sign_stored<T: Signed>(
+        &self,
+        signed: T,
+    ) -> Result<(Metadata<T>, Vec<u8>), TaskError> {
+        let unsigned = Unsigned::new(signed).map_err(|e| TaskError::Metadata(e.to_string()))?;
+        let sig = self.signer.sign(unsigned.payload()).await?;
+        unsigned
+            .finish(vec![Signature::new(self.keyid.clone(), &sig)])
+            .map_err(|e| TaskError::Metadata(e.to_string()))
     }
 
     /// Whether the online key alone meets the threshold of a role delegated with these keys.
@@ -308,8 +315,8 @@ impl<'a> Publication<'a> {
                     .map_or(1, |m| m.version + 1);
                 async move {
                     u.signed.set_version_and_expires(version, u.expires);
-                    let md = online.sign(u.signed.clone()).await?;
-                    let bytes = Arc::new(storage_bytes(&md)?);
+                    let (_, bytes) = online.sign_stored(u.signed.clone()).await?;
+                    let bytes = Arc::new(bytes);
                     Ok::<_, TaskError>((u, version, bytes))
                 }
             }))
@@ -414,14 +421,11 @@ impl<'a> Publication<'a> {
                 expires_in(self.now, days),
                 snapshot_version,
             );
-            let timestamp = self.online.sign(timestamp).await?;
+            let (_, timestamp) = self.online.sign_stored(timestamp).await?;
             if !guard.still_held().await? {
                 return Err(TaskError::LockLost);
             }
-            self.ports
-                .store
-                .put_timestamp(&storage_bytes(&timestamp)?)
-                .await?;
+            self.ports.store.put_timestamp(&timestamp).await?;
             out.timestamp = true;
         }
         if !self.records.is_empty() || !published.is_empty() {
@@ -449,10 +453,10 @@ async fn write_next_version<T: Signed>(
     let mut version = start;
     loop {
         signed.set_version_and_expires(version, expires);
-        let md = online.sign(signed.clone()).await?;
+        let (md, bytes) = online.sign_stored(signed.clone()).await?;
         match ports
             .store
-            .put_versioned(&format!("{version}.{role}.json"), &storage_bytes(&md)?)
+            .put_versioned(&format!("{version}.{role}.json"), &bytes)
             .await
         {
             Ok(()) => return Ok((version, md)),
