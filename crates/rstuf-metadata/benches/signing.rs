@@ -2,6 +2,8 @@
 //!
 //! - `snapshot_16384`: canonical encoding plus one ed25519 signature of a snapshot that lists
 //!   16,384 bins, plus the storage encoding of the signed document.
+//! - `snapshot_16384_unsigned`: the same through `Unsigned` (one JSON conversion), as the
+//!   engine does it.
 //! - `empty_bins_16384`: building, canonically encoding, signing (ed25519) and storage-encoding
 //!   16,384 empty bin roles, on one thread.
 //! - `ed25519_sign_only_16384`: the 16,384 signatures alone, to show what bounds the above.
@@ -11,7 +13,7 @@ use std::collections::BTreeMap;
 use chrono::{TimeZone, Utc};
 use criterion::{Criterion, criterion_group, criterion_main};
 use rstuf_metadata::keys::PrivateKey;
-use rstuf_metadata::schema::{Expires, MetaFile, Metadata, Snapshot, Targets};
+use rstuf_metadata::schema::{Expires, MetaFile, Metadata, Signature, Snapshot, Targets, Unsigned};
 use rstuf_metadata::succinct::SuccinctRoles;
 
 const BINS: u64 = 16_384;
@@ -47,6 +49,16 @@ fn bench(c: &mut Criterion) {
             let mut md = Metadata::new(snapshot.clone());
             md.sign_with(&keyid, |m| key.sign(m)).unwrap();
             md.to_storage_bytes().unwrap()
+        })
+    });
+    group.bench_function("snapshot_16384_unsigned_sign_store", |b| {
+        b.iter(|| {
+            let unsigned = Unsigned::new(snapshot.clone()).unwrap();
+            let sig = key.sign(unsigned.payload()).unwrap();
+            unsigned
+                .finish(vec![Signature::new(keyid.clone(), &sig)])
+                .unwrap()
+                .1
         })
     });
     group.bench_function("empty_bins_16384_build_sign_store", |b| {
