@@ -1,0 +1,225 @@
+//! Celery's Redis result backend records (`celery-task-meta-<id>`), as the RSTUF API reads
+//! them with `AsyncResult`.
+//!
+//! A state write is `SETEX key 86400 record` plus `PUBLISH key record`, skipped when the
+//! stored record is already SUCCESS (Celery's rule: a success is final). PRE_RUN is a plain
+//! `SET` without expiry, as the reference worker's signal handler writes it. The fields come
+//! in Celery's order: `status, result, traceback, children, date_done[, parent_id], task_id`.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Value, json};
+
+/// Seconds a record lives (Celery's `result_expires` default).
+pub const RESULT_TTL_SECS: u64 = 86_400;
+
+/// The key of a task's record.
+pub fn result_key(task_id: &str) -> String {
+    format!("celery-task-meta-{task_id}")
+}
+
+/// kombu's JSON encoding of a datetime: `{"__type__": "datetime", "__value__": iso}`.
+pub fn datetime(t: DateTime<Utc>) -> Value {
+    json!({"__type__": "datetime", "__value__": isoformat(t)})
+}
+
+/// Python's `datetime.isoformat()` of an aware UTC time: microseconds and `+00:00`.
+pub fn isoformat(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, false)
+}
+
+/// Whether a stored record is a SUCCESS, which no later state may replace.
+pub fn is_success(stored: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(stored)
+        .ok()
+        .and_then(|v| {
+            v.get("status")
+                .and_then(Value::as_str)
+                .map(|s| s == "SUCCESS")
+        })
+        .unwrap_or(false)
+}
+
+/// `{"status": "PRE_RUN", "task_id": id, "result": null}`, written with a plain `SET`.
+pub fn pre_run(task_id: &str) -> Vec<u8> {
+    format!(
+        "{{\"status\": \"PRE_RUN\", \"task_id\": {}, \"result\": null}}",
+        Value::from(task_id)
+    )
+    .into_bytes()
+}
+
+/// A Celery state record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// Celery state: STARTED, RUNNING, SUCCESS, FAILURE, RETRY.
+    pub status: &'static str,
+    /// The state's result (task result, progress meta, exception dict).
+    pub result: Value,
+    /// Python traceback text for failures.
+    pub traceback: Option<String>,
+    /// Child tasks: `[[[id, null], null], ...]`.
+    pub children: Vec<Value>,
+    /// When the task ended (ready states only).
+    pub date_done: Option<DateTime<Utc>>,
+    /// The parent task, for subtasks.
+    pub parent_id: Option<String>,
+    /// The task.
+    pub task_id: String,
+}
+
+impl Record {
+    /// STARTED with the worker's pid and host name (`task_track_started`).
+    pub fn started(task_id: &str, pid: u32, hostname: &str) -> Record {
+        Record::new(
+            "STARTED",
+            task_id,
+            json!({"pid": pid, "hostname": hostname}),
+            None,
+        )
+    }
+
+    /// RUNNING with RSTUF's progress meta (`update_state(state="RUNNING", meta=...)`).
+    pub fn running(task_id: &str, message: &str, details: Value, at: DateTime<Utc>) -> Record {
+        Record::new(
+            "RUNNING",
+            task_id,
+            json!({"details": details, "message": message, "last_update": datetime(at),
+                   "exc_type": null, "exc_message": null}),
+            None,
+        )
+    }
+
+    /// SUCCESS with the task's return value.
+    pub fn success(task_id: &str, result: Value, at: DateTime<Utc>) -> Record {
+        Record::new("SUCCESS", task_id, result, Some(at))
+    }
+
+    /// FAILURE with an exception the API can rebuild: `exc_type` a builtin exception name,
+    /// `exc_message` its arguments.
+    pub fn failure(
+        task_id: &str,
+        exc_type: &str,
+        message: &str,
+        traceback: Option<String>,
+        at: DateTime<Utc>,
+    ) -> Record {
+        let mut record = Record::new(
+            "FAILURE",
+            task_id,
+            json!({"exc_type": exc_type, "exc_message": [message], "exc_module": "builtins"}),
+            Some(at),
+        );
+        record.traceback = traceback;
+        record
+    }
+
+    fn new(
+        status: &'static str,
+        task_id: &str,
+        result: Value,
+        date_done: Option<DateTime<Utc>>,
+    ) -> Record {
+        Record {
+            status,
+            result,
+            traceback: None,
+            children: Vec::new(),
+            date_done,
+            parent_id: None,
+            task_id: task_id.to_string(),
+        }
+    }
+
+    /// Names a child task (the `publish_artifacts-<id>` subtask).
+    pub fn with_child(mut self, child_id: &str) -> Record {
+        self.children.push(json!([[child_id, null], null]));
+        self
+    }
+
+    /// Names the parent task (for a subtask's own records).
+    pub fn with_parent(mut self, parent_id: &str) -> Record {
+        self.parent_id = Some(parent_id.to_string());
+        self
+    }
+
+    /// The record's JSON, fields in Celery's order.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut fields: Vec<(&str, Value)> = vec![
+            ("status", json!(self.status)),
+            ("result", self.result.clone()),
+            ("traceback", json!(self.traceback)),
+            ("children", json!(self.children)),
+            ("date_done", json!(self.date_done.map(isoformat))),
+        ];
+        if let Some(parent) = &self.parent_id {
+            fields.push(("parent_id", json!(parent)));
+        }
+        fields.push(("task_id", json!(self.task_id)));
+        let body: Vec<String> = fields
+            .into_iter()
+            .map(|(k, v)| format!("\"{k}\": {v}"))
+            .collect();
+        format!("{{{}}}", body.join(", ")).into_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 25, 1, 31, 36).unwrap()
+            + chrono::Duration::microseconds(206_589)
+    }
+
+    #[test]
+    fn records_match_the_captured_shapes() {
+        assert_eq!(
+            String::from_utf8(pre_run("2222")).unwrap(),
+            r#"{"status": "PRE_RUN", "task_id": "2222", "result": null}"#
+        );
+        let started: Value =
+            serde_json::from_slice(&Record::started("2222", 14783, "rstuf@probe").to_bytes())
+                .unwrap();
+        assert_eq!(
+            started,
+            json!({"status": "STARTED", "result": {"pid": 14783, "hostname": "rstuf@probe"},
+                   "traceback": null, "children": [], "date_done": null, "task_id": "2222"})
+        );
+        let success = Record::success(
+            "1111",
+            json!({"task": "add_artifacts", "status": true}),
+            at(),
+        )
+        .with_child("publish_artifacts-1111");
+        let text = String::from_utf8(success.to_bytes()).unwrap();
+        assert!(
+            text.starts_with(r#"{"status": "SUCCESS", "result": "#),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(r#""children": [[["publish_artifacts-1111",null],null]], "date_done": "2026-11-25T01:31:36.206589+00:00", "task_id": "1111"}"#),
+            "{text}"
+        );
+        assert!(is_success(text.as_bytes()));
+        assert!(!is_success(&pre_run("1111")));
+        assert!(!is_success(b"garbage"));
+
+        let failure: Value = serde_json::from_slice(
+            &Record::failure("3333", "RuntimeError", "boom happened", None, at())
+                .with_parent("p")
+                .to_bytes(),
+        )
+        .unwrap();
+        assert_eq!(
+            failure["result"],
+            json!({"exc_type": "RuntimeError", "exc_message": ["boom happened"], "exc_module": "builtins"})
+        );
+        assert_eq!(failure["parent_id"], json!("p"));
+        assert_eq!(
+            datetime(at()),
+            json!({"__type__": "datetime", "__value__": "2026-11-25T01:31:36.206589+00:00"})
+        );
+    }
+}
