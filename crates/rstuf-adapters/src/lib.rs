@@ -7,6 +7,7 @@
 pub mod dynaconf;
 pub mod local_store;
 pub mod postgres;
+pub mod redis_broker;
 pub mod redis_lock;
 pub mod redis_settings;
 pub mod signers;

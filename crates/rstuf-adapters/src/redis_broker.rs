@@ -1,0 +1,386 @@
+//! The Celery broker on Redis, as kombu's Redis transport keeps it (spec/wire-protocol.md
+//! 2.3): queues are lists (`LPUSH` by producers, `BRPOP` by consumers, with kombu's priority
+//! sub-queues), a delivered message is recorded in `unacked`/`unacked_index` until it is
+//! acknowledged, and messages left there by a consumer that died are pushed back to their
+//! queue after the visibility timeout, by us or by any Python worker sharing the broker.
+//!
+//! Also the result backend: `celery-task-meta-<id>` records written with `SETEX` and
+//! `PUBLISH`, never over a stored SUCCESS.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use rstuf_celery::MessageError;
+use rstuf_celery::redis_envelope::{
+    self, Envelope, UNACKED, UNACKED_INDEX, UNACKED_MUTEX, parse_unacked, queue_keys,
+};
+use rstuf_celery::result::{self, RESULT_TTL_SECS, Record};
+use rstuf_engine::ports::PortError;
+
+use crate::redis_settings::redis_error;
+
+/// Moves an unacknowledged message back to its queue if it is still unacknowledged.
+const RESTORE: &str = r"
+local removed = redis.call('hdel', KEYS[1], ARGV[1])
+redis.call('zrem', KEYS[2], ARGV[1])
+if removed == 1 and ARGV[3] ~= '' then
+    redis.call('rpush', ARGV[2], ARGV[3])
+end
+return removed";
+
+/// What a pop returned.
+#[derive(Debug)]
+pub enum Delivery {
+    /// A message, now recorded as unacknowledged under its delivery tag.
+    Message(Box<Envelope>),
+    /// A list element that is not a usable message; it was removed from the queue and is
+    /// not retried (it could never succeed). `task_id` is set when the headers named one, so
+    /// a FAILURE record can answer it.
+    Malformed {
+        /// The queue it came from.
+        queue: String,
+        /// Why it cannot be used.
+        error: MessageError,
+        /// The task id, if readable.
+        task_id: Option<String>,
+    },
+}
+
+fn now_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// A consumer and producer on the Redis broker.
+#[derive(Clone)]
+pub struct RedisBroker {
+    /// For blocking pops only (a `BRPOP` holds its connection).
+    pop: ConnectionManager,
+    conn: ConnectionManager,
+    queues: Vec<String>,
+    keys: Vec<String>,
+}
+
+impl std::fmt::Debug for RedisBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBroker")
+            .field("queues", &self.queues)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long one `BRPOP` waits before the consumer loop gets control back.
+pub const POP_TIMEOUT: Duration = Duration::from_secs(1);
+
+impl RedisBroker {
+    /// Connects to the broker at `url` (`RSTUF_BROKER_SERVER`) to consume `queues`; the
+    /// connections reconnect by themselves when Redis restarts.
+    pub async fn connect(url: &str, queues: &[&str]) -> Result<Self, PortError> {
+        let client = redis::Client::open(url).map_err(|e| redis_error("broker URL", e))?;
+        let pop_config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(POP_TIMEOUT + Duration::from_secs(5)));
+        let pop = client
+            .get_connection_manager_with_config(pop_config)
+            .await
+            .map_err(|e| redis_error("connecting to the broker", e))?;
+        let conn = client
+            .get_connection_manager()
+            .await
+            .map_err(|e| redis_error("connecting to the broker", e))?;
+        let keys = queues.iter().flat_map(|q| queue_keys(q)).collect();
+        Ok(RedisBroker {
+            pop,
+            conn,
+            queues: queues.iter().map(|q| q.to_string()).collect(),
+            keys,
+        })
+    }
+
+    /// Declares the queues as kombu does (the binding set members).
+    pub async fn declare(&self) -> Result<(), PortError> {
+        let mut conn = self.conn.clone();
+        for queue in &self.queues {
+            let (key, member) = redis_envelope::binding(queue);
+            let _: i64 = redis::cmd("SADD")
+                .arg(&key)
+                .arg(&member)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| redis_error("declaring the queue", e))?;
+        }
+        Ok(())
+    }
+
+    /// Waits up to [`POP_TIMEOUT`] for the next message of any queue (plain queues before
+    /// their priority sub-queues, as kombu orders them) and records it as unacknowledged.
+    pub async fn next(&self) -> Result<Option<Delivery>, PortError> {
+        let mut pop = self.pop.clone();
+        let popped: Option<(String, Vec<u8>)> = redis::cmd("BRPOP")
+            .arg(&self.keys)
+            .arg(POP_TIMEOUT.as_secs())
+            .query_async(&mut pop)
+            .await
+            .map_err(|e| redis_error("waiting for a message", e))?;
+        let Some((key, bytes)) = popped else {
+            return Ok(None);
+        };
+        let queue = key
+            .split(redis_envelope::PRIORITY_SEP)
+            .next()
+            .unwrap_or(&key)
+            .to_string();
+        let envelope = match Envelope::parse(&bytes) {
+            Ok(envelope) => envelope,
+            Err(error) => {
+                let task_id = serde_json::from_slice::<serde_json::Value>(&bytes)
+                    .ok()
+                    .and_then(|v| v.get("headers")?.get("id")?.as_str().map(String::from));
+                return Ok(Some(Delivery::Malformed {
+                    queue,
+                    error,
+                    task_id,
+                }));
+            }
+        };
+        let Some(tag) = envelope.delivery_tag().map(String::from) else {
+            return Ok(Some(Delivery::Malformed {
+                queue,
+                error: MessageError::Envelope("no delivery tag".into()),
+                task_id: Some(envelope.message.id.clone()),
+            }));
+        };
+        let mut conn = self.conn.clone();
+        let _: () = redis::pipe()
+            .atomic()
+            .cmd("ZADD")
+            .arg(UNACKED_INDEX)
+            .arg(now_secs())
+            .arg(&tag)
+            .ignore()
+            .cmd("HSET")
+            .arg(UNACKED)
+            .arg(&tag)
+            .arg(envelope.unacked_value(&queue))
+            .ignore()
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| redis_error("recording the delivery", e))?;
+        Ok(Some(Delivery::Message(Box::new(envelope))))
+    }
+
+    /// Acknowledges a delivered message: it is done and is never delivered again.
+    pub async fn ack(&self, envelope: &Envelope) -> Result<(), PortError> {
+        let Some(tag) = envelope.delivery_tag() else {
+            return Ok(());
+        };
+        let mut conn = self.conn.clone();
+        let _: () = redis::pipe()
+            .atomic()
+            .cmd("ZREM")
+            .arg(UNACKED_INDEX)
+            .arg(tag)
+            .ignore()
+            .cmd("HDEL")
+            .arg(UNACKED)
+            .arg(tag)
+            .ignore()
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| redis_error("acknowledging a message", e))?;
+        Ok(())
+    }
+
+    /// Hands a delivered message back (a worker shutting down before running it): pushed to
+    /// the consuming end of its queue, so it is the next delivered, as kombu restores.
+    pub async fn hand_back(&self, envelope: &Envelope) -> Result<(), PortError> {
+        let queue = envelope
+            .routing_key()
+            .unwrap_or(&self.queues[0])
+            .to_string();
+        let tag = envelope.delivery_tag().unwrap_or_default().to_string();
+        let mut conn = self.conn.clone();
+        let _: () = redis::pipe()
+            .atomic()
+            .cmd("RPUSH")
+            .arg(&queue)
+            .arg(envelope.redelivered())
+            .ignore()
+            .cmd("ZREM")
+            .arg(UNACKED_INDEX)
+            .arg(&tag)
+            .ignore()
+            .cmd("HDEL")
+            .arg(UNACKED)
+            .arg(&tag)
+            .ignore()
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| redis_error("handing a message back", e))?;
+        Ok(())
+    }
+
+    /// Sends a message to `queue`, as kombu publishes (binding, then `LPUSH`).
+    pub async fn publish(&self, envelope: &Envelope, queue: &str) -> Result<(), PortError> {
+        let (key, member) = redis_envelope::binding(queue);
+        let mut conn = self.conn.clone();
+        let _: () = redis::pipe()
+            .cmd("SADD")
+            .arg(&key)
+            .arg(&member)
+            .ignore()
+            .cmd("LPUSH")
+            .arg(queue)
+            .arg(envelope.to_bytes())
+            .ignore()
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| redis_error("publishing a message", e))?;
+        Ok(())
+    }
+
+    /// Pushes back to their queues the messages delivered more than `visibility` ago and
+    /// never acknowledged (their consumer died), under kombu's `unacked_mutex` so Python
+    /// workers doing the same never restore a message twice. Returns how many.
+    pub async fn restore_unacked(&self, visibility: Duration) -> Result<usize, PortError> {
+        let mut conn = self.conn.clone();
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let taken: Option<String> = redis::cmd("SET")
+            .arg(UNACKED_MUTEX)
+            .arg(&token)
+            .arg("NX")
+            .arg("PX")
+            .arg(300_000)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| redis_error("taking the restore mutex", e))?;
+        if taken.is_none() {
+            return Ok(0);
+        }
+        let result = self.restore_locked(visibility).await;
+        let _: Result<i64, _> = redis::Script::new(
+            "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end",
+        )
+        .key(UNACKED_MUTEX)
+        .arg(&token)
+        .invoke_async(&mut conn)
+        .await;
+        result
+    }
+
+    async fn restore_locked(&self, visibility: Duration) -> Result<usize, PortError> {
+        let mut conn = self.conn.clone();
+        let ceiling = now_secs() - visibility.as_secs_f64();
+        let tags: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(UNACKED_INDEX)
+            .arg(0)
+            .arg(ceiling)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| redis_error("listing unacknowledged messages", e))?;
+        let mut restored = 0;
+        for tag in tags {
+            let value: Option<Vec<u8>> = redis::cmd("HGET")
+                .arg(UNACKED)
+                .arg(&tag)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| redis_error("reading an unacknowledged message", e))?;
+            // Removed and pushed back in one step, only if still unacknowledged: a consumer
+            // acknowledging it meanwhile wins, and the message is not delivered twice. A
+            // value that cannot be parsed is dropped: it could never be delivered.
+            let requeue = value.as_deref().and_then(|v| parse_unacked(v).ok());
+            let (queue, bytes) = requeue
+                .map(|(envelope, queue)| (queue, envelope.redelivered()))
+                .unwrap_or_default();
+            let moved: i64 = redis::Script::new(RESTORE)
+                .key(UNACKED)
+                .key(UNACKED_INDEX)
+                .arg(&tag)
+                .arg(&queue)
+                .arg(&bytes)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(|e| redis_error("restoring a message", e))?;
+            if moved == 1 && !bytes.is_empty() {
+                restored += 1;
+            }
+        }
+        Ok(restored)
+    }
+}
+
+/// The Celery result backend on Redis.
+#[derive(Clone)]
+pub struct RedisResults {
+    conn: ConnectionManager,
+}
+
+impl std::fmt::Debug for RedisResults {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisResults").finish_non_exhaustive()
+    }
+}
+
+impl RedisResults {
+    /// Connects to the result database (`<RSTUF_REDIS_SERVER>:<port>/<RSTUF_REDIS_SERVER_DB_RESULT>`).
+    pub async fn connect(url: &str) -> Result<Self, PortError> {
+        let client = redis::Client::open(url).map_err(|e| redis_error("result backend URL", e))?;
+        let conn = client
+            .get_connection_manager()
+            .await
+            .map_err(|e| redis_error("connecting to the result backend", e))?;
+        Ok(RedisResults { conn })
+    }
+
+    /// PRE_RUN, as the reference worker's signal handler writes it: plain `SET`, no expiry.
+    pub async fn pre_run(&self, task_id: &str) -> Result<(), PortError> {
+        let mut conn = self.conn.clone();
+        let key = result::result_key(task_id);
+        let stored: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| redis_error("reading a task result", e))?;
+        if stored.as_deref().is_some_and(result::is_success) {
+            return Ok(());
+        }
+        redis::cmd("SET")
+            .arg(&key)
+            .arg(result::pre_run(task_id))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| redis_error("writing a task result", e))
+    }
+
+    /// Stores a state record (`SETEX` 1 day and `PUBLISH`), unless the stored record is a
+    /// SUCCESS. Returns whether it was written.
+    pub async fn store(&self, record: &Record) -> Result<bool, PortError> {
+        let mut conn = self.conn.clone();
+        let key = result::result_key(&record.task_id);
+        let stored: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| redis_error("reading a task result", e))?;
+        if stored.as_deref().is_some_and(result::is_success) {
+            return Ok(false);
+        }
+        let bytes = record.to_bytes();
+        let _: () = redis::pipe()
+            .atomic()
+            .cmd("SETEX")
+            .arg(&key)
+            .arg(RESULT_TTL_SECS)
+            .arg(&bytes)
+            .ignore()
+            .cmd("PUBLISH")
+            .arg(&key)
+            .arg(&bytes)
+            .ignore()
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| redis_error("writing a task result", e))?;
+        Ok(true)
+    }
+}

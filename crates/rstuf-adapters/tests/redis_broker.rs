@@ -1,0 +1,197 @@
+//! The Redis broker and result backend against the real Redis and the PyPI Celery producer
+//! configured like the RSTUF API: what Python sends we receive, what we record Python reads.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use rstuf_adapters::redis_broker::{Delivery, RedisBroker, RedisResults};
+use rstuf_celery::redis_envelope::Envelope;
+use rstuf_celery::result::Record;
+use rstuf_test_support as support;
+use serde_json::{Value, json};
+
+async fn flush(db: u32) -> String {
+    let url = format!("redis://127.0.0.1:6379/{db}");
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("FLUSHDB").query_async(&mut c).await.unwrap();
+    url
+}
+
+async fn unacked(url: &str) -> usize {
+    let client = redis::Client::open(url).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("HLEN")
+        .arg("unacked")
+        .query_async(&mut c)
+        .await
+        .unwrap()
+}
+
+async fn next_message(broker: &RedisBroker) -> Envelope {
+    for _ in 0..10 {
+        match broker.next().await.unwrap() {
+            Some(Delivery::Message(env)) => return *env,
+            Some(other) => panic!("unexpected {other:?}"),
+            None => {}
+        }
+    }
+    panic!("no message within 10 s")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_producer_and_result_reader_understand_us() {
+    let url = flush(5).await;
+    let broker = RedisBroker::connect(&url, &["metadata_repository", "rstuf_internals"])
+        .await
+        .unwrap();
+    broker.declare().await.unwrap();
+    let results = RedisResults::connect(&url).await.unwrap();
+    let mut python = support::PythonOracle::start("celery_producer.py");
+    let payload = support::api_payload("artifacts/add_payload.json");
+    let sent = python.ask(&json!({"op": "send", "broker": url, "backend": url,
+        "queue": "metadata_repository", "task_id": "a".repeat(32),
+        "action": "add_artifacts", "payload": payload}));
+    assert_eq!(sent["sent"], json!("a".repeat(32)), "{sent}");
+
+    let env = next_message(&broker).await;
+    assert_eq!(env.message.task, "app.repository_service_tuf_worker");
+    assert_eq!(env.message.id, "a".repeat(32));
+    assert_eq!(env.message.kwarg("action"), Some(&json!("add_artifacts")));
+    assert_eq!(env.message.kwarg("payload"), Some(&payload));
+    assert_eq!(unacked(&url).await, 1, "recorded until acknowledged");
+
+    let read = |python: &mut support::PythonOracle, id: &str| {
+        python.ask(&json!({"op": "result", "broker": url, "backend": url, "task_id": id}))
+    };
+    assert_eq!(read(&mut python, &env.message.id)["state"], "PENDING");
+    results.pre_run(&env.message.id).await.unwrap();
+    assert_eq!(read(&mut python, &env.message.id)["state"], "PRE_RUN");
+    results
+        .store(&Record::started(&env.message.id, 42, "rstuf@test"))
+        .await
+        .unwrap();
+    assert_eq!(read(&mut python, &env.message.id)["state"], "STARTED");
+    let outcome = json!({"task": "add_artifacts", "status": true,
+        "last_update": rstuf_celery::result::datetime(Utc::now()),
+        "message": "Artifact(s) Added", "error": null, "details": {"added_artifacts": ["file1.tar.gz"]}});
+    assert!(
+        results
+            .store(&Record::success(
+                &env.message.id,
+                outcome.clone(),
+                Utc::now()
+            ))
+            .await
+            .unwrap()
+    );
+    let seen = read(&mut python, &env.message.id);
+    assert_eq!(seen["state"], "SUCCESS", "{seen}");
+    assert_eq!(seen["result"]["details"], outcome["details"]);
+    assert_eq!(seen["result"]["message"], "Artifact(s) Added");
+    // A success is final.
+    assert!(
+        !results
+            .store(&Record::failure(
+                &env.message.id,
+                "RuntimeError",
+                "late",
+                None,
+                Utc::now()
+            ))
+            .await
+            .unwrap()
+    );
+    assert_eq!(read(&mut python, &env.message.id)["state"], "SUCCESS");
+    broker.ack(&env).await.unwrap();
+    assert_eq!(unacked(&url).await, 0);
+
+    // A failure is rebuilt by Celery as the exception we name.
+    results
+        .store(&Record::failure(
+            "f".repeat(32).as_str(),
+            "RuntimeError",
+            "boom happened",
+            None,
+            Utc::now(),
+        ))
+        .await
+        .unwrap();
+    let failed = read(&mut python, &"f".repeat(32));
+    assert_eq!(
+        (
+            failed["state"].clone(),
+            failed["exception"].clone(),
+            failed["message"].clone()
+        ),
+        (
+            json!("FAILURE"),
+            json!("RuntimeError"),
+            json!("boom happened")
+        ),
+        "{failed}"
+    );
+
+    // The beat message and the payload-less publish arrive on rstuf_internals.
+    python.ask(&json!({"op": "send_raw", "broker": url, "backend": url, "queue": "rstuf_internals",
+        "task_id": "bump_online_roles", "task": "app.bump_online_roles", "kwargs": {"expired": true}}));
+    let beat = next_message(&broker).await;
+    assert_eq!(beat.message.task, "app.bump_online_roles");
+    assert_eq!(beat.routing_key(), Some("rstuf_internals"));
+    broker.ack(&beat).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unacknowledged_messages_come_back_and_bad_ones_never_block_the_queue() {
+    let url = flush(6).await;
+    let broker = RedisBroker::connect(&url, &["metadata_repository"])
+        .await
+        .unwrap();
+    let mut python = support::PythonOracle::start("celery_producer.py");
+    // Garbage first, then a real message: the garbage is reported, the message still comes.
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("LPUSH")
+        .arg("metadata_repository")
+        .arg("{\"body\": \"***\", \"headers\": {\"id\": \"bad\"}, \"properties\": {\"body_encoding\": \"base64\"}}")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    python.ask(&json!({"op": "send", "broker": url, "backend": url,
+        "queue": "metadata_repository", "task_id": "b".repeat(32),
+        "action": "publish_artifacts", "payload": null}));
+    match broker.next().await.unwrap() {
+        Some(Delivery::Malformed { task_id, error, .. }) => {
+            assert_eq!(task_id.as_deref(), Some("bad"));
+            assert!(error.to_string().contains("base64"), "{error}");
+        }
+        other => panic!("expected the malformed message first, got {other:?}"),
+    }
+    let first = next_message(&broker).await;
+    assert_eq!(first.message.kwarg("payload"), Some(&Value::Null));
+
+    // The consumer "dies" without acknowledging: not restored before the visibility
+    // timeout, restored after it, delivered again with the same tag, marked redelivered.
+    assert_eq!(
+        broker
+            .restore_unacked(Duration::from_secs(3600))
+            .await
+            .unwrap(),
+        0
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(
+        broker
+            .restore_unacked(Duration::from_millis(1))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(unacked(&url).await, 0);
+    let again = next_message(&broker).await;
+    assert_eq!(again.delivery_tag(), first.delivery_tag());
+    assert_eq!(again.message.headers["redelivered"], json!(true));
+    broker.ack(&again).await.unwrap();
+    assert_eq!(unacked(&url).await, 0);
+    assert!(broker.next().await.unwrap().is_none(), "delivered once");
+}
