@@ -7,7 +7,10 @@ stdin: one JSON request per line, stdout: one JSON answer per line.
    "action": str, "payload": obj|null}                       -> {"sent": id}
   {"op": "send_raw", ... "task": name, "kwargs": {...}}       -> {"sent": id}
   {"op": "result", "broker": url, "backend": url, "task_id": id}
-      -> {"state": str, "result": obj|null, "exception": str|null, "message": str|null}
+      -> {"state": str, "result": obj|null, "exception": str|null, "message": str|null,
+          "api_state": str, "api_result": obj|null}
+     (api_* are what the RSTUF API's GET /api/v1/task makes of it: an exception becomes
+      {"message": str(exc)}, SUCCESS without a true "status" becomes ERRORED)
 """
 import json
 import sys
@@ -31,18 +34,25 @@ def answer(req):
     a = app(req["broker"], req["backend"])
     if req["op"] in ("send", "send_raw"):
         task = req.get("task", "app.repository_service_tuf_worker")
-        kwargs = req.get("kwargs") or {"action": req["action"], "payload": req["payload"]}
+        kwargs = req["kwargs"] if "kwargs" in req else {"action": req["action"], "payload": req["payload"]}
         a.send_task(task, kwargs=kwargs, task_id=req["task_id"], queue=req["queue"],
                     acks_late=True)
         return {"sent": req["task_id"]}
     if req["op"] == "result":
         r = a.AsyncResult(req["task_id"])
         state, result = r.state, r.result
+        api_state, api_result = state, result
+        if isinstance(result, Exception):
+            api_result = {"message": str(result)}
+        if api_state == "SUCCESS" and not api_result.get("status", False):
+            api_state = "ERRORED"
+        api_result = json.loads(json.dumps(api_result, default=str))
         if isinstance(result, Exception):
             return {"state": state, "result": None, "exception": type(result).__name__,
-                    "message": str(result)}
+                    "message": str(result), "api_state": api_state, "api_result": api_result}
         return {"state": state, "result": json.loads(json.dumps(result, default=str)),
-                "exception": None, "message": None}
+                "exception": None, "message": None, "api_state": api_state,
+                "api_result": api_result}
     raise ValueError(req["op"])
 
 

@@ -4,10 +4,12 @@
 //! Each module maps one service's wire format to plain values; nothing here decides what a task
 //! does.
 
+pub mod amqp_broker;
 pub mod dynaconf;
 pub mod local_store;
 pub mod postgres;
 pub mod redis_broker;
 pub mod redis_lock;
+pub mod redis_schedule;
 pub mod redis_settings;
 pub mod signers;

@@ -10,11 +10,11 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use rstuf_celery::MessageError;
 use rstuf_celery::redis_envelope::{
     self, Envelope, UNACKED, UNACKED_INDEX, UNACKED_MUTEX, parse_unacked, queue_keys,
 };
 use rstuf_celery::result::{self, RESULT_TTL_SECS, Record};
+use rstuf_celery::{MessageError, Received};
 use rstuf_engine::ports::PortError;
 
 use crate::redis_settings::redis_error;
@@ -27,24 +27,6 @@ if removed == 1 and ARGV[3] ~= '' then
     redis.call('rpush', ARGV[2], ARGV[3])
 end
 return removed";
-
-/// What a pop returned.
-#[derive(Debug)]
-pub enum Delivery {
-    /// A message, now recorded as unacknowledged under its delivery tag.
-    Message(Box<Envelope>),
-    /// A list element that is not a usable message; it was removed from the queue and is
-    /// not retried (it could never succeed). `task_id` is set when the headers named one, so
-    /// a FAILURE record can answer it.
-    Malformed {
-        /// The queue it came from.
-        queue: String,
-        /// Why it cannot be used.
-        error: MessageError,
-        /// The task id, if readable.
-        task_id: Option<String>,
-    },
-}
 
 fn now_secs() -> f64 {
     SystemTime::now()
@@ -113,8 +95,10 @@ impl RedisBroker {
     }
 
     /// Waits up to [`POP_TIMEOUT`] for the next message of any queue (plain queues before
-    /// their priority sub-queues, as kombu orders them) and records it as unacknowledged.
-    pub async fn next(&self) -> Result<Option<Delivery>, PortError> {
+    /// their priority sub-queues, as kombu orders them) and records it as unacknowledged. A
+    /// list element that is not a usable message is removed and reported as
+    /// [`Received::Malformed`], never retried.
+    pub async fn next(&self) -> Result<Option<Received<Envelope>>, PortError> {
         let mut pop = self.pop.clone();
         let popped: Option<(String, Vec<u8>)> = redis::cmd("BRPOP")
             .arg(&self.keys)
@@ -136,7 +120,7 @@ impl RedisBroker {
                 let task_id = serde_json::from_slice::<serde_json::Value>(&bytes)
                     .ok()
                     .and_then(|v| v.get("headers")?.get("id")?.as_str().map(String::from));
-                return Ok(Some(Delivery::Malformed {
+                return Ok(Some(Received::Malformed {
                     queue,
                     error,
                     task_id,
@@ -144,7 +128,7 @@ impl RedisBroker {
             }
         };
         let Some(tag) = envelope.delivery_tag().map(String::from) else {
-            return Ok(Some(Delivery::Malformed {
+            return Ok(Some(Received::Malformed {
                 queue,
                 error: MessageError::Envelope("no delivery tag".into()),
                 task_id: Some(envelope.message.id.clone()),
@@ -166,7 +150,12 @@ impl RedisBroker {
             .query_async(&mut conn)
             .await
             .map_err(|e| redis_error("recording the delivery", e))?;
-        Ok(Some(Delivery::Message(Box::new(envelope))))
+        let message = envelope.message.clone();
+        Ok(Some(Received::Task {
+            message,
+            queue,
+            handle: envelope,
+        }))
     }
 
     /// Acknowledges a delivered message: it is done and is never delivered again.
@@ -188,6 +177,24 @@ impl RedisBroker {
             .query_async(&mut conn)
             .await
             .map_err(|e| redis_error("acknowledging a message", e))?;
+        Ok(())
+    }
+
+    /// Marks a delivered message as still being worked on, so no consumer restores it while
+    /// it runs (kombu restores by the delivery time; the score is that time).
+    pub async fn touch(&self, envelope: &Envelope) -> Result<(), PortError> {
+        let Some(tag) = envelope.delivery_tag() else {
+            return Ok(());
+        };
+        let mut conn = self.conn.clone();
+        let _: i64 = redis::cmd("ZADD")
+            .arg(UNACKED_INDEX)
+            .arg("XX")
+            .arg(now_secs())
+            .arg(tag)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| redis_error("refreshing a delivery", e))?;
         Ok(())
     }
 
@@ -331,6 +338,20 @@ impl RedisResults {
             .await
             .map_err(|e| redis_error("connecting to the result backend", e))?;
         Ok(RedisResults { conn })
+    }
+
+    /// The state stored for a task (`SUCCESS`, `FAILURE`, ...), if any.
+    pub async fn state(&self, task_id: &str) -> Result<Option<String>, PortError> {
+        let mut conn = self.conn.clone();
+        let stored: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(result::result_key(task_id))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| redis_error("reading a task result", e))?;
+        Ok(stored.and_then(|bytes| {
+            let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+            Some(value.get("status")?.as_str()?.to_string())
+        }))
     }
 
     /// PRE_RUN, as the reference worker's signal handler writes it: plain `SET`, no expiry.

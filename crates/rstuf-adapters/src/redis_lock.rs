@@ -149,8 +149,27 @@ struct RedisLockGuard {
 
 impl Drop for RedisLockGuard {
     fn drop(&mut self) {
-        // A guard dropped without `release` stops renewing; the lock lapses after its TTL.
+        // A guard dropped without `release` (its task was cancelled: time limit, shutdown)
+        // stops renewing and releases the lock if it still holds it, so the next writer need
+        // not wait for the TTL. What the cancelled task wrote is write-once and unreferenced
+        // until a timestamp names it, which it never wrote. Without a runtime the lock lapses
+        // after its TTL.
         self.renewer.abort();
+        if self.token.is_empty() {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let mut conn = self.conn.clone();
+            let key = std::mem::take(&mut self.key);
+            let token = std::mem::take(&mut self.token);
+            runtime.spawn(async move {
+                let _: Result<i64, _> = Script::new(RELEASE)
+                    .key(&key)
+                    .arg(&token)
+                    .invoke_async(&mut conn)
+                    .await;
+            });
+        }
     }
 }
 
@@ -169,12 +188,13 @@ impl LockGuard for RedisLockGuard {
         Ok(current.as_deref() == Some(self.token.as_str()))
     }
 
-    async fn release(self: Box<Self>) -> Result<bool, PortError> {
+    async fn release(mut self: Box<Self>) -> Result<bool, PortError> {
         self.renewer.abort();
         let mut conn = self.conn.clone();
+        let token = std::mem::take(&mut self.token);
         let released: i64 = Script::new(RELEASE)
             .key(&self.key)
-            .arg(&self.token)
+            .arg(&token)
             .invoke_async(&mut conn)
             .await
             .map_err(|e| redis_error("releasing the repository lock", e))?;

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use rstuf_adapters::redis_broker::{Delivery, RedisBroker, RedisResults};
+use rstuf_adapters::redis_broker::{RedisBroker, RedisResults};
+use rstuf_celery::Received;
 use rstuf_celery::redis_envelope::Envelope;
 use rstuf_celery::result::Record;
 use rstuf_test_support as support;
@@ -31,7 +32,7 @@ async fn unacked(url: &str) -> usize {
 async fn next_message(broker: &RedisBroker) -> Envelope {
     for _ in 0..10 {
         match broker.next().await.unwrap() {
-            Some(Delivery::Message(env)) => return *env,
+            Some(Received::Task { handle, .. }) => return handle,
             Some(other) => panic!("unexpected {other:?}"),
             None => {}
         }
@@ -161,7 +162,7 @@ async fn unacknowledged_messages_come_back_and_bad_ones_never_block_the_queue() 
         "queue": "metadata_repository", "task_id": "b".repeat(32),
         "action": "publish_artifacts", "payload": null}));
     match broker.next().await.unwrap() {
-        Some(Delivery::Malformed { task_id, error, .. }) => {
+        Some(Received::Malformed { task_id, error, .. }) => {
             assert_eq!(task_id.as_deref(), Some("bad"));
             assert!(error.to_string().contains("base64"), "{error}");
         }

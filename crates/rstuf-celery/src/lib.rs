@@ -1,6 +1,7 @@
 //! The Celery protocol as RSTUF's Python API and worker speak it (Celery 5.6, kombu 5.6),
 //! captured in `spec/wire-protocol.md`. This crate knows nothing of TUF and does no I/O:
 //!
+//! - [`broker`]: what a consumer receives from any transport;
 //! - [`message`]: protocol v2 task messages (headers, properties, body
 //!   `[args, kwargs, embed]`), transport independent;
 //! - [`redis_envelope`]: kombu's Redis transport envelope (JSON with a base64 body, delivery
@@ -8,8 +9,10 @@
 //! - [`result`]: the result backend records (`celery-task-meta-<id>`): PRE_RUN, STARTED,
 //!   RUNNING, SUCCESS, FAILURE, with kombu's datetime encoding.
 
+pub mod broker;
 pub mod message;
 pub mod redis_envelope;
 pub mod result;
 
+pub use broker::Received;
 pub use message::{MessageError, TaskMessage};

@@ -198,7 +198,7 @@ pub async fn add_artifacts(ports: &Ports, payload: &Value) -> Result<TaskOutcome
     if !unique.is_empty() {
         ports.index.add_artifacts(&unique).await?;
         if publish_requested(payload) {
-            with_lock(ports, async |guard| publish_locked(ports, guard).await).await?;
+            with_lock!(ports, |guard| publish_locked(ports, guard).await)?;
         }
     }
     Ok(TaskOutcome::ok(
@@ -252,7 +252,7 @@ pub async fn remove_artifacts(ports: &Ports, payload: &Value) -> Result<TaskOutc
     let deleted = ports.index.remove_artifacts(&candidates).await?;
     let not_found: Vec<&String> = paths.iter().filter(|p| !deleted.contains(p)).collect();
     if !deleted.is_empty() && publish_requested(payload) {
-        with_lock(ports, async |guard| publish_locked(ports, guard).await).await?;
+        with_lock!(ports, |guard| publish_locked(ports, guard).await)?;
     }
     Ok(TaskOutcome::ok(
         REMOVED,

@@ -32,10 +32,7 @@ pub async fn bump_online_roles(ports: &Ports, expired: bool) -> Result<Vec<Strin
     if !settings::is_finished(state.as_deref()) {
         return Ok(Vec::new());
     }
-    with_lock(ports, async |guard| {
-        bump_locked(ports, guard, expired).await
-    })
-    .await
+    with_lock!(ports, |guard| bump_locked(ports, guard, expired).await)
 }
 
 async fn bump_locked(
@@ -155,10 +152,14 @@ pub async fn force_online_metadata_update(
             ));
         }
     };
-    let result = with_lock(ports, async |guard| {
-        force_locked(ports, guard, &roles).await
+    let result = (async {
+        Ok(with_lock!(ports, |guard| force_locked(
+            ports, guard, &roles
+        )
+        .await))
     })
-    .await;
+    .await
+    .and_then(|r| r);
     match result {
         Ok(Ok(updated)) => Ok(TaskOutcome::ok(
             FORCE_OK,

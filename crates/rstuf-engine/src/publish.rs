@@ -52,7 +52,7 @@ impl PublishReport {
 
 /// Runs the `publish_artifacts` action.
 pub async fn publish_artifacts(ports: &Ports) -> Result<TaskOutcome, TaskError> {
-    let report = with_lock(ports, async |guard| publish_locked(ports, guard).await).await?;
+    let report = with_lock!(ports, |guard| publish_locked(ports, guard).await)?;
     let roles = report.roles();
     let mut details =
         json!({"artifact_roles": if roles.is_empty() { Value::Null } else { json!(roles) }});
@@ -62,18 +62,22 @@ pub async fn publish_artifacts(ports: &Ports) -> Result<TaskOutcome, TaskError> 
     Ok(TaskOutcome::ok(PROCESSED, Some(details)))
 }
 
-/// Runs `f` while holding the repository lock, and releases the lock whatever `f` returns.
-pub(crate) async fn with_lock<T>(
-    ports: &Ports,
-    f: impl AsyncFnOnce(&dyn LockGuard) -> Result<T, TaskError>,
-) -> Result<T, TaskError> {
-    let guard = ports.lock.acquire().await?;
-    let result = f(guard.as_ref()).await;
-    // A failed release (lock already expired) does not undo what `f` published: the timestamp
-    // was written only after `still_held` confirmed the lock.
-    let _ = guard.release().await;
-    result
+/// Evaluates `$body` (which may `.await`) while holding the repository lock as `$guard`, and
+/// releases the lock whatever it returned. A macro rather than a function taking an async
+/// closure: futures built from async closures over borrowed guards are not provably `Send`
+/// (a compiler limitation), and the worker runs tasks on a multi-threaded runtime.
+macro_rules! with_lock {
+    ($ports:expr, |$guard:ident| $body:expr) => {{
+        let held = $ports.lock.acquire().await?;
+        let $guard: &dyn $crate::ports::LockGuard = held.as_ref();
+        let result = $body;
+        // A failed release (lock already expired) does not undo what the body published:
+        // the timestamp was written only after `still_held` confirmed the lock.
+        let _ = held.release().await;
+        result
+    }};
 }
+pub(crate) use with_lock;
 
 /// Publishes every role with unpublished rows. The caller holds the lock.
 pub(crate) async fn publish_locked(

@@ -11,6 +11,47 @@ pub enum Storage {
     Local(PathBuf),
 }
 
+/// The Celery broker (`RSTUF_BROKER_SERVER`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokerUrl {
+    /// `redis://host[:port][/db]`: kombu's Redis transport.
+    Redis(String),
+    /// `amqp://user:pass@host[:port][/vhost]`: RabbitMQ.
+    Amqp(String),
+}
+
+/// How the consumer runs: our own settings, with defaults that match the reference worker's
+/// observable behaviour.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Runtime {
+    /// `RSTUF_BROKER_SERVER`.
+    pub broker: BrokerUrl,
+    /// The result backend, `<RSTUF_REDIS_SERVER>:<port>/<RSTUF_REDIS_SERVER_DB_RESULT>`.
+    pub result_url: String,
+    /// `RSTUF_WORKER_ID` (default: the host name); the node name is `rstuf@<id>`.
+    pub worker_id: String,
+    /// `RSTUF_WORKER_CONCURRENCY`: tasks run at once (default: the number of CPUs).
+    pub concurrency: usize,
+    /// `RSTUF_TASK_TIME_LIMIT` (seconds, default 1800): a task still running is stopped and
+    /// answered with FAILURE `TimeLimitExceeded`.
+    pub time_limit: Duration,
+    /// `RSTUF_WORKER_SHUTDOWN_TIMEOUT` (seconds, default 30): on SIGTERM, how long running
+    /// tasks may take to finish before they are handed back to the broker.
+    pub shutdown_timeout: Duration,
+    /// `RSTUF_BROKER_VISIBILITY_TIMEOUT` (seconds, default 300, Redis only): a message
+    /// delivered this long ago and neither acknowledged nor refreshed (its consumer died) is
+    /// restored to its queue. Our running tasks refresh theirs, so this can be far below
+    /// kombu's 3600.
+    pub visibility_timeout: Duration,
+    /// `RSTUF_BUMP_ONLINE_ROLES_INTERVAL` (seconds, default 300): the schedule slot of the
+    /// online-role bump (Celery beat's `*/5` minutes). `0` turns this worker's schedule off
+    /// (when a separate Celery beat sends `app.bump_online_roles`).
+    pub bump_interval: Option<Duration>,
+    /// `RSTUF_BUMP_ONLINE_ROLES_TTL` (seconds, default 600): the longest a `BOR` holder may
+    /// keep it without renewing.
+    pub bump_ttl: Duration,
+}
+
 /// The typed configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -26,6 +67,9 @@ pub struct Config {
     pub online_key_dir: Option<PathBuf>,
     /// `RSTUF_LOCK_TIMEOUT` (seconds, default 500).
     pub lock_timeout: Duration,
+    /// The consumer's settings; `None` when `RSTUF_BROKER_SERVER` is unset (enough for
+    /// `run-task`, which needs no broker).
+    pub runtime: Option<Runtime>,
 }
 
 /// A missing or malformed variable.
@@ -55,6 +99,58 @@ fn secret(variable: &'static str, value: String) -> Result<String, ConfigError> 
     } else {
         Ok(value)
     }
+}
+
+/// The variables as the reference worker sees them (dynaconf, `envvar_prefix="RSTUF"`): the
+/// process environment first, then top-level `KEY = value` lines of `$DATA_DIR/settings.ini`
+/// (default `/data`) for `RSTUF_KEY`; values decoded as dynaconf does (`@int 5`, TOML
+/// literals such as `"quoted"`, else the raw text).
+pub fn environment() -> impl Fn(&str) -> Option<String> {
+    let data_dir = std::env::var("DATA_DIR").unwrap_or_else(|_| "/data".into());
+    let ini = std::fs::read_to_string(std::path::Path::new(&data_dir).join("settings.ini"))
+        .map(|text| parse_ini(&text))
+        .unwrap_or_default();
+    move |name: &str| {
+        let raw = std::env::var(name).ok().or_else(|| {
+            let key = name.strip_prefix("RSTUF_")?;
+            ini.get(&key.to_ascii_uppercase()).cloned()
+        })?;
+        Some(dynaconf_text(&raw))
+    }
+}
+
+/// A value read the way dynaconf reads an environment variable, as text.
+fn dynaconf_text(raw: &str) -> String {
+    match rstuf_adapters::dynaconf::decode(raw) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(serde_json::Value::Null) => String::new(),
+        Ok(other) => other.to_string(),
+        Err(_) => raw.to_string(),
+    }
+}
+
+/// configobj's top level: `KEY = value` (quotes around the value removed; `#` comments and
+/// `[sections]` ignored), keys upper-cased as dynaconf does.
+fn parse_ini(text: &str) -> std::collections::HashMap<String, String> {
+    let mut map = std::collections::HashMap::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            break;
+        }
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some((key, value)) = line.split_once('=') {
+            let value = value.trim();
+            let unquoted = ['"', '\'']
+                .iter()
+                .find_map(|q| value.strip_prefix(*q)?.strip_suffix(*q))
+                .unwrap_or(value);
+            map.insert(key.trim().to_ascii_uppercase(), unquoted.to_string());
+        }
+    }
+    map
 }
 
 impl Config {
@@ -145,6 +241,53 @@ impl Config {
             None => format!("postgresql://{rest}"),
         };
 
+        let result_db = number("RSTUF_REDIS_SERVER_DB_RESULT", 0)?;
+        let runtime = match get("RSTUF_BROKER_SERVER") {
+            None => None,
+            Some(url) => {
+                let broker = if url.starts_with("redis://") {
+                    BrokerUrl::Redis(url)
+                } else if url.starts_with("amqp://") || url.starts_with("pyamqp://") {
+                    BrokerUrl::Amqp(url.replacen("pyamqp://", "amqp://", 1))
+                } else {
+                    return Err(error(
+                        "RSTUF_BROKER_SERVER",
+                        format!("{url:?} must start with redis:// or amqp://"),
+                    ));
+                };
+                let seconds = |name: &'static str, default: u64| -> Result<Duration, ConfigError> {
+                    match number(name, default)? {
+                        0 => Err(error(name, "must be more than 0")),
+                        n => Ok(Duration::from_secs(n)),
+                    }
+                };
+                let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+                let concurrency = number("RSTUF_WORKER_CONCURRENCY", cpus as u64)?;
+                if concurrency == 0 || concurrency > 1024 {
+                    return Err(error(
+                        "RSTUF_WORKER_CONCURRENCY",
+                        "must be between 1 and 1024",
+                    ));
+                }
+                Some(Runtime {
+                    broker,
+                    result_url: format!("redis://{hostport}/{result_db}"),
+                    worker_id: get("RSTUF_WORKER_ID")
+                        .or_else(|| get("HOSTNAME"))
+                        .unwrap_or_else(|| "localhost".into()),
+                    concurrency: concurrency as usize,
+                    time_limit: seconds("RSTUF_TASK_TIME_LIMIT", 1800)?,
+                    shutdown_timeout: seconds("RSTUF_WORKER_SHUTDOWN_TIMEOUT", 30)?,
+                    visibility_timeout: seconds("RSTUF_BROKER_VISIBILITY_TIMEOUT", 300)?,
+                    bump_interval: match number("RSTUF_BUMP_ONLINE_ROLES_INTERVAL", 300)? {
+                        0 => None,
+                        n => Some(Duration::from_secs(n)),
+                    },
+                    bump_ttl: seconds("RSTUF_BUMP_ONLINE_ROLES_TTL", 600)?,
+                })
+            }
+        };
+
         Ok(Config {
             storage,
             settings_url: format!("redis://{hostport}/{settings_db}"),
@@ -152,6 +295,7 @@ impl Config {
             database_url,
             online_key_dir: get("RSTUF_ONLINE_KEY_DIR").map(PathBuf::from),
             lock_timeout: Duration::from_secs(number("RSTUF_LOCK_TIMEOUT", 500)?),
+            runtime,
         })
     }
 }
@@ -190,6 +334,50 @@ mod tests {
         assert_eq!(c.lock_url, "redis://redis:6379/0");
         assert_eq!(c.database_url, "postgresql://postgres:secret@db:5432");
         assert_eq!(c.lock_timeout, Duration::from_secs(500));
+    }
+
+    #[test]
+    fn reads_the_runtime_variables() {
+        let mut vars = BASE.to_vec();
+        vars.push(("RSTUF_BROKER_SERVER", "amqp://guest:guest@rabbitmq:5672"));
+        vars.push(("RSTUF_REDIS_SERVER_DB_RESULT", "3"));
+        vars.push(("RSTUF_WORKER_ID", "w1"));
+        vars.push(("RSTUF_WORKER_CONCURRENCY", "4"));
+        let runtime = config(&vars).unwrap().runtime.unwrap();
+        assert_eq!(
+            runtime.broker,
+            BrokerUrl::Amqp("amqp://guest:guest@rabbitmq:5672".into())
+        );
+        assert_eq!(runtime.result_url, "redis://redis:6379/3");
+        assert_eq!(runtime.worker_id, "w1");
+        assert_eq!(runtime.concurrency, 4);
+        assert_eq!(runtime.bump_interval, Some(Duration::from_secs(300)));
+        assert_eq!(runtime.bump_ttl, Duration::from_secs(600));
+        assert!(config(&BASE).unwrap().runtime.is_none());
+        for (name, bad) in [
+            ("RSTUF_BROKER_SERVER", "guest:guest@rabbitmq:5672"),
+            ("RSTUF_WORKER_CONCURRENCY", "0"),
+            ("RSTUF_TASK_TIME_LIMIT", "soon"),
+        ] {
+            let mut vars = BASE.to_vec();
+            vars.push(("RSTUF_BROKER_SERVER", "redis://redis"));
+            vars.push((name, bad));
+            assert_eq!(config(&vars).unwrap_err().variable, name, "{name}={bad}");
+        }
+    }
+
+    #[test]
+    fn values_are_read_as_dynaconf_reads_them() {
+        assert_eq!(dynaconf_text("\"amqp://g:g@h\""), "amqp://g:g@h");
+        assert_eq!(dynaconf_text("@int 30"), "30");
+        assert_eq!(dynaconf_text("6390"), "6390");
+        assert_eq!(dynaconf_text("0123"), "0123");
+        assert_eq!(dynaconf_text("redis://redis"), "redis://redis");
+        let ini =
+            parse_ini("# settings\nbroker_server = 'redis://r'\nLOCK_TIMEOUT=60\n[other]\nX = 1\n");
+        assert_eq!(ini.get("BROKER_SERVER").unwrap(), "redis://r");
+        assert_eq!(ini.get("LOCK_TIMEOUT").unwrap(), "60");
+        assert!(!ini.contains_key("X"));
     }
 
     #[test]

@@ -2,7 +2,9 @@
 
 mod config;
 mod run_task;
+mod schedule;
 mod verify;
+mod worker;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,6 +32,9 @@ enum Command {
         #[arg(long)]
         root: Option<PathBuf>,
     },
+    /// Consume tasks from the broker (`RSTUF_BROKER_SERVER`) like the reference worker's
+    /// container, configured only by the `RSTUF_*` environment; stop with SIGTERM.
+    Worker,
     /// Run one task payload, as the RSTUF API sends it, against the configured services
     /// (`RSTUF_*` environment variables) and print the task result JSON.
     RunTask {
@@ -46,11 +51,20 @@ fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
         .map_err(|e| format!("not an RFC 3339 time ({e}), e.g. 2026-04-30T00:00:00Z"))
 }
 
+fn run_worker() -> anyhow::Result<ExitCode> {
+    use anyhow::Context;
+    let config = config::Config::from_env(&config::environment()).context("configuration")?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    runtime.block_on(worker::run(config))?;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Verify { dir, time, root } => verify::run(&dir, time, root.as_deref()),
         Command::RunTask { action, payload } => run_task::run(&action, payload.as_deref()),
+        Command::Worker => run_worker(),
     };
     match result {
         Ok(code) => code,

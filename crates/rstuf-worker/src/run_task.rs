@@ -78,6 +78,21 @@ impl TaskReply {
     }
 }
 
+/// Every action of the reference worker's task (the API's, plus the bump it schedules).
+pub const ACTIONS: [&str; 11] = [
+    "bootstrap",
+    "update_settings",
+    "add_artifacts",
+    "remove_artifacts",
+    "publish_artifacts",
+    "metadata_update",
+    "force_online_metadata_update",
+    "sign_metadata",
+    "delete_sign_metadata",
+    "metadata_delegation",
+    "bump_online_roles",
+];
+
 /// Runs `action` with `payload`, as the worker does for a Celery task with id `task_id`.
 /// `bump_online_roles` reads `{"expired": bool}` (true when absent), as Celery beat sends it.
 pub async fn execute(
@@ -154,7 +169,7 @@ fn read_payload(arg: Option<&Path>) -> anyhow::Result<Option<Value>> {
 /// the task failed.
 pub fn run(action: &str, payload: Option<&Path>) -> anyhow::Result<ExitCode> {
     let payload = read_payload(payload)?;
-    let config = Config::from_env(&|k| std::env::var(k).ok()).context("configuration")?;
+    let config = Config::from_env(&crate::config::environment()).context("configuration")?;
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     runtime.block_on(async {
         let ports = ports(&config).await?;

@@ -1,0 +1,258 @@
+//! A worker process on the real services, driven by the PyPI Celery producer configured like
+//! the RSTUF API. Shared by the worker test binaries.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rstuf_test_support as support;
+use serde_json::{Value, json};
+
+/// Which broker a test drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Redis,
+    Amqp,
+}
+
+/// The services of one test: its own broker (Redis database or RabbitMQ vhost), result and
+/// settings databases, PostgreSQL database and storage directory.
+pub struct Services {
+    pub dir: tempfile::TempDir,
+    pub storage: PathBuf,
+    pub db: String,
+    pub broker: String,
+    pub results_db: u32,
+    pub settings_db: u32,
+    pub backend: String,
+}
+
+async fn flush(db: u32) {
+    let client = redis::Client::open(format!("redis://127.0.0.1:6379/{db}")).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("FLUSHDB").query_async(&mut c).await.unwrap();
+}
+
+/// A fresh RabbitMQ virtual host (deleted first if a previous run left it).
+pub fn fresh_vhost(name: &str) -> String {
+    let ctl = |args: &[&str]| {
+        let out = Command::new("rabbitmqctl").args(args).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let _ = ctl(&["delete_vhost", name]);
+    let (ok, err) = ctl(&["add_vhost", name]);
+    assert!(ok, "rabbitmqctl add_vhost {name}: {err}");
+    let (ok, err) = ctl(&["set_permissions", "-p", name, "guest", ".*", ".*", ".*"]);
+    assert!(ok, "rabbitmqctl set_permissions: {err}");
+    format!("amqp://guest:guest@127.0.0.1:5672/{name}")
+}
+
+impl Services {
+    /// `name` picks the PostgreSQL database and vhost; the Redis databases are the test's own.
+    pub async fn new(name: &str, transport: Transport, results_db: u32, settings_db: u32) -> Self {
+        let db = support::fresh_postgres_db(&format!("worker_{name}")).await;
+        flush(results_db).await;
+        flush(settings_db).await;
+        let broker = match transport {
+            Transport::Redis => format!("redis://127.0.0.1:6379/{results_db}"),
+            Transport::Amqp => fresh_vhost(&format!("rstuf-test-{name}")),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let storage = dir.path().join("storage");
+        Services {
+            storage,
+            dir,
+            db,
+            broker,
+            results_db,
+            settings_db,
+            backend: format!("redis://127.0.0.1:6379/{results_db}"),
+        }
+    }
+
+    /// Sets a repository setting as the API does (raw string values).
+    pub async fn set_setting(&self, key: &str, value: &str) {
+        let client =
+            redis::Client::open(format!("redis://127.0.0.1:6379/{}", self.settings_db)).unwrap();
+        let mut c = client.get_multiplexed_async_connection().await.unwrap();
+        let _: () = redis::cmd("HSET")
+            .arg("DYNACONF_MAIN")
+            .arg(key)
+            .arg(value)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    }
+
+    /// The raw `celery-task-meta-<id>` record.
+    pub async fn raw_record(&self, task_id: &str) -> Option<Value> {
+        let client = redis::Client::open(self.backend.as_str()).unwrap();
+        let mut c = client.get_multiplexed_async_connection().await.unwrap();
+        let raw: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(format!("celery-task-meta-{task_id}"))
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        raw.map(|r| serde_json::from_slice(&r).unwrap())
+    }
+
+    /// Starts a worker process named `id`, with extra environment.
+    pub fn worker(&self, id: &str, extra: &[(&str, &str)]) -> WorkerProc {
+        let log = self.dir.path().join(format!("{id}.log"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rstuf-worker"));
+        cmd.arg("worker")
+            .env_clear()
+            .env("RSTUF_STORAGE_BACKEND", "LocalStorage")
+            .env("RSTUF_LOCAL_STORAGE_BACKEND_PATH", &self.storage)
+            .env("RSTUF_REDIS_SERVER", "redis://127.0.0.1")
+            .env("RSTUF_REDIS_SERVER_DB_RESULT", self.results_db.to_string())
+            .env(
+                "RSTUF_REDIS_SERVER_DB_REPO_SETTINGS",
+                self.settings_db.to_string(),
+            )
+            .env("RSTUF_BROKER_SERVER", &self.broker)
+            .env("RSTUF_DB_SERVER", &self.db)
+            .env("RSTUF_ONLINE_KEY_DIR", support::fixture("keys"))
+            .env("RSTUF_WORKER_ID", id)
+            .env("RSTUF_WORKER_CONCURRENCY", "2")
+            // The schedule shares db 0 with every test; only the schedule test turns it on.
+            .env("RSTUF_BUMP_ONLINE_ROLES_INTERVAL", "0")
+            .env("DATA_DIR", self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().unwrap();
+        let worker = WorkerProc { child, log };
+        worker.wait_for_log("ready", Duration::from_secs(30));
+        worker
+    }
+}
+
+/// A running `rstuf-worker worker`; killed when dropped.
+pub struct WorkerProc {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl WorkerProc {
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log holds `needle`.
+    pub fn wait_for_log(&self, needle: &str, limit: Duration) {
+        let start = Instant::now();
+        while !self.log_text().contains(needle) {
+            assert!(
+                start.elapsed() < limit,
+                "worker never logged {needle:?}:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Sends a signal (`TERM`, `KILL`).
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .args([format!("-{name}"), self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{name}");
+    }
+}
+
+impl Drop for WorkerProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The Python side: a Celery app configured like the RSTUF API.
+pub struct Producer {
+    oracle: support::PythonOracle,
+    broker: String,
+    backend: String,
+}
+
+impl Producer {
+    pub fn new(services: &Services) -> Self {
+        Producer {
+            oracle: support::PythonOracle::start("celery_producer.py"),
+            broker: services.broker.clone(),
+            backend: services.backend.clone(),
+        }
+    }
+
+    /// Sends `action` with `payload` to `queue` as task `task_id`.
+    pub fn send(&mut self, queue: &str, task_id: &str, action: &str, payload: Value) {
+        let sent = self.oracle.ask(&json!({"op": "send", "broker": self.broker,
+            "backend": self.backend, "queue": queue, "task_id": task_id,
+            "action": action, "payload": payload}));
+        assert_eq!(sent["sent"], json!(task_id), "{sent}");
+    }
+
+    /// Sends another task name with raw kwargs.
+    pub fn send_raw(&mut self, queue: &str, task_id: &str, task: &str, kwargs: Value) {
+        let sent = self
+            .oracle
+            .ask(&json!({"op": "send_raw", "broker": self.broker,
+            "backend": self.backend, "queue": queue, "task_id": task_id,
+            "task": task, "kwargs": kwargs}));
+        assert_eq!(sent["sent"], json!(task_id), "{sent}");
+    }
+
+    /// What `AsyncResult` and the API make of the task now.
+    pub fn result(&mut self, task_id: &str) -> Value {
+        self.oracle
+            .ask(&json!({"op": "result", "broker": self.broker,
+            "backend": self.backend, "task_id": task_id}))
+    }
+
+    /// Polls until the task is in a final state (SUCCESS, FAILURE, REVOKED).
+    pub fn wait_final(&mut self, task_id: &str, limit: Duration) -> Value {
+        let start = Instant::now();
+        loop {
+            let r = self.result(task_id);
+            if matches!(r["state"].as_str(), Some("SUCCESS" | "FAILURE" | "REVOKED")) {
+                return r;
+            }
+            assert!(start.elapsed() < limit, "task {task_id} not final: {r}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// A new task id as the API makes them (`uuid4().hex`).
+pub fn task_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// A bootstrap payload signed now with the fixture keys.
+pub fn bootstrap_payload() -> Value {
+    support::fresh_bootstrap_payload("bootstrap/payload_bins.json", chrono::Utc::now(), 365)
+}
+
+/// python-tuf's client, from the repository's first root, finds `present` and not `absent`.
+pub fn client_accepts(dir: &Path, storage: &Path, present: Value, absent: Value) {
+    let mut oracle = support::PythonOracle::start("client_oracle.py");
+    let seen = oracle.ask(&json!({
+        "repo": storage, "client": dir.join(format!("client-{}", task_id())), "fresh": true,
+        "time": null, "present": present, "absent": absent,
+    }));
+    assert_eq!(seen["ok"], true, "{seen}");
+}

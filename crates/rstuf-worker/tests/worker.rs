@@ -1,0 +1,207 @@
+//! `rstuf-worker worker` driven through both brokers by the PyPI Celery producer configured
+//! like the RSTUF API: the states and results Python reads are the reference worker's
+//! (fixtures/reference-worker/transcripts), malformed messages are answered without blocking
+//! the queue, and the repository the tasks build is one python-tuf trusts.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Producer, Services, Transport, bootstrap_payload, client_accepts, task_id};
+use rstuf_test_support as support;
+use serde_json::{Value, json};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// The reference worker's final record of the API's task (not a subtask's), from a
+/// transcript (`RAW {...}` lines).
+fn reference_record(transcript: &str) -> Value {
+    let text = std::fs::read_to_string(support::shared_dir().join(format!(
+        "fixtures/reference-worker/transcripts/{transcript}"
+    )))
+    .unwrap();
+    text.lines()
+        .filter_map(|l| l.split_once("RAW ").map(|(_, r)| r))
+        .filter(|r| r.starts_with(r#"{"status": "SUCCESS""#))
+        .map(|r| serde_json::from_str::<Value>(r).unwrap())
+        .rfind(|r| r.get("parent_id").is_none())
+        .unwrap_or_else(|| panic!("no SUCCESS record in {transcript}"))
+}
+
+fn keys(v: &Value) -> Vec<String> {
+    v.as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// Our stored record has the reference's shape: the same fields, the same
+/// result fields, task, message and status, details with the same keys, datetimes in kombu's
+/// form. (Children differ: we publish inline, with no subtask — defect 15.)
+fn assert_like_reference(ours: &Value, transcript: &str) {
+    let theirs = reference_record(transcript);
+    assert_eq!(keys(ours), keys(&theirs), "{ours}");
+    let (o, t) = (&ours["result"], &theirs["result"]);
+    assert_eq!(keys(o), keys(t), "{ours}");
+    for field in ["task", "status", "message", "error"] {
+        assert_eq!(o[field], t[field], "{field} of {ours}");
+    }
+    assert_eq!(keys(&o["details"]), keys(&t["details"]), "{ours}");
+    assert_eq!(o["last_update"]["__type__"], "datetime", "{ours}");
+    assert!(
+        ours["date_done"].as_str().unwrap().ends_with("+00:00"),
+        "{ours}"
+    );
+}
+
+async fn drive_every_action(transport: Transport, name: &str, results_db: u32, settings_db: u32) {
+    let services = Services::new(name, transport, results_db, settings_db).await;
+    let mut worker = services.worker("w1", &[]);
+    let mut python = Producer::new(&services);
+    let repo = "metadata_repository";
+
+    // Bootstrap, as the API does it: BOOTSTRAP=pre-<id>, then the task.
+    let boot = task_id();
+    services
+        .set_setting("BOOTSTRAP", &format!("pre-{boot}"))
+        .await;
+    python.send(repo, &boot, "bootstrap", bootstrap_payload());
+    let r = python.wait_final(&boot, LIMIT);
+    assert_eq!(r["api_state"], "SUCCESS", "{r}");
+    assert_eq!(
+        r["api_result"]["details"]["bootstrap"],
+        json!(format!("Bootstrap finished {boot}"))
+    );
+    let record = services.raw_record(&boot).await.unwrap();
+    assert_like_reference(&record, "A_bootstrap.txt");
+
+    // A second bootstrap is refused: SUCCESS with status false, which the API shows ERRORED.
+    let again = task_id();
+    python.send(repo, &again, "bootstrap", bootstrap_payload());
+    let r = python.wait_final(&again, LIMIT);
+    assert_eq!(r["api_state"], "ERRORED", "{r}");
+    assert_eq!(r["api_result"]["message"], "Bootstrap Failed");
+    assert_eq!(
+        r["api_result"]["error"],
+        json!(format!("Bootstrap state is {boot}"))
+    );
+
+    // Add the fixture artifacts; they are published before the task ends.
+    let add = task_id();
+    let payload = support::api_payload("artifacts/add_payload.json");
+    python.send(repo, &add, "add_artifacts", payload.clone());
+    let r = python.wait_final(&add, LIMIT);
+    assert_eq!(r["api_state"], "SUCCESS", "{r}");
+    assert_eq!(
+        r["api_result"]["details"]["added_artifacts"],
+        json!(["file1.tar.gz", "file2.tar.gz", "file3.tar.gz"])
+    );
+    assert_like_reference(&services.raw_record(&add).await.unwrap(), "A_add.txt");
+
+    // Remove one present and one absent artifact.
+    let remove = task_id();
+    python.send(
+        repo,
+        &remove,
+        "remove_artifacts",
+        json!({"artifacts": ["file3.tar.gz", "nonexistent.tar.gz"], "publish_artifacts": true}),
+    );
+    let r = python.wait_final(&remove, LIMIT);
+    assert_eq!(r["api_state"], "SUCCESS", "{r}");
+    assert_eq!(
+        r["api_result"]["details"],
+        json!({"deleted_artifacts": ["file3.tar.gz"], "not_found_artifacts": ["nonexistent.tar.gz"]})
+    );
+    assert_like_reference(&services.raw_record(&remove).await.unwrap(), "A_remove.txt");
+
+    // Publish, as the API sends it: no payload, on rstuf_internals.
+    let publish = task_id();
+    python.send(
+        "rstuf_internals",
+        &publish,
+        "publish_artifacts",
+        Value::Null,
+    );
+    let r = python.wait_final(&publish, LIMIT);
+    assert_eq!(r["api_state"], "SUCCESS", "{r}");
+    assert_eq!(r["api_result"]["message"], "Publish Artifacts Processed");
+    let record = services.raw_record(&publish).await.unwrap();
+    assert_eq!(keys(&record), keys(&reference_record("A_publish.txt")));
+
+    // Forced update of the online roles.
+    let force = task_id();
+    python.send(
+        repo,
+        &force,
+        "force_online_metadata_update",
+        json!({"roles": ["snapshot", "timestamp"]}),
+    );
+    let r = python.wait_final(&force, LIMIT);
+    assert_eq!(r["state"], "SUCCESS", "{r}");
+    assert_eq!(r["result"]["status"], true, "{r}");
+
+    // An action the reference does not have: FAILURE the API can rebuild.
+    let unknown = task_id();
+    python.send(repo, &unknown, "make_coffee", json!({}));
+    let r = python.wait_final(&unknown, LIMIT);
+    assert_eq!(r["api_state"], "FAILURE", "{r}");
+    assert!(
+        r["api_result"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("make_coffee"),
+        "{r}"
+    );
+    // kwargs without an action, and a task name nobody registered.
+    let bare = task_id();
+    python.send_raw(
+        repo,
+        &bare,
+        "app.repository_service_tuf_worker",
+        json!({"payload": null}),
+    );
+    let r = python.wait_final(&bare, LIMIT);
+    assert_eq!(r["api_state"], "FAILURE", "{r}");
+    assert_eq!(r["exception"], "TypeError", "{r}");
+    let stranger = task_id();
+    python.send_raw(repo, &stranger, "app.something_else", json!({}));
+    let r = python.wait_final(&stranger, LIMIT);
+    assert_eq!(r["state"], "FAILURE", "{r}");
+    assert_eq!(r["exception"], "NotRegistered", "{r}");
+
+    assert!(worker.alive(), "{}", worker.log_text());
+    client_accepts(
+        services.dir.path(),
+        &services.storage,
+        json!({
+            "file1.tar.gz": payload["artifacts"][0]["info"],
+            "file2.tar.gz": payload["artifacts"][1]["info"],
+        }),
+        json!(["file3.tar.gz", "nonexistent.tar.gz"]),
+    );
+
+    // SIGTERM: the worker stops cleanly.
+    worker.signal("TERM");
+    let start = std::time::Instant::now();
+    while worker.alive() {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "still running after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        worker.log_text().contains("stopped"),
+        "{}",
+        worker.log_text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_producer_drives_every_action_on_redis() {
+    drive_every_action(Transport::Redis, "actions_redis", 8, 9).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_producer_drives_every_action_on_rabbitmq() {
+    drive_every_action(Transport::Amqp, "actions_amqp", 3, 4).await;
+}
