@@ -125,8 +125,34 @@ async fn require_bootstrap(ports: &Ports) -> Result<Option<String>, TaskError> {
         .then(|| "Requires a completed bootstrap".to_string()))
 }
 
+/// Told how an add or remove task progresses, so the runtime can show it (the reference
+/// worker's RUNNING state, message "Publishing").
+#[async_trait::async_trait]
+pub trait Progress: Send + Sync {
+    /// The rows are recorded and `roles` are about to be published.
+    async fn publishing(&self, roles: &[String]);
+}
+
+/// Progress nobody watches.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Unwatched;
+
+#[async_trait::async_trait]
+impl Progress for Unwatched {
+    async fn publishing(&self, _roles: &[String]) {}
+}
+
 /// Runs the `add_artifacts` action.
 pub async fn add_artifacts(ports: &Ports, payload: &Value) -> Result<TaskOutcome, TaskError> {
+    add_artifacts_watched(ports, payload, &Unwatched).await
+}
+
+/// Runs the `add_artifacts` action, reporting to `progress`.
+pub async fn add_artifacts_watched(
+    ports: &Ports,
+    payload: &Value,
+    progress: &dyn Progress,
+) -> Result<TaskOutcome, TaskError> {
     let Some(artifacts) = payload.get("artifacts") else {
         return Ok(TaskOutcome::refused(
             ADD_FAILED,
@@ -198,6 +224,7 @@ pub async fn add_artifacts(ports: &Ports, payload: &Value) -> Result<TaskOutcome
     if !unique.is_empty() {
         ports.index.add_artifacts(&unique).await?;
         if publish_requested(payload) {
+            progress.publishing(&roles).await;
             with_lock!(ports, |guard| publish_locked(ports, guard).await)?;
         }
     }
@@ -209,6 +236,15 @@ pub async fn add_artifacts(ports: &Ports, payload: &Value) -> Result<TaskOutcome
 
 /// Runs the `remove_artifacts` action.
 pub async fn remove_artifacts(ports: &Ports, payload: &Value) -> Result<TaskOutcome, TaskError> {
+    remove_artifacts_watched(ports, payload, &Unwatched).await
+}
+
+/// Runs the `remove_artifacts` action, reporting to `progress`.
+pub async fn remove_artifacts_watched(
+    ports: &Ports,
+    payload: &Value,
+    progress: &dyn Progress,
+) -> Result<TaskOutcome, TaskError> {
     let Some(artifacts) = payload.get("artifacts") else {
         return Ok(TaskOutcome::refused(
             REMOVE_FAILED,
@@ -252,6 +288,16 @@ pub async fn remove_artifacts(ports: &Ports, payload: &Value) -> Result<TaskOutc
     let deleted = ports.index.remove_artifacts(&candidates).await?;
     let not_found: Vec<&String> = paths.iter().filter(|p| !deleted.contains(p)).collect();
     if !deleted.is_empty() && publish_requested(payload) {
+        let mut roles: Vec<String> = Vec::new();
+        for role in deleted
+            .iter()
+            .filter_map(|p| delegations.and_then(|d| d.role_for_target(p)))
+        {
+            if !roles.contains(&role) {
+                roles.push(role);
+            }
+        }
+        progress.publishing(&roles).await;
         with_lock!(ports, |guard| publish_locked(ports, guard).await)?;
     }
     Ok(TaskOutcome::ok(

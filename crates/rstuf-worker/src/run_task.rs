@@ -14,7 +14,7 @@ use rstuf_adapters::redis_lock::{LOCK_TARGETS, RedisLock};
 use rstuf_adapters::redis_settings::RedisSettings;
 use rstuf_adapters::signers::KeyUriSigners;
 use rstuf_engine::ports::{Ports, SystemClock};
-use rstuf_engine::{TaskError, TaskOutcome};
+use rstuf_engine::{TaskError, TaskOutcome, artifacts};
 use serde_json::{Value, json};
 
 use crate::config::{Config, Storage};
@@ -34,7 +34,10 @@ pub async fn ports(config: &Config) -> anyhow::Result<Ports> {
     let settings = RedisSettings::connect(&config.settings_url)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let lock = RedisLock::connect(&config.lock_url, LOCK_TARGETS, config.lock_timeout)
+    // Renewed every third of its TTL while held, so the TTL only bounds how long a crashed
+    // holder blocks the others: at most 30 s, however long RSTUF_LOCK_TIMEOUT is.
+    let lock_ttl = config.lock_timeout.min(std::time::Duration::from_secs(30));
+    let lock = RedisLock::connect(&config.lock_url, LOCK_TARGETS, lock_ttl)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let signers = KeyUriSigners::new(config.online_key_dir.clone())
@@ -95,19 +98,21 @@ pub const ACTIONS: [&str; 11] = [
 
 /// Runs `action` with `payload`, as the worker does for a Celery task with id `task_id`.
 /// `bump_online_roles` reads `{"expired": bool}` (true when absent), as Celery beat sends it.
+/// Add and remove report to `progress` before they publish.
 pub async fn execute(
     ports: &Ports,
     action: &str,
     payload: Option<&Value>,
     task_id: &str,
+    progress: &dyn artifacts::Progress,
 ) -> Result<TaskReply, TaskError> {
-    use rstuf_engine::{artifacts, bootstrap, bump, publish};
+    use rstuf_engine::{bootstrap, bump, publish};
     let empty = Value::Null;
     let payload = payload.unwrap_or(&empty);
     let outcome = match action {
         "bootstrap" => bootstrap::bootstrap(ports, payload, task_id).await?,
-        "add_artifacts" => artifacts::add_artifacts(ports, payload).await?,
-        "remove_artifacts" => artifacts::remove_artifacts(ports, payload).await?,
+        "add_artifacts" => artifacts::add_artifacts_watched(ports, payload, progress).await?,
+        "remove_artifacts" => artifacts::remove_artifacts_watched(ports, payload, progress).await?,
         "publish_artifacts" => publish::publish_artifacts(ports).await?,
         "force_online_metadata_update" => {
             bump::force_online_metadata_update(ports, payload).await?
@@ -174,7 +179,15 @@ pub fn run(action: &str, payload: Option<&Path>) -> anyhow::Result<ExitCode> {
     runtime.block_on(async {
         let ports = ports(&config).await?;
         let task_id = new_task_id();
-        match execute(&ports, action, payload.as_ref(), &task_id).await {
+        match execute(
+            &ports,
+            action,
+            payload.as_ref(),
+            &task_id,
+            &artifacts::Unwatched,
+        )
+        .await
+        {
             Ok(reply) => {
                 println!("{}", reply.to_json(action));
                 Ok(if reply.status() {

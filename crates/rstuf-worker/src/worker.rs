@@ -20,6 +20,7 @@ use rstuf_celery::redis_envelope::Envelope;
 use rstuf_celery::result::{self, Record};
 use rstuf_celery::{Received, TaskMessage};
 use rstuf_engine::TaskError;
+use rstuf_engine::artifacts::Progress;
 use rstuf_engine::ports::{PortError, PortErrorKind, Ports};
 use serde_json::Value;
 use tokio::sync::{Semaphore, watch};
@@ -526,7 +527,12 @@ async fn run_worker_task<B: Broker>(ctx: &Context<B>, message: &TaskMessage) -> 
     let payload = message.kwarg("payload").filter(|p| !p.is_null());
     let mut attempt = 0;
     loop {
-        match run_task::execute(&ctx.ports, action, payload, &message.id).await {
+        let progress = Running {
+            ctx,
+            task_id: &message.id,
+            parent: message.parent_id(),
+        };
+        match run_task::execute(&ctx.ports, action, payload, &message.id, &progress).await {
             Ok(reply) => return Ending::Success(celery_result(action, &reply)),
             Err(e) if transient(&e) && attempt < RETRIES => {
                 attempt += 1;
@@ -550,6 +556,30 @@ async fn run_worker_task<B: Broker>(ctx: &Context<B>, message: &TaskMessage) -> 
             }
             Err(e) => return Ending::Failure("RuntimeError", "builtins", e.to_string()),
         }
+    }
+}
+
+/// Add and remove tasks shown as RUNNING while they publish, as the reference shows them.
+struct Running<'a, B: Broker> {
+    ctx: &'a Context<B>,
+    task_id: &'a str,
+    parent: Option<&'a str>,
+}
+
+#[async_trait]
+impl<B: Broker> Progress for Running<'_, B> {
+    async fn publishing(&self, roles: &[String]) {
+        // `roles_to_publish` is Python's repr of the list, as the reference writes it.
+        let repr: Vec<String> = roles.iter().map(|r| format!("'{r}'")).collect();
+        let details = serde_json::json!({
+            "published_roles": [],
+            "roles_to_publish": format!("[{}]", repr.join(", ")),
+        });
+        let mut record = Record::running(self.task_id, "Publishing", details, Utc::now());
+        if let Some(parent) = self.parent {
+            record = record.with_parent(parent);
+        }
+        store(self.ctx, &record).await;
     }
 }
 

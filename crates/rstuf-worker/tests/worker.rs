@@ -88,8 +88,11 @@ async fn drive_every_action(transport: Transport, name: &str, results_db: u32, s
     // Add the fixture artifacts; they are published before the task ends.
     let add = task_id();
     let payload = support::api_payload("artifacts/add_payload.json");
+    let states = services.watch(&add).await;
     python.send(repo, &add, "add_artifacts", payload.clone());
     let r = python.wait_final(&add, LIMIT);
+    // As the reference: STARTED, RUNNING while publishing, SUCCESS (PRE_RUN is a plain SET).
+    assert_eq!(states.await.unwrap(), ["STARTED", "RUNNING", "SUCCESS"]);
     assert_eq!(r["api_state"], "SUCCESS", "{r}");
     assert_eq!(
         r["api_result"]["details"]["added_artifacts"],
@@ -168,6 +171,8 @@ async fn drive_every_action(transport: Transport, name: &str, results_db: u32, s
     assert_eq!(r["state"], "FAILURE", "{r}");
     assert_eq!(r["exception"], "NotRegistered", "{r}");
 
+    malformed_messages_do_not_block(&services, &mut python, transport).await;
+
     assert!(worker.alive(), "{}", worker.log_text());
     client_accepts(
         services.dir.path(),
@@ -196,6 +201,57 @@ async fn drive_every_action(transport: Transport, name: &str, results_db: u32, s
     );
 }
 
+/// Messages nobody can run: answered with FAILURE when they name a task id, logged always,
+/// removed from the queue; a good task sent after them completes.
+async fn malformed_messages_do_not_block(
+    services: &Services,
+    python: &mut Producer,
+    transport: Transport,
+) {
+    let queue = "metadata_repository";
+    let answered = task_id();
+    match transport {
+        Transport::Redis => {
+            let headers =
+                json!({"lang": "py", "task": "app.repository_service_tuf_worker", "id": answered});
+            let properties = json!({"body_encoding": "base64", "delivery_tag": task_id(),
+                "delivery_info": {"exchange": "", "routing_key": queue}});
+            for bytes in [
+                b"not json at all".to_vec(),
+                br#"{"body": "x"}"#.to_vec(),
+                serde_json::to_vec(&json!({"body": "%%% not base64", "headers": headers,
+                    "properties": properties, "content-type": "application/json"}))
+                .unwrap(),
+                serde_json::to_vec(&json!({"body": "W10=", "headers": {"lang": "py"},
+                    "properties": properties}))
+                .unwrap(),
+            ] {
+                services.push_raw(queue, &bytes).await;
+            }
+        }
+        Transport::Amqp => {
+            let headers =
+                json!({"lang": "py", "task": "app.repository_service_tuf_worker", "id": answered});
+            services.publish_raw(queue, &headers, b"{not json").await;
+            services
+                .publish_raw(queue, &json!({"lang": "py"}), b"[[], {}, {}]")
+                .await;
+        }
+    }
+    let r = python.wait_final(&answered, LIMIT);
+    assert_eq!(r["api_state"], "FAILURE", "{r}");
+    assert!(
+        r["api_result"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Malformed task message"),
+        "{r}"
+    );
+    let after = task_id();
+    python.send("rstuf_internals", &after, "publish_artifacts", Value::Null);
+    assert_eq!(python.wait_final(&after, LIMIT)["api_state"], "SUCCESS");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn python_producer_drives_every_action_on_redis() {
     drive_every_action(Transport::Redis, "actions_redis", 8, 9).await;
@@ -204,4 +260,114 @@ async fn python_producer_drives_every_action_on_redis() {
 #[tokio::test(flavor = "multi_thread")]
 async fn python_producer_drives_every_action_on_rabbitmq() {
     drive_every_action(Transport::Amqp, "actions_amqp", 3, 4).await;
+}
+
+/// Two workers on one queue; the one running a task is killed with SIGKILL. The other restores
+/// the message once its visibility timeout passes, runs it to SUCCESS once, and python-tuf
+/// trusts the result.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_whose_worker_is_killed_is_delivered_again_and_completed_once() {
+    // Broker, results and settings share Redis database 2 (their keys never collide).
+    let services = Services::new("sigkill", Transport::Redis, 2, 2).await;
+    let fast = [
+        ("RSTUF_BROKER_VISIBILITY_TIMEOUT", "2"),
+        ("RSTUF_LOCK_TIMEOUT", "3"),
+        ("RSTUF_WORKER_CONCURRENCY", "1"),
+    ];
+    let mut w1 = services.worker("w1", &fast);
+    let mut python = Producer::new(&services);
+    let boot = task_id();
+    services
+        .set_setting("BOOTSTRAP", &format!("pre-{boot}"))
+        .await;
+    python.send(
+        "metadata_repository",
+        &boot,
+        "bootstrap",
+        bootstrap_payload(),
+    );
+    assert_eq!(python.wait_final(&boot, LIMIT)["api_state"], "SUCCESS");
+    let mut w2 = services.worker("w2", &fast);
+
+    // A task big enough to be caught running: 4,000 artifacts added and published.
+    let artifacts: Vec<Value> = (0..4000)
+        .map(|i| {
+            json!({"path": format!("crash/{i}.tar.gz"),
+            "info": {"length": i + 1, "hashes": {"sha256": format!("{i:064x}")}}})
+        })
+        .collect();
+    let add = task_id();
+    python.send(
+        "metadata_repository",
+        &add,
+        "add_artifacts",
+        json!({"artifacts": artifacts, "publish_artifacts": true}),
+    );
+    // Kill whichever worker reports STARTED, as soon as it does.
+    let start = std::time::Instant::now();
+    let holder = loop {
+        if let Some(record) = services.raw_record(&add).await
+            && record["status"] == "STARTED"
+        {
+            break record["result"]["hostname"].as_str().unwrap().to_string();
+        }
+        assert!(start.elapsed() < LIMIT, "never started");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    let (killed, survivor) = if holder == "rstuf@w1" {
+        (&mut w1, &mut w2)
+    } else {
+        (&mut w2, &mut w1)
+    };
+    killed.signal("KILL");
+    let _ = killed.child.wait();
+
+    let r = python.wait_final(&add, Duration::from_secs(120));
+    assert_eq!(r["api_state"], "SUCCESS", "{r}\n{}", survivor.log_text());
+    assert_eq!(
+        r["api_result"]["details"]["added_artifacts"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4000
+    );
+    let log = survivor.log_text();
+    assert!(log.contains("restored 1 message"), "{log}");
+    // Completed once: the survivor ran it once, and nothing is left to deliver.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let runs = survivor
+        .log_text()
+        .lines()
+        .filter(|l| l.contains(&format!("task {add} (")))
+        .count();
+    assert_eq!(runs, 1, "{}", survivor.log_text());
+    let client = redis::Client::open(services.broker.as_str()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let unacked: usize = redis::cmd("HLEN")
+        .arg("unacked")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let queued: usize = redis::cmd("LLEN")
+        .arg("metadata_repository")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!((unacked, queued), (0, 0));
+
+    let present: serde_json::Map<String, Value> = (0..4000)
+        .step_by(97)
+        .map(|i| {
+            (
+                format!("crash/{i}.tar.gz"),
+                json!({"length": i + 1, "hashes": {"sha256": format!("{i:064x}")}}),
+            )
+        })
+        .collect();
+    client_accepts(
+        services.dir.path(),
+        &services.storage,
+        Value::Object(present),
+        json!([]),
+    );
 }

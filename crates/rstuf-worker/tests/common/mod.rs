@@ -100,6 +100,75 @@ impl Services {
         raw.map(|r| serde_json::from_slice(&r).unwrap())
     }
 
+    /// Every record published for `task_id` from now until a final one, by status.
+    pub async fn watch(&self, task_id: &str) -> tokio::task::JoinHandle<Vec<String>> {
+        use futures_lite::StreamExt;
+        let client = redis::Client::open(self.backend.as_str()).unwrap();
+        let mut pubsub = client.get_async_pubsub().await.unwrap();
+        pubsub
+            .subscribe(format!("celery-task-meta-{task_id}"))
+            .await
+            .unwrap();
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut stream = pubsub.on_message();
+            while let Some(msg) = stream.next().await {
+                let record: Value = serde_json::from_slice(msg.get_payload_bytes()).unwrap();
+                let status = record["status"].as_str().unwrap().to_string();
+                let last = matches!(status.as_str(), "SUCCESS" | "FAILURE");
+                seen.push(status);
+                if last {
+                    break;
+                }
+            }
+            seen
+        })
+    }
+
+    /// Pushes raw bytes onto a Redis broker queue, as a broken producer might.
+    pub async fn push_raw(&self, queue: &str, bytes: &[u8]) {
+        let client = redis::Client::open(self.broker.as_str()).unwrap();
+        let mut c = client.get_multiplexed_async_connection().await.unwrap();
+        let _: () = redis::cmd("LPUSH")
+            .arg(queue)
+            .arg(bytes)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    }
+
+    /// Publishes raw bytes with `headers` to a RabbitMQ queue through the default exchange.
+    pub async fn publish_raw(&self, queue: &str, headers: &Value, body: &[u8]) {
+        use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+        let conn = lapin::Connection::connect(&self.broker, lapin::ConnectionProperties::default())
+            .await
+            .unwrap();
+        let channel = conn.create_channel().await.unwrap();
+        let mut table = FieldTable::default();
+        for (k, v) in headers.as_object().unwrap() {
+            let value = match v.as_str() {
+                Some(s) => AMQPValue::LongString(LongString::from(s.as_bytes())),
+                None => AMQPValue::Void,
+            };
+            table.insert(ShortString::from(k.as_str()), value);
+        }
+        channel
+            .basic_publish(
+                ShortString::from(""),
+                ShortString::from(queue),
+                lapin::options::BasicPublishOptions::default(),
+                body,
+                lapin::BasicProperties::default()
+                    .with_content_type(ShortString::from("application/json"))
+                    .with_headers(table),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        conn.close(200, ShortString::from("OK")).await.unwrap();
+    }
+
     /// Starts a worker process named `id`, with extra environment.
     pub fn worker(&self, id: &str, extra: &[(&str, &str)]) -> WorkerProc {
         let log = self.dir.path().join(format!("{id}.log"));
