@@ -60,7 +60,17 @@ pub struct PgIndex {
 fn sql_error(context: &str, e: sqlx::Error) -> PortError {
     let kind = match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => PortErrorKind::Conflict,
+        // Connection exceptions (08), operator intervention such as a shutdown (57) and
+        // insufficient resources (53): the server is restarting or busy.
+        sqlx::Error::Database(db)
+            if db.code().is_some_and(|c| {
+                c.starts_with("08") || c.starts_with("57") || c.starts_with("53")
+            }) =>
+        {
+            PortErrorKind::Transient
+        }
         sqlx::Error::Io(_)
+        | sqlx::Error::Protocol(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::Tls(_) => PortErrorKind::Transient,

@@ -37,7 +37,12 @@ pub(crate) fn redis_error(context: &str, e: redis::RedisError) -> PortError {
         || e.is_connection_dropped()
         || e.is_timeout()
         || e.is_connection_refusal()
-    {
+        || matches!(
+            e.kind(),
+            redis::ErrorKind::Server(
+                redis::ServerErrorKind::BusyLoading | redis::ServerErrorKind::TryAgain
+            )
+        ) {
         PortErrorKind::Transient
     } else {
         PortErrorKind::Other
