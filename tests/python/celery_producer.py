@@ -44,8 +44,11 @@ def answer(req):
         api_state, api_result = state, result
         if isinstance(result, Exception):
             api_result = {"message": str(result)}
-        if api_state == "SUCCESS" and not api_result.get("status", False):
-            api_state = "ERRORED"
+        if api_state == "SUCCESS":
+            if not isinstance(api_result, dict):
+                api_state = "HTTP 500"  # the API calls .get() on it
+            elif not api_result.get("status", False):
+                api_state = "ERRORED"
         api_result = json.loads(json.dumps(api_result, default=str))
         if isinstance(result, Exception):
             return {"state": state, "result": None, "exception": type(result).__name__,

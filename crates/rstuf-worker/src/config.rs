@@ -36,7 +36,7 @@ pub struct Runtime {
     /// answered with FAILURE `TimeLimitExceeded`.
     pub time_limit: Duration,
     /// `RSTUF_WORKER_SHUTDOWN_TIMEOUT` (seconds, default 30): on SIGTERM, how long running
-    /// tasks may take to finish before they are handed back to the broker.
+    /// tasks may take to finish before they are handed back to the broker (`0`: at once).
     pub shutdown_timeout: Duration,
     /// `RSTUF_BROKER_VISIBILITY_TIMEOUT` (seconds, default 300, Redis only): a message
     /// delivered this long ago and neither acknowledged nor refreshed (its consumer died) is
@@ -277,7 +277,10 @@ impl Config {
                         .unwrap_or_else(|| "localhost".into()),
                     concurrency: concurrency as usize,
                     time_limit: seconds("RSTUF_TASK_TIME_LIMIT", 1800)?,
-                    shutdown_timeout: seconds("RSTUF_WORKER_SHUTDOWN_TIMEOUT", 30)?,
+                    shutdown_timeout: Duration::from_secs(number(
+                        "RSTUF_WORKER_SHUTDOWN_TIMEOUT",
+                        30,
+                    )?),
                     visibility_timeout: seconds("RSTUF_BROKER_VISIBILITY_TIMEOUT", 300)?,
                     bump_interval: match number("RSTUF_BUMP_ONLINE_ROLES_INTERVAL", 300)? {
                         0 => None,

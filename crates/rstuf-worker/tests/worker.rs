@@ -173,6 +173,16 @@ async fn drive_every_action(transport: Transport, name: &str, results_db: u32, s
 
     malformed_messages_do_not_block(&services, &mut python, transport).await;
 
+    // Celery beat's message: fixed id, rstuf_internals, kwargs {"expired": true}.
+    python.send_raw(
+        "rstuf_internals",
+        "bump_online_roles",
+        "app.bump_online_roles",
+        json!({"expired": true}),
+    );
+    let r = python.wait_final("bump_online_roles", LIMIT);
+    assert_eq!(r["state"], "SUCCESS", "{r}");
+
     assert!(worker.alive(), "{}", worker.log_text());
     client_accepts(
         services.dir.path(),
@@ -368,6 +378,107 @@ async fn a_task_whose_worker_is_killed_is_delivered_again_and_completed_once() {
         services.dir.path(),
         &services.storage,
         Value::Object(present),
+        json!([]),
+    );
+}
+
+fn many_artifacts(prefix: &str, n: usize) -> Value {
+    let artifacts: Vec<Value> = (0..n)
+        .map(|i| {
+            json!({"path": format!("{prefix}/{i}.tar.gz"),
+            "info": {"length": i + 1, "hashes": {"sha256": format!("{i:064x}")}}})
+        })
+        .collect();
+    json!({"artifacts": artifacts, "publish_artifacts": true})
+}
+
+async fn wait_started(services: &Services, id: &str) {
+    let start = std::time::Instant::now();
+    while services.raw_record(id).await.map(|r| r["status"].clone()) != Some(json!("STARTED")) {
+        assert!(start.elapsed() < LIMIT, "never started");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// SIGTERM with a task running past the shutdown deadline hands it back, and another worker
+/// completes it; a task past the time limit ends in FAILURE `TimeLimitExceeded` without
+/// blocking the next one (its repository lock is released).
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_hands_back_and_the_time_limit_stops_a_task() {
+    let services = Services::new("shutdown", Transport::Redis, 1, 1).await;
+    let mut python = Producer::new(&services);
+    let mut first = services.worker("t1", &[("RSTUF_WORKER_SHUTDOWN_TIMEOUT", "0")]);
+    let boot = task_id();
+    services
+        .set_setting("BOOTSTRAP", &format!("pre-{boot}"))
+        .await;
+    python.send(
+        "metadata_repository",
+        &boot,
+        "bootstrap",
+        bootstrap_payload(),
+    );
+    assert_eq!(python.wait_final(&boot, LIMIT)["api_state"], "SUCCESS");
+
+    let big = task_id();
+    python.send(
+        "metadata_repository",
+        &big,
+        "add_artifacts",
+        many_artifacts("big", 40_000),
+    );
+    wait_started(&services, &big).await;
+    first.signal("TERM");
+    let _ = first.child.wait();
+    let log = first.log_text();
+    assert!(
+        log.contains(&format!("task {big} handed back unfinished")),
+        "{log}"
+    );
+
+    let mut second = services.worker("t2", &[]);
+    let r = python.wait_final(&big, LIMIT);
+    assert_eq!(r["api_state"], "SUCCESS", "{r}\n{}", second.log_text());
+    second.signal("TERM");
+    let _ = second.child.wait();
+
+    let third = services.worker("t3", &[("RSTUF_TASK_TIME_LIMIT", "1")]);
+    let slow = task_id();
+    python.send(
+        "metadata_repository",
+        &slow,
+        "add_artifacts",
+        many_artifacts("slow", 20_000),
+    );
+    let r = python.wait_final(&slow, LIMIT);
+    assert_eq!(r["api_state"], "FAILURE", "{r}\n{}", third.log_text());
+    assert_eq!(r["exception"], "TimeLimitExceeded", "{r}");
+    // Its rows wait for the next publish, which a worker without the limit completes.
+    third.signal("TERM");
+    drop(third);
+    let fourth = services.worker("t4", &[]);
+    let quick = task_id();
+    let started = std::time::Instant::now();
+    python.send(
+        "metadata_repository",
+        &quick,
+        "add_artifacts",
+        json!({"artifacts": [{"path": "quick.tar.gz", "info": {"length": 5, "hashes": {"sha256": "ab"}}}]}),
+    );
+    let r = python.wait_final(&quick, LIMIT);
+    assert_eq!(r["api_state"], "SUCCESS", "{r}\n{}", fourth.log_text());
+    // Far less than LOCK_TARGETS' TTL: the cancelled task let the lock go.
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    client_accepts(
+        services.dir.path(),
+        &services.storage,
+        json!({"slow/19999.tar.gz": {"length": 20_000, "hashes": {"sha256": format!("{:064x}", 19_999)}},
+               "big/39999.tar.gz": {"length": 40_000, "hashes": {"sha256": format!("{:064x}", 39_999)}},
+               "quick.tar.gz": {"length": 5, "hashes": {"sha256": "ab"}}}),
         json!([]),
     );
 }
