@@ -15,8 +15,10 @@ pub mod publish;
 mod repo;
 pub mod roles;
 mod settings;
+pub mod signing;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod update_settings;
 
 pub use outcome::{TaskError, TaskOutcome};
 pub use ports::Ports;

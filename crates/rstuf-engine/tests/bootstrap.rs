@@ -406,3 +406,62 @@ async fn bad_custom_delegations_are_refused_before_anything_is_written() {
         );
     }
 }
+
+#[tokio::test]
+async fn deleting_root_signing_stops_the_bootstrap_and_a_new_one_is_accepted() {
+    use rstuf_engine::ports::SettingsStore;
+    use rstuf_engine::signing::delete_sign_metadata;
+    let repo = repo();
+    pre(&repo).await;
+    bootstrap(&repo.ports(), &payload("ceremony-payload.json"), TASK)
+        .await
+        .unwrap();
+
+    // Refusals first: nothing changes.
+    let before = repo.settings.all();
+    for (p, message, error) in [
+        (
+            json!({}),
+            "Deletion of metadata pending signatures failed",
+            "No role provided for deletion.",
+        ),
+        (
+            json!({"role": "targets"}),
+            "Deletion of targets metadata failed.",
+            "The targets role is not in a signing process.",
+        ),
+    ] {
+        let out = delete_sign_metadata(&repo.ports(), &p).await.unwrap();
+        assert_eq!(out.message, message);
+        assert_eq!(out.error.as_deref(), Some(error));
+        assert_eq!(repo.settings.all(), before);
+    }
+
+    let out = delete_sign_metadata(&repo.ports(), &json!({"role": "root"}))
+        .await
+        .unwrap();
+    assert!(out.status(), "{out:?}");
+    assert_eq!(
+        out.message,
+        "Deletion of root metadata successful, signing process stopped"
+    );
+    assert_eq!(
+        out.details,
+        Some(json!({"bootstrap": "Bootstrap process has been stopped"}))
+    );
+    let s = repo.settings.all();
+    assert_eq!(s["ROOT_SIGNING"], Value::Null);
+    assert_eq!(s["BOOTSTRAP"], Value::Null);
+    assert!(repo.store.files().is_empty());
+
+    // The API takes the lock again and a new bootstrap finishes.
+    repo.settings
+        .set("BOOTSTRAP", json!("pre-second"))
+        .await
+        .unwrap();
+    let out = bootstrap(&repo.ports(), &payload("payload_bins.json"), "second")
+        .await
+        .unwrap();
+    assert!(out.status(), "{out:?}");
+    assert_eq!(repo.settings.all()["BOOTSTRAP"], json!("second"));
+}

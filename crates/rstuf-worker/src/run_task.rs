@@ -114,6 +114,10 @@ pub async fn execute(
         "add_artifacts" => artifacts::add_artifacts_watched(ports, payload, progress).await?,
         "remove_artifacts" => artifacts::remove_artifacts_watched(ports, payload, progress).await?,
         "publish_artifacts" => publish::publish_artifacts(ports).await?,
+        "delete_sign_metadata" => {
+            rstuf_engine::signing::delete_sign_metadata(ports, payload).await?
+        }
+        "update_settings" => rstuf_engine::update_settings::update_settings(ports, payload).await?,
         "force_online_metadata_update" => {
             bump::force_online_metadata_update(ports, payload).await?
         }

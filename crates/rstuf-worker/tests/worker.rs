@@ -142,6 +142,27 @@ async fn drive_every_action(transport: Transport, name: &str, results_db: u32, s
     assert_eq!(r["state"], "SUCCESS", "{r}");
     assert_eq!(r["result"]["status"], true, "{r}");
 
+    // Expiration policies: the fixture payload, then one without expirations.
+    let settings = task_id();
+    python.send(
+        repo,
+        &settings,
+        "update_settings",
+        support::api_payload("config/update_settings.json"),
+    );
+    let r = python.wait_final(&settings, LIMIT);
+    assert_eq!(r["api_state"], "SUCCESS", "{r}");
+    let mut updated: Vec<String> =
+        serde_json::from_value(r["api_result"]["details"]["updated_roles"].clone()).unwrap();
+    updated.sort();
+    assert_eq!(updated, ["bins", "snapshot", "targets", "timestamp"]);
+    let refused = task_id();
+    python.send(repo, &refused, "update_settings", json!({"settings": {}}));
+    let r = python.wait_final(&refused, LIMIT);
+    assert_eq!(r["api_state"], "ERRORED", "{r}");
+    let record = services.raw_record(&refused).await.unwrap();
+    assert_like_reference(&record, "A_settings.txt");
+
     // An action the reference does not have: FAILURE the API can rebuild.
     let unknown = task_id();
     python.send(repo, &unknown, "make_coffee", json!({}));
