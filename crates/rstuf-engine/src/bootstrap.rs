@@ -235,6 +235,64 @@ pub async fn bootstrap(
     }
 }
 
+/// Finishes a bootstrap that waited for root signatures, now that `root` meets its threshold:
+/// the plan is rebuilt from the settings the bootstrap stored (and checked again), then every
+/// role is published as if the threshold had been met at once. `Ok(Err)` is a refusal text.
+pub(crate) async fn finish_signed(
+    ports: &Ports,
+    root: Metadata<Root>,
+    task_id: &str,
+) -> Result<Result<(), String>, TaskError> {
+    let number = |key: &str| {
+        let settings = ports.settings.clone();
+        let key = key.to_string();
+        async move {
+            Ok::<_, TaskError>(match settings.get(&key).await? {
+                Some(Value::Null) | None => Value::Null,
+                Some(v) => v,
+            })
+        }
+    };
+    let mut roles = serde_json::Map::new();
+    for (role, key) in [
+        ("root", "ROOT_EXPIRATION"),
+        ("targets", "TARGETS_EXPIRATION"),
+        ("snapshot", "SNAPSHOT_EXPIRATION"),
+        ("timestamp", "TIMESTAMP_EXPIRATION"),
+    ] {
+        roles.insert(role.into(), json!({"expiration": number(key).await?}));
+    }
+    let bins = number("NUMBER_OF_DELEGATED_BINS").await?;
+    if bins.is_null() {
+        roles.insert("delegations".into(), number("DELEGATIONS").await?);
+    } else {
+        roles.insert(
+            "bins".into(),
+            json!({"expiration": number("BINS_EXPIRATION").await?, "number_of_delegated_bins": bins}),
+        );
+    }
+    let root_value = to_value(&root)?;
+    let plan = match plan(&json!({"roles": roles}), &json!({"root": root_value})) {
+        Ok(plan) => plan,
+        Err(reason) => return Ok(Err(reason)),
+    };
+    let signer = match ports
+        .signers
+        .resolve(&plan.online_keyid, &plan.online_key)
+        .await
+    {
+        Ok(signer) => signer,
+        Err(e) => {
+            return Ok(Err(format!(
+                "Online key {}: {}",
+                plan.online_keyid, e.message
+            )));
+        }
+    };
+    finalize(ports, &plan, signer, task_id).await?;
+    Ok(Ok(()))
+}
+
 async fn refuse_and_unlock(ports: &Ports, reason: String) -> Result<TaskOutcome, TaskError> {
     ports.settings.set(BOOTSTRAP, Value::Null).await?;
     Ok(TaskOutcome::refused(FAILED, reason))

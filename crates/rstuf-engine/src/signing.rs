@@ -2,12 +2,16 @@
 //! 2.2-2.3): the pending metadata of a role lives in the `<ROLE>_SIGNING` setting until its
 //! threshold is met or the event is stopped.
 
+use rstuf_metadata::schema::{Metadata, Root, Signature};
+use rstuf_metadata::verify::verify_threshold;
 use serde_json::{Value, json};
 
+use crate::bootstrap;
 use crate::outcome::{TaskError, TaskOutcome};
 use crate::ports::Ports;
+use crate::repo::to_value;
 use crate::roles::signing_key;
-use crate::settings::{self, BOOTSTRAP};
+use crate::settings::{self, BOOTSTRAP, ROOT_SIGNING};
 
 /// Runs the `delete_sign_metadata` action: stops the signing event of a role. Stopping root's
 /// during a bootstrap that waits for signatures also releases the bootstrap (`BOOTSTRAP =
@@ -51,4 +55,99 @@ pub async fn delete_sign_metadata(
         &format!("Deletion of {role} metadata successful, signing process stopped"),
         details,
     ))
+}
+
+const SIGN_FAILED: &str = "Signature Failed";
+const SIGN_PROCESSED: &str = "Signature Processed";
+
+/// Runs the `sign_metadata` action: adds one signature to a role's pending metadata.
+///
+/// Implemented: root during a bootstrap that waits for signatures (the bootstrap finishes when
+/// the threshold is met). Signing a new root version or an offline delegated role comes with
+/// root rotation and delegation management.
+pub async fn sign_metadata(ports: &Ports, payload: &Value) -> Result<TaskOutcome, TaskError> {
+    let Some(role) = payload.get("role").and_then(Value::as_str) else {
+        return Ok(TaskOutcome::refused(
+            SIGN_FAILED,
+            "No 'role' in the payload",
+        ));
+    };
+    let signature = match payload
+        .get("signature")
+        .cloned()
+        .map(serde_json::from_value)
+    {
+        Some(Ok(signature)) => signature,
+        _ => {
+            return Ok(TaskOutcome::refused(
+                SIGN_FAILED,
+                "No valid 'signature' ({\"keyid\", \"sig\"}) in the payload",
+            ));
+        }
+    };
+    let pending = match ports.settings.get(&signing_key(role)).await? {
+        None | Some(Value::Null) => {
+            return Ok(TaskOutcome::refused(
+                SIGN_FAILED,
+                format!("No signatures pending for {role}"),
+            ));
+        }
+        Some(pending) => pending,
+    };
+    let state = settings::bootstrap_state(ports.settings.as_ref()).await?;
+    match (
+        role,
+        state.as_deref().and_then(|s| s.strip_prefix("signing-")),
+    ) {
+        ("root", Some(task_id)) => sign_bootstrap_root(ports, pending, signature, task_id).await,
+        _ => Err(TaskError::Metadata(format!(
+            "signing {role} outside a bootstrap is not implemented by this worker yet"
+        ))),
+    }
+}
+
+async fn sign_bootstrap_root(
+    ports: &Ports,
+    pending: Value,
+    signature: Signature,
+    task_id: &str,
+) -> Result<TaskOutcome, TaskError> {
+    let mut root = Metadata::<Root>::from_value(pending)
+        .map_err(|e| TaskError::Metadata(format!("the pending root is unreadable: {e}")))?;
+    let payload = root
+        .signed_bytes()
+        .map_err(|e| TaskError::Metadata(e.to_string()))?;
+    let root_role = root.signed.role("root").expect("a root has a root role");
+    let valid = root_role.keyids.contains(&signature.keyid)
+        && verify_threshold(
+            std::slice::from_ref(&signature.keyid),
+            1,
+            &root.signed.keys,
+            &payload,
+            std::slice::from_ref(&signature),
+        )
+        .verified();
+    if !valid {
+        return Ok(TaskOutcome::refused(SIGN_FAILED, "Invalid signature"));
+    }
+    root.signatures.retain(|s| s.keyid != signature.keyid);
+    root.signatures.push(signature);
+    if root.signed.verify_delegate("root", &root).is_err() {
+        let version = root.signed.version;
+        ports.settings.set(ROOT_SIGNING, to_value(&root)?).await?;
+        return Ok(TaskOutcome::ok(
+            SIGN_PROCESSED,
+            Some(json!({"bootstrap": format!("Root v{version} is pending signatures")})),
+        ));
+    }
+    match bootstrap::finish_signed(ports, root, task_id).await? {
+        Ok(()) => {
+            ports.settings.set(ROOT_SIGNING, Value::Null).await?;
+            Ok(TaskOutcome::ok(
+                SIGN_PROCESSED,
+                Some(json!({"bootstrap": "Bootstrap Finished"})),
+            ))
+        }
+        Err(reason) => Ok(TaskOutcome::refused(SIGN_FAILED, reason)),
+    }
 }

@@ -465,3 +465,96 @@ async fn deleting_root_signing_stops_the_bootstrap_and_a_new_one_is_accepted() {
     assert!(out.status(), "{out:?}");
     assert_eq!(repo.settings.all()["BOOTSTRAP"], json!("second"));
 }
+
+/// A fixture root key (the RSTUF CLI's test keys, password `hunter2`).
+fn root_key(file: &str) -> PrivateKey {
+    let pem = std::fs::read(shared().join("fixtures/keys").join(file)).unwrap();
+    PrivateKey::from_pem(&pem, Some(b"hunter2")).unwrap()
+}
+
+fn signature_of(root: &Value, keyid: &str, key: &PrivateKey) -> Value {
+    use rstuf_metadata::schema::{Metadata, Root};
+    let md = Metadata::<Root>::from_value(root.clone()).unwrap();
+    let sig = key.sign(&md.signed_bytes().unwrap()).unwrap();
+    let sig: String = sig.iter().map(|b| format!("{b:02x}")).collect();
+    json!({"keyid": keyid, "sig": sig})
+}
+
+#[tokio::test]
+async fn root_signatures_finish_a_waiting_bootstrap() {
+    use rstuf_engine::signing::sign_metadata;
+    const JH: &str = "c6d8bf2e4f48b41ac2ce8eca21415ca8ef68c133b47fc33df03d4070a7e1e9cc";
+    const JJ: &str = "50d7e110ad65f3b2dba5c3cfc8c5ca259be9774cc26be3410044ffd4be3aa5f3";
+    let repo = repo();
+    pre(&repo).await;
+    let p = payload("ceremony-payload.json");
+    bootstrap(&repo.ports(), &p, TASK).await.unwrap();
+    let pending = repo.settings.all()["ROOT_SIGNING"].clone();
+
+    // Refused, changing nothing: no role, another role, a key outside root, a bad signature.
+    let before = repo.settings.all();
+    let bad = signature_of(&pending, JH, &root_key("JJ.ecdsa"));
+    let online = json!({"keyid": ONLINE, "sig": "00"});
+    for (p, error) in [
+        (json!({"signature": bad}), "No 'role' in the payload"),
+        (json!({"role": "root"}), "No valid 'signature'"),
+        (
+            json!({"role": "targets", "signature": bad}),
+            "No signatures pending for targets",
+        ),
+        (
+            json!({"role": "root", "signature": bad}),
+            "Invalid signature",
+        ),
+        (
+            json!({"role": "root", "signature": online}),
+            "Invalid signature",
+        ),
+    ] {
+        let out = sign_metadata(&repo.ports(), &p).await.unwrap();
+        assert_eq!(out.message, "Signature Failed", "{p}");
+        assert!(
+            out.error.as_deref().unwrap().starts_with(error),
+            "{p}: {out:?}"
+        );
+        assert_eq!(repo.settings.all(), before, "{p}");
+    }
+
+    // The signature already there again: still one short.
+    let again = signature_of(&pending, JJ, &root_key("JJ.ecdsa"));
+    let out = sign_metadata(&repo.ports(), &json!({"role": "root", "signature": again}))
+        .await
+        .unwrap();
+    assert_eq!(
+        out.details,
+        Some(json!({"bootstrap": "Root v1 is pending signatures"}))
+    );
+    assert!(repo.store.files().is_empty());
+
+    // The second key: the bootstrap finishes and every role is published.
+    let second = signature_of(&pending, JH, &root_key("JH.ed25519"));
+    let out = sign_metadata(&repo.ports(), &json!({"role": "root", "signature": second}))
+        .await
+        .unwrap();
+    assert!(out.status(), "{out:?}");
+    assert_eq!(out.message, "Signature Processed");
+    assert_eq!(
+        out.details,
+        Some(json!({"bootstrap": "Bootstrap Finished"}))
+    );
+    let s = repo.settings.all();
+    assert_eq!(s["BOOTSTRAP"], json!(TASK));
+    assert_eq!(s["ROOT_SIGNING"], Value::Null);
+    let files = repo.store.files();
+    let root: Value = serde_json::from_slice(&files["1.root.json"]).unwrap();
+    assert_eq!(root["signatures"].as_array().unwrap().len(), 2);
+    assert!(files.contains_key("timestamp.json"));
+    let report = audit(
+        &files,
+        &AuditOptions {
+            reference_time: now(),
+            trusted_root: None,
+        },
+    );
+    assert!(report.accepted(), "{report:#?}");
+}
