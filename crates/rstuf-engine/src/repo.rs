@@ -367,6 +367,50 @@ impl<'a> Publication<'a> {
         Ok(())
     }
 
+    /// Writes a delegated role's metadata signed elsewhere (offline keys), at its own version.
+    /// It must be the next version of the role; the name must be free or hold these bytes.
+    /// `Ok(Err)` is a refusal text.
+    pub async fn publish_presigned(
+        &mut self,
+        name: &str,
+        md: &Metadata<Targets>,
+    ) -> Result<Result<(), String>, TaskError> {
+        let version = md.signed.version;
+        let next = self
+            .meta
+            .get(&format!("{name}.json"))
+            .map_or(1, |m| m.version + 1);
+        if version != next {
+            return Ok(Err(format!(
+                "{name} v{version} is not the next version of {name} (v{next})"
+            )));
+        }
+        let bytes = storage_bytes(md)?;
+        match self
+            .ports
+            .store
+            .put_versioned(&format!("{version}.{name}.json"), &bytes)
+            .await
+        {
+            Ok(()) => {}
+            Err(e) if e.kind == PortErrorKind::Conflict => {
+                return Ok(Err(format!(
+                    "{version}.{name}.json already holds other metadata"
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.meta
+            .insert(format!("{name}.json"), MetaFile::version_only(version));
+        self.records.push(RoleRecord {
+            name: name.to_string(),
+            version,
+            expires: md.signed.expires.0,
+            active: true,
+        });
+        Ok(Ok(()))
+    }
+
     /// Signs and writes the next version of targets.
     pub async fn publish_targets(&mut self, signed: Targets, days: u32) -> Result<(), TaskError> {
         let start = self

@@ -2,14 +2,15 @@
 //! 2.2-2.3): the pending metadata of a role lives in the `<ROLE>_SIGNING` setting until its
 //! threshold is met or the event is stopped.
 
-use rstuf_metadata::schema::{Metadata, Root, Signature};
+use rstuf_metadata::schema::{Metadata, Root, Signature, Targets};
 use rstuf_metadata::verify::verify_threshold;
 use serde_json::{Value, json};
 
 use crate::bootstrap;
 use crate::outcome::{TaskError, TaskOutcome};
-use crate::ports::Ports;
-use crate::repo::to_value;
+use crate::ports::{LockGuard, Ports};
+use crate::publish::with_lock;
+use crate::repo::{Current, Online, Publication, to_value};
 use crate::roles::signing_key;
 use crate::settings::{self, BOOTSTRAP, ROOT_SIGNING};
 
@@ -63,8 +64,9 @@ const SIGN_PROCESSED: &str = "Signature Processed";
 /// Runs the `sign_metadata` action: adds one signature to a role's pending metadata.
 ///
 /// Implemented: root during a bootstrap that waits for signatures (the bootstrap finishes when
-/// the threshold is met). Signing a new root version or an offline delegated role comes with
-/// root rotation and delegation management.
+/// the threshold is met), and delegated roles signed with offline keys (published with a new
+/// snapshot and timestamp when their delegator's threshold is met). Signing a new root version
+/// comes with root rotation.
 pub async fn sign_metadata(ports: &Ports, payload: &Value) -> Result<TaskOutcome, TaskError> {
     let Some(role) = payload.get("role").and_then(Value::as_str) else {
         return Ok(TaskOutcome::refused(
@@ -100,9 +102,16 @@ pub async fn sign_metadata(ports: &Ports, payload: &Value) -> Result<TaskOutcome
         state.as_deref().and_then(|s| s.strip_prefix("signing-")),
     ) {
         ("root", Some(task_id)) => sign_bootstrap_root(ports, pending, signature, task_id).await,
-        _ => Err(TaskError::Metadata(format!(
-            "signing {role} outside a bootstrap is not implemented by this worker yet"
-        ))),
+        ("root", _) => Err(TaskError::Metadata(
+            "signing a new root version is not implemented by this worker yet".into(),
+        )),
+        _ if settings::is_finished(state.as_deref()) => {
+            sign_delegated(ports, role, pending, signature).await
+        }
+        _ => Ok(TaskOutcome::refused(
+            SIGN_FAILED,
+            format!("{role} can be signed only after the bootstrap finished"),
+        )),
     }
 }
 
@@ -150,4 +159,99 @@ async fn sign_bootstrap_root(
         }
         Err(reason) => Ok(TaskOutcome::refused(SIGN_FAILED, reason)),
     }
+}
+
+/// A signature for a delegated role's pending metadata, checked against the role's keys in
+/// the trusted targets. The role is published once its threshold is met and only if its
+/// metadata is still valid (an expired role would lock clients out of its artifacts).
+async fn sign_delegated(
+    ports: &Ports,
+    role: &str,
+    pending: Value,
+    signature: Signature,
+) -> Result<TaskOutcome, TaskError> {
+    let current = Current::load(ports).await?;
+    let delegations = current.targets.signed.delegations.as_ref();
+    let Some(delegated) = current.custom_role(role) else {
+        return Ok(TaskOutcome::refused(
+            SIGN_FAILED,
+            format!("{role} is not delegated by targets"),
+        ));
+    };
+    let keys = &delegations.expect("a delegated role has delegations").keys;
+    let mut md = Metadata::<Targets>::from_value(pending)
+        .map_err(|e| TaskError::Metadata(format!("the pending {role} is unreadable: {e}")))?;
+    let payload = md
+        .signed_bytes()
+        .map_err(|e| TaskError::Metadata(e.to_string()))?;
+    let valid = delegated.keyids.contains(&signature.keyid)
+        && verify_threshold(
+            std::slice::from_ref(&signature.keyid),
+            1,
+            keys,
+            &payload,
+            std::slice::from_ref(&signature),
+        )
+        .verified();
+    if !valid {
+        return Ok(TaskOutcome::refused(SIGN_FAILED, "Invalid signature"));
+    }
+    md.signatures.retain(|s| s.keyid != signature.keyid);
+    md.signatures.push(signature);
+    let version = md.signed.version;
+    let met = verify_threshold(
+        &delegated.keyids,
+        delegated.threshold,
+        keys,
+        &payload,
+        &md.signatures,
+    )
+    .verified();
+    if !met {
+        ports
+            .settings
+            .set(&signing_key(role), to_value(&md)?)
+            .await?;
+        return Ok(TaskOutcome::ok(
+            SIGN_PROCESSED,
+            Some(json!({"update": format!("{role} v{version} is pending signatures")})),
+        ));
+    }
+    let now = ports.clock.now();
+    if md.signed.expires.0 <= now {
+        return Ok(TaskOutcome::refused(
+            SIGN_FAILED,
+            format!(
+                "{role} v{version} expired at {}; it cannot be published",
+                md.signed.expires
+            ),
+        ));
+    }
+    let published = with_lock!(ports, |guard| {
+        publish_signed_role(ports, guard, role, &md).await
+    })?;
+    if let Err(reason) = published {
+        return Ok(TaskOutcome::refused(SIGN_FAILED, reason));
+    }
+    ports.settings.set(&signing_key(role), Value::Null).await?;
+    Ok(TaskOutcome::ok(
+        SIGN_PROCESSED,
+        Some(json!({"update": format!("Role {role} signing complete")})),
+    ))
+}
+
+async fn publish_signed_role(
+    ports: &Ports,
+    guard: &dyn LockGuard,
+    role: &str,
+    md: &Metadata<Targets>,
+) -> Result<Result<(), String>, TaskError> {
+    let current = Current::load(ports).await?;
+    let online = Online::load(ports).await?;
+    let mut publication = Publication::new(ports, &online, &current);
+    if let Err(reason) = publication.publish_presigned(role, md).await? {
+        return Ok(Err(reason));
+    }
+    publication.finish(guard, false, false, &[]).await?;
+    Ok(Ok(()))
 }

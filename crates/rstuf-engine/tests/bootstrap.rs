@@ -558,3 +558,86 @@ async fn root_signatures_finish_a_waiting_bootstrap() {
     );
     assert!(report.accepted(), "{report:#?}");
 }
+
+fn targets_signature(md: &Value, keyid: &str, key: &PrivateKey) -> Value {
+    use rstuf_metadata::schema::{Metadata, Targets};
+    let md = Metadata::<Targets>::from_value(md.clone()).unwrap();
+    let sig = key.sign(&md.signed_bytes().unwrap()).unwrap();
+    let sig: String = sig.iter().map(|b| format!("{b:02x}")).collect();
+    json!({"keyid": keyid, "sig": sig})
+}
+
+#[tokio::test]
+async fn an_offline_role_is_published_when_its_keys_have_signed() {
+    use rstuf_engine::signing::sign_metadata;
+    const JC: &str = "2f685fa7546f1856b123223ab086b3def14c89d24eef18f49c32508c2f60e241";
+    const JH: &str = "c6d8bf2e4f48b41ac2ce8eca21415ca8ef68c133b47fc33df03d4070a7e1e9cc";
+    let repo = repo();
+    pre(&repo).await;
+    bootstrap(&repo.ports(), &payload("payload_custom_targets.json"), TASK)
+        .await
+        .unwrap();
+    let pending = repo.settings.all()["PRODUCTION_SIGNING"].clone();
+    let sign = |keyid: &str, file: &str, p: &Value| json!({"role": "production", "signature": targets_signature(p, keyid, &root_key(file))});
+
+    // A key of the role, but a signature by another key: refused, nothing changes.
+    let before = (repo.settings.all(), repo.store.files());
+    let forged = sign(JC, "JH.ed25519", &pending);
+    let out = sign_metadata(&repo.ports(), &forged).await.unwrap();
+    assert_eq!(out.error.as_deref(), Some("Invalid signature"));
+    assert_eq!((repo.settings.all(), repo.store.files()), before);
+
+    let out = sign_metadata(&repo.ports(), &sign(JC, "JC.rsa", &pending))
+        .await
+        .unwrap();
+    assert_eq!(
+        out.details,
+        Some(json!({"update": "production v1 is pending signatures"}))
+    );
+    assert!(!repo.store.files().contains_key("1.production.json"));
+
+    // Past its expiry the last signature cannot publish it.
+    let pending = repo.settings.all()["PRODUCTION_SIGNING"].clone();
+    repo.clock.set(now() + chrono::Duration::days(8));
+    let before = (repo.settings.all(), repo.store.files());
+    let out = sign_metadata(&repo.ports(), &sign(JH, "JH.ed25519", &pending))
+        .await
+        .unwrap();
+    assert!(out.error.as_deref().unwrap().contains("expired"), "{out:?}");
+    assert_eq!((repo.settings.all(), repo.store.files()), before);
+
+    repo.clock.set(now() + chrono::Duration::hours(1));
+    let out = sign_metadata(&repo.ports(), &sign(JH, "JH.ed25519", &pending))
+        .await
+        .unwrap();
+    assert!(out.status(), "{out:?}");
+    assert_eq!(
+        out.details,
+        Some(json!({"update": "Role production signing complete"}))
+    );
+    let files = repo.store.files();
+    let production: Value = serde_json::from_slice(&files["1.production.json"]).unwrap();
+    assert_eq!(production["signatures"].as_array().unwrap().len(), 2);
+    let snapshot: Value = serde_json::from_slice(&files["2.snapshot.json"]).unwrap();
+    assert_eq!(
+        snapshot["signed"]["meta"]["production.json"],
+        json!({"version": 1})
+    );
+    assert_eq!(repo.settings.all()["PRODUCTION_SIGNING"], Value::Null);
+    let report = audit(
+        &files,
+        &AuditOptions {
+            reference_time: now() + chrono::Duration::hours(1),
+            trusted_root: None,
+        },
+    );
+    assert!(report.accepted(), "{report:#?}");
+    assert_eq!(
+        sign_metadata(&repo.ports(), &sign(JH, "JH.ed25519", &pending))
+            .await
+            .unwrap()
+            .error
+            .as_deref(),
+        Some("No signatures pending for production")
+    );
+}
