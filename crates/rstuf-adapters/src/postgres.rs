@@ -350,14 +350,17 @@ impl ArtifactIndex for PgIndex {
             })
             .collect::<Result<_, _>>()?;
         let expires: Vec<NaiveDateTime> = roles.iter().map(|r| naive(r.expires)).collect();
+        let active: Vec<bool> = roles.iter().map(|r| r.active).collect();
         let updated = sqlx::query(
-            "UPDATE rstuf_target_roles r SET version = t.v, expires = t.e, last_update = $4 \
-             FROM UNNEST($1::varchar[], $2::int[], $3::timestamp[]) AS t(n, v, e) WHERE r.rolename = t.n",
+            "UPDATE rstuf_target_roles r SET version = t.v, expires = t.e, active = t.a, last_update = $4 \
+             FROM UNNEST($1::varchar[], $2::int[], $3::timestamp[], $5::bool[]) AS t(n, v, e, a) \
+             WHERE r.rolename = t.n",
         )
         .bind(&names)
         .bind(&versions)
         .bind(&expires)
         .bind(now)
+        .bind(&active)
         .execute(&mut *tx)
         .await
         .map_err(|e| sql_error("recording role versions", e))?;

@@ -10,7 +10,11 @@
 //! cargo run --release -p rstuf-bench -- bootstrap --bins 16384
 //! cargo run --release -p rstuf-bench -- populate --artifacts 1000000
 //! cargo run --release -p rstuf-bench -- publish-one --times 20
+//! cargo build --release -p rstuf-worker
+//! cargo run --release -p rstuf-bench -- roundtrip --tasks 1000
 //! ```
+
+mod roundtrip;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -62,6 +66,9 @@ enum Phase {
     },
     /// Re-signs every online role (`bump_online_roles` with `expired = false`).
     BumpAll,
+    /// Starts `rstuf-worker worker` on the repository and times one-artifact `add_artifacts`
+    /// tasks from the producer's send to their SUCCESS record, on Redis and on RabbitMQ.
+    Roundtrip(roundtrip::Options),
 }
 
 /// Peak resident memory of this process in MiB (`VmHWM`).
@@ -215,6 +222,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let roles = bump::bump_online_roles(&ports, false).await?;
             report("bump-all", started, json!({"roles": roles.len()}));
         }
+        Phase::Roundtrip(options) => roundtrip::run(&cli.dir, &options).await?,
     }
     Ok(())
 }

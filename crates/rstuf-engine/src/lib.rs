@@ -9,6 +9,7 @@
 pub mod artifacts;
 pub mod bootstrap;
 pub mod bump;
+pub mod delegation;
 pub mod outcome;
 pub mod ports;
 pub mod publish;

@@ -178,7 +178,8 @@ pub trait ArtifactIndex: Send + Sync {
     async fn roles_with_unpublished(&self) -> Result<Vec<String>, PortError>;
     /// Every row of the named roles.
     async fn artifacts_of(&self, roles: &[String]) -> Result<Vec<ArtifactRow>, PortError>;
-    /// Records a publication: sets each role's version and expiry, and marks published each
+    /// Records a publication: sets each role's version, expiry and activity (a deleted role
+    /// becomes inactive; its name is never used again), and marks published each
     /// row of `published` that still holds the same action and info.
     async fn commit_publication(
         &self,

@@ -411,6 +411,13 @@ impl<'a> Publication<'a> {
         Ok(Ok(()))
     }
 
+    /// Records a deleted delegated role: its row becomes inactive. Its last version stays in
+    /// the snapshot (clients refuse a snapshot that drops a role it listed).
+    pub fn deactivate(&mut self, mut record: RoleRecord) {
+        record.active = false;
+        self.records.push(record);
+    }
+
     /// Signs and writes the next version of targets.
     pub async fn publish_targets(&mut self, signed: Targets, days: u32) -> Result<(), TaskError> {
         let start = self

@@ -209,6 +209,7 @@ impl ArtifactIndex for MemoryIndex {
             };
             row.version = r.version;
             row.expires = r.expires;
+            row.active = r.active;
         }
         for p in published {
             if let Some(row) = files.get_mut(&p.path)
@@ -652,4 +653,15 @@ pub async fn artifact_index_conformance(index: &dyn ArtifactIndex) {
     // Unknown roles in a publication are an error.
     let ghost = role("ghost", 1, true);
     assert!(index.commit_publication(&[ghost], &[]).await.is_err());
+    // A deleted role becomes inactive, keeps its row (its name stays taken) and is no longer
+    // listed among the active roles.
+    let mut retire = role("bins-1", 2, true);
+    retire.version = 3;
+    retire.active = false;
+    index
+        .commit_publication(std::slice::from_ref(&retire), &[])
+        .await
+        .unwrap();
+    assert_eq!(index.role("bins-1").await.unwrap(), Some(retire));
+    assert_eq!(names(index.active_roles(None).await.unwrap()), ["bins-0"]);
 }

@@ -114,6 +114,9 @@ pub async fn execute(
         "add_artifacts" => artifacts::add_artifacts_watched(ports, payload, progress).await?,
         "remove_artifacts" => artifacts::remove_artifacts_watched(ports, payload, progress).await?,
         "publish_artifacts" => publish::publish_artifacts(ports).await?,
+        "metadata_delegation" => {
+            rstuf_engine::delegation::metadata_delegation(ports, payload).await?
+        }
         "sign_metadata" => rstuf_engine::signing::sign_metadata(ports, payload).await?,
         "delete_sign_metadata" => {
             rstuf_engine::signing::delete_sign_metadata(ports, payload).await?

@@ -1,0 +1,366 @@
+//! `metadata_delegation` (spec section 1.10): add, update and delete custom delegated roles of
+//! top-level targets, under the repository lock.
+//!
+//! The whole request is checked before anything is written (names, keys, thresholds, paths,
+//! expire policies; defects 3 and 12); roles that cannot be applied (a name taken, now or in the
+//! past; a role that does not exist) are listed in `failed_roles` and the others applied. Every
+//! change is published leaves first: the roles' new versions, targets, snapshot, timestamp
+//! (defect 28). A role the online key can sign alone is published at once and valid for its
+//! policy (defect 10); the others wait in `<ROLE>_SIGNING`. An updated role keeps its place in
+//! the delegation order and its artifacts. A deleted role's name is never used again and its
+//! last version stays in the snapshot (clients refuse a snapshot that drops a role), and no
+//! published file is rewritten (defect 11).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rstuf_metadata::schema::{DelegatedRole, Delegations, Metadata, Signed, Targets};
+use serde_json::{Value, json};
+
+use crate::outcome::{TaskError, TaskOutcome};
+use crate::ports::{LockGuard, Ports, RoleRecord};
+use crate::publish::with_lock;
+use crate::repo::{self, Current, Online, Publication, RoleUpdate, expires_in, to_value};
+use crate::roles::{check_custom_delegations, expiration_key, settings_prefix, signing_key};
+use crate::settings;
+
+const PROCESSED: &str = "Metadata Delegation Processed";
+const FAILED: &str = "Metadata Delegation Failed";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Add,
+    Update,
+    Delete,
+}
+
+impl Action {
+    fn verb(self) -> &'static str {
+        match self {
+            Action::Add => "add",
+            Action::Update => "update",
+            Action::Delete => "delete",
+        }
+    }
+}
+
+/// Runs the `metadata_delegation` action.
+pub async fn metadata_delegation(ports: &Ports, payload: &Value) -> Result<TaskOutcome, TaskError> {
+    let action = match payload.get("action").and_then(Value::as_str) {
+        Some("add") => Action::Add,
+        Some("update") => Action::Update,
+        Some("delete") => Action::Delete,
+        _ => {
+            return Ok(TaskOutcome::refused(
+                FAILED,
+                "metadata delegation supports 'add', 'update', 'delete'",
+            ));
+        }
+    };
+    let Some(given) = payload.get("delegations").filter(|d| d.is_object()) else {
+        return Ok(TaskOutcome::refused(
+            FAILED,
+            "No 'delegations' in the payload",
+        ));
+    };
+    let state = settings::bootstrap_state(ports.settings.as_ref()).await?;
+    if !settings::is_finished(state.as_deref()) {
+        return Ok(TaskOutcome::refused(
+            FAILED,
+            "Metadata delegation requires a completed bootstrap",
+        ));
+    }
+    let outcome = with_lock!(ports, |guard| locked(ports, guard, action, given).await)?;
+    Ok(outcome)
+}
+
+/// A role that could not be applied, as the API shows it.
+fn failure(role: &str, reason: impl Into<String>) -> Value {
+    json!({"role": role, "reason": reason.into()})
+}
+
+async fn locked(
+    ports: &Ports,
+    guard: &dyn LockGuard,
+    action: Action,
+    given: &Value,
+) -> Result<TaskOutcome, TaskError> {
+    let current = Current::load(ports).await?;
+    let Some(existing) = current.targets.signed.delegations.clone() else {
+        return Err(TaskError::Metadata("targets delegates nothing".into()));
+    };
+    if existing.succinct_roles.is_some() {
+        return Ok(TaskOutcome::refused(
+            FAILED,
+            format!(
+                "Delegations already using hash-bins, cannot {} custom roles",
+                action.verb()
+            ),
+        ));
+    }
+    let online = Online::load(ports).await?;
+    match action {
+        Action::Delete => delete(ports, guard, &current, &online, existing, given).await,
+        Action::Add | Action::Update => {
+            add_or_update(ports, guard, &current, &online, existing, given, action).await
+        }
+    }
+}
+
+async fn delete(
+    ports: &Ports,
+    guard: &dyn LockGuard,
+    current: &Current,
+    online: &Online,
+    mut delegations: Delegations,
+    given: &Value,
+) -> Result<TaskOutcome, TaskError> {
+    let Some(asked) = given.get("roles").and_then(Value::as_array) else {
+        return Ok(TaskOutcome::refused(
+            FAILED,
+            "'delegations.roles' must be a list of {\"name\": ...}",
+        ));
+    };
+    let mut names = Vec::with_capacity(asked.len());
+    for role in asked {
+        match role.get("name").and_then(Value::as_str) {
+            Some(name) => names.push(name.to_string()),
+            None => {
+                return Ok(TaskOutcome::refused(
+                    FAILED,
+                    "'delegations.roles' must be a list of {\"name\": ...}",
+                ));
+            }
+        }
+    }
+    let mut roles = delegations.roles.take().unwrap_or_default();
+    let mut deleted = Vec::new();
+    let mut failed = Vec::new();
+    for name in names {
+        match roles.iter().position(|r| r.name == name) {
+            Some(i) => {
+                roles.remove(i);
+                deleted.push(name);
+            }
+            None => failed.push(failure(&name, format!("Role '{name}' does not exist"))),
+        }
+    }
+    if deleted.is_empty() {
+        return Ok(processed(&deleted, failed));
+    }
+    delegations.roles = Some(roles);
+    keep_used_keys(&mut delegations);
+
+    let mut publication = Publication::new(ports, online, current);
+    for name in &deleted {
+        let record = ports.index.role(name).await?.unwrap_or(RoleRecord {
+            name: name.clone(),
+            version: 1,
+            expires: publication.now(),
+            active: true,
+        });
+        publication.deactivate(record);
+    }
+    publish_targets(ports, &mut publication, current, delegations).await?;
+    publication.finish(guard, false, false, &[]).await?;
+    for name in &deleted {
+        ports.settings.set(&signing_key(name), Value::Null).await?;
+    }
+    Ok(processed(&deleted, failed))
+}
+
+async fn add_or_update(
+    ports: &Ports,
+    guard: &dyn LockGuard,
+    current: &Current,
+    online: &Online,
+    mut delegations: Delegations,
+    given: &Value,
+    action: Action,
+) -> Result<TaskOutcome, TaskError> {
+    // Keys the repository already knows need not be sent again.
+    let mut given = given.clone();
+    let mut keys =
+        serde_json::to_value(&delegations.keys).map_err(|e| TaskError::Metadata(e.to_string()))?;
+    if let (Some(known), Some(sent)) = (
+        keys.as_object_mut(),
+        given.get("keys").and_then(Value::as_object),
+    ) {
+        for (id, key) in sent {
+            known.insert(id.clone(), key.clone());
+        }
+    }
+    given["keys"] = keys;
+    let checked =
+        match check_custom_delegations(&given, &online.keyid, &online_key(current, online)?) {
+            Ok(checked) => checked,
+            Err(reason) => return Ok(TaskOutcome::refused(FAILED, reason)),
+        };
+    let asked = checked.delegations.roles.clone().unwrap_or_default();
+    let mut roles = delegations.roles.take().unwrap_or_default();
+    let mut applied: Vec<(DelegatedRole, u32)> = Vec::new();
+    let mut failed = Vec::new();
+    for (role, (_, days)) in asked.into_iter().zip(checked.policies) {
+        let taken = roles
+            .iter()
+            .position(|r| settings_prefix(&r.name) == settings_prefix(&role.name));
+        match (action, taken) {
+            (Action::Add, Some(_)) => failed.push(failure(
+                &role.name,
+                "role already exists or name used in the past",
+            )),
+            (Action::Add, None) => {
+                if ports.index.role(&role.name).await?.is_some() {
+                    failed.push(failure(
+                        &role.name,
+                        "role already exists or name used in the past",
+                    ));
+                } else {
+                    roles.push(role.clone());
+                    applied.push((role, days));
+                }
+            }
+            (Action::Update, Some(i)) if roles[i].name == role.name => {
+                roles[i] = role.clone();
+                applied.push((role, days));
+            }
+            (Action::Update, _) => failed.push(failure(
+                &role.name,
+                format!("Role '{}' does not exist", role.name),
+            )),
+            (Action::Delete, _) => unreachable!("handled by delete"),
+        }
+    }
+    if applied.is_empty() {
+        return Ok(processed(&[], failed));
+    }
+    for (id, key) in &checked.delegations.keys {
+        delegations
+            .keys
+            .entry(id.clone())
+            .or_insert_with(|| key.clone());
+    }
+    delegations.roles = Some(roles);
+    keep_used_keys(&mut delegations);
+
+    let now = ports.clock.now();
+    if action == Action::Add {
+        let rows: Vec<RoleRecord> = applied
+            .iter()
+            .map(|(role, days)| RoleRecord {
+                name: role.name.clone(),
+                version: 1,
+                expires: expires_in(now, *days).0,
+                active: true,
+            })
+            .collect();
+        ports.index.create_roles(&rows).await?;
+    }
+    let mut publication = Publication::new(ports, online, current);
+    let mut updates = Vec::new();
+    let mut pending: Vec<(String, Metadata<Targets>)> = Vec::new();
+    for (role, days) in &applied {
+        let expires = expires_in(now, *days);
+        let published = current
+            .snapshot
+            .signed
+            .role_version(&role.name)
+            .filter(|_| action == Action::Update);
+        // An updated role keeps what it delegates; a new one starts empty.
+        let mut signed = match published {
+            Some(version) => {
+                repo::load::<Targets>(ports, &format!("{version}.{}.json", role.name))
+                    .await?
+                    .signed
+            }
+            None => Targets::new(1, expires),
+        };
+        if online.meets(&role.keyids, role.threshold) {
+            updates.push(RoleUpdate {
+                name: role.name.clone(),
+                signed,
+                expires,
+            });
+        } else {
+            signed.set_version_and_expires(published.map_or(1, |v| v + 1), expires);
+            let md = if role.keyids.contains(&online.keyid) {
+                online.sign(signed).await?
+            } else {
+                Metadata::new(signed)
+            };
+            pending.push((role.name.clone(), md));
+        }
+    }
+    publication.publish_roles(updates).await?;
+    publish_targets(ports, &mut publication, current, delegations).await?;
+    publication.finish(guard, false, false, &[]).await?;
+
+    // Settings after the files they describe.
+    let pending_names: BTreeSet<&str> = pending.iter().map(|(n, _)| n.as_str()).collect();
+    for (role, days) in &applied {
+        ports
+            .settings
+            .set(&expiration_key(&role.name), json!(days))
+            .await?;
+        if !pending_names.contains(role.name.as_str()) {
+            ports
+                .settings
+                .set(&signing_key(&role.name), Value::Null)
+                .await?;
+        }
+    }
+    for (name, md) in &pending {
+        ports
+            .settings
+            .set(&signing_key(name), to_value(md)?)
+            .await?;
+    }
+    let names: Vec<String> = applied.into_iter().map(|(r, _)| r.name).collect();
+    Ok(processed(&names, failed))
+}
+
+fn processed(roles: &[String], failed: Vec<Value>) -> TaskOutcome {
+    TaskOutcome::ok(
+        PROCESSED,
+        Some(json!({"delegated_roles": roles, "failed_roles": failed})),
+    )
+}
+
+/// The online key as root lists it (with its `x-rstuf-*` fields).
+fn online_key(current: &Current, online: &Online) -> Result<rstuf_metadata::keys::Key, TaskError> {
+    current
+        .targets
+        .signed
+        .delegations
+        .as_ref()
+        .and_then(|d| d.keys.get(&online.keyid))
+        .cloned()
+        .ok_or_else(|| TaskError::Metadata("the online key is not a delegation key".into()))
+}
+
+/// Drops the keys no role uses any more.
+fn keep_used_keys(delegations: &mut Delegations) {
+    let used: BTreeSet<&String> = delegations
+        .roles
+        .iter()
+        .flatten()
+        .flat_map(|r| r.keyids.iter())
+        .collect();
+    let keys: BTreeMap<_, _> = std::mem::take(&mut delegations.keys)
+        .into_iter()
+        .filter(|(id, _)| used.contains(id))
+        .collect();
+    delegations.keys = keys;
+}
+
+/// A new targets version with `delegations`, keeping what targets itself lists.
+async fn publish_targets(
+    ports: &Ports,
+    publication: &mut Publication<'_>,
+    current: &Current,
+    delegations: Delegations,
+) -> Result<(), TaskError> {
+    let mut signed = current.targets.signed.clone();
+    signed.delegations = Some(delegations);
+    let days = settings::days(ports.settings.as_ref(), "TARGETS_EXPIRATION", 365).await?;
+    publication.publish_targets(signed, days).await
+}

@@ -1,0 +1,294 @@
+//! `metadata_delegation` over in-memory ports, on a repository bootstrapped with the API's
+//! custom-delegations payload: every step publishes leaves first and leaves a repository a
+//! client accepts; refusals change nothing.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, TimeZone, Utc};
+use rstuf_engine::artifacts::add_artifacts;
+use rstuf_engine::bootstrap::bootstrap;
+use rstuf_engine::delegation::metadata_delegation;
+use rstuf_engine::ports::{ArtifactIndex, SettingsStore};
+use rstuf_engine::testing::MemoryRepo;
+use rstuf_metadata::audit::{AuditOptions, audit};
+use rstuf_metadata::keys::PrivateKey;
+use serde_json::{Value, json};
+
+const ONLINE: &str = "0d9d3d4bad91c455bc03921daa95774576b86625ac45570d0cac025b08e65043";
+const TASK: &str = "d449c2af4e39481c8e8a64950f406920";
+
+fn shared() -> PathBuf {
+    std::env::var_os("RSTUF_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
+}
+
+fn fixture(rel: &str) -> Value {
+    serde_json::from_slice(&std::fs::read(shared().join("fixtures").join(rel)).unwrap()).unwrap()
+}
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2025, 6, 1, 12, 0, 0).unwrap()
+}
+
+async fn bootstrapped(payload: &str) -> MemoryRepo {
+    let repo = MemoryRepo::new(now());
+    let pem = std::fs::read(shared().join("fixtures/keys").join(ONLINE)).unwrap();
+    repo.signers
+        .add(ONLINE, PrivateKey::from_pem(&pem, None).unwrap());
+    repo.settings
+        .set("BOOTSTRAP", json!(format!("pre-{TASK}")))
+        .await
+        .unwrap();
+    let out = bootstrap(
+        &repo.ports(),
+        &fixture(&format!("api-payloads/bootstrap/{payload}")),
+        TASK,
+    )
+    .await
+    .unwrap();
+    assert!(out.status(), "{out:?}");
+    repo
+}
+
+fn file(repo: &MemoryRepo, name: &str) -> Value {
+    serde_json::from_slice(&repo.store.files()[name]).unwrap()
+}
+
+fn latest(repo: &MemoryRepo, role: &str) -> Value {
+    let files = repo.store.files();
+    let version = files
+        .keys()
+        .filter_map(|n| n.strip_suffix(&format!(".{role}.json")))
+        .filter_map(|v| v.parse::<u64>().ok())
+        .max()
+        .unwrap();
+    file(repo, &format!("{version}.{role}.json"))
+}
+
+fn accepted(repo: &MemoryRepo) {
+    let report = audit(
+        &repo.store.files(),
+        &AuditOptions {
+            reference_time: now(),
+            trusted_root: None,
+        },
+    );
+    assert!(report.accepted(), "{report:#?}");
+}
+
+fn role_names(repo: &MemoryRepo) -> Vec<String> {
+    latest(repo, "targets")["signed"]["delegations"]["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+async fn delegate(
+    repo: &MemoryRepo,
+    action: &str,
+    delegations: Value,
+) -> rstuf_engine::TaskOutcome {
+    metadata_delegation(
+        &repo.ports(),
+        &json!({"action": action, "delegations": delegations}),
+    )
+    .await
+    .unwrap()
+}
+
+fn dev(paths: &[&str], policy: u64) -> Value {
+    json!({"keys": {}, "roles": [{"name": "dev", "terminating": true, "keyids": [],
+        "threshold": 1, "x-rstuf-expire-policy": policy, "paths": paths}]})
+}
+
+#[tokio::test]
+async fn add_update_and_delete_custom_roles() {
+    let repo = bootstrapped("payload_custom_targets.json").await;
+    assert_eq!(role_names(&repo), ["default", "production"]);
+
+    // An offline role (the API's example payload): targets delegates it, it waits for its keys.
+    let offline = fixture("api-payloads/metadata/delegation-payload.json")["delegations"].clone();
+    let out = delegate(&repo, "add", offline.clone()).await;
+    assert_eq!(
+        out.details,
+        Some(json!({"delegated_roles": ["tenant1-group1-policy"], "failed_roles": []}))
+    );
+    assert_eq!(
+        role_names(&repo),
+        ["default", "production", "tenant1-group1-policy"]
+    );
+    let s = repo.settings.all();
+    assert_eq!(s["TENANT1-GROUP1-POLICY_EXPIRATION"], json!(365));
+    let pending = &s["TENANT1-GROUP1-POLICY_SIGNING"];
+    assert_eq!(pending["signed"]["version"], json!(1));
+    assert_eq!(pending["signatures"], json!([]));
+    assert!(
+        !repo
+            .store
+            .files()
+            .contains_key("1.tenant1-group1-policy.json")
+    );
+    assert!(
+        repo.index
+            .role("tenant1-group1-policy")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    accepted(&repo);
+
+    // An online role: published at once, valid for its policy.
+    let out = delegate(&repo, "add", dev(&["dev/*"], 30)).await;
+    assert_eq!(
+        out.details,
+        Some(json!({"delegated_roles": ["dev"], "failed_roles": []}))
+    );
+    let dev1 = file(&repo, "1.dev.json");
+    assert_eq!(dev1["signed"]["expires"], json!("2025-07-01T12:00:00Z"));
+    assert_eq!(
+        latest(&repo, "snapshot")["signed"]["meta"]["dev.json"],
+        json!({"version": 1})
+    );
+    accepted(&repo);
+    // Its artifacts go to it.
+    let out = add_artifacts(
+        &repo.ports(),
+        &json!({"artifacts": [{"path": "dev/app.tar.gz",
+            "info": {"length": 3, "hashes": {"sha256": "ab"}}}]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.details.unwrap()["artifact_roles"], json!(["dev"]));
+    assert!(file(&repo, "2.dev.json")["signed"]["targets"]["dev/app.tar.gz"].is_object());
+
+    // Taken names fail, the request still succeeds for the others.
+    let out = delegate(&repo, "add", dev(&["dev/*"], 30)).await;
+    assert_eq!(
+        out.details,
+        Some(json!({"delegated_roles": [],
+            "failed_roles": [{"role": "dev", "reason": "role already exists or name used in the past"}]}))
+    );
+
+    // Bad requests change nothing.
+    let before = (repo.settings.all(), repo.store.files());
+    for (bad, error) in [
+        (
+            json!({"action": "rename", "delegations": {}}),
+            "metadata delegation supports",
+        ),
+        (json!({"action": "add"}), "No 'delegations' in the payload"),
+        (
+            json!({"action": "add", "delegations": dev(&["x/*"], 0)}),
+            "x-rstuf-expire-policy",
+        ),
+        (
+            json!({"action": "add", "delegations": {"keys": {}, "roles": [{"name": "../up",
+                "terminating": true, "keyids": [], "threshold": 1,
+                "x-rstuf-expire-policy": 1, "paths": ["*"]}]}}),
+            "",
+        ),
+        (
+            json!({"action": "add", "delegations": {"keys": {}, "roles": [{"name": "snapshot",
+                "terminating": true, "keyids": [], "threshold": 1,
+                "x-rstuf-expire-policy": 1, "paths": ["*"]}]}}),
+            "",
+        ),
+        (
+            json!({"action": "add", "delegations": {"keys": {}, "roles": [{"name": "qa",
+                "terminating": true, "keyids": [], "threshold": 2,
+                "x-rstuf-expire-policy": 1, "paths": ["*"]}]}}),
+            "Delegated role qa: If no keys assigned threshold must be 1",
+        ),
+        (
+            json!({"action": "add", "delegations": {"keys": {}, "roles": [{"name": "qa",
+                "terminating": true, "keyids": ["feed"], "threshold": 1,
+                "x-rstuf-expire-policy": 1, "paths": ["*"]}]}}),
+            "key feed is not in the delegation keys",
+        ),
+    ] {
+        let out = metadata_delegation(&repo.ports(), &bad).await.unwrap();
+        assert!(!out.status(), "{bad}");
+        assert!(
+            out.error.as_deref().unwrap().contains(error),
+            "{bad}: {out:?}"
+        );
+        assert_eq!((repo.settings.all(), repo.store.files()), before, "{bad}");
+    }
+
+    // Update keeps the role's place and its artifacts.
+    let out = delegate(&repo, "update", dev(&["dev/*", "qa/*"], 10)).await;
+    assert_eq!(
+        out.details,
+        Some(json!({"delegated_roles": ["dev"], "failed_roles": []}))
+    );
+    assert_eq!(
+        role_names(&repo),
+        ["default", "production", "tenant1-group1-policy", "dev"]
+    );
+    let dev3 = file(&repo, "3.dev.json");
+    assert!(dev3["signed"]["targets"]["dev/app.tar.gz"].is_object());
+    assert_eq!(repo.settings.all()["DEV_EXPIRATION"], json!(10));
+    let out = delegate(
+        &repo,
+        "update",
+        json!({"keys": {}, "roles": [{"name": "nope", "terminating": true, "keyids": [],
+            "threshold": 1, "x-rstuf-expire-policy": 1, "paths": ["*"]}]}),
+    )
+    .await;
+    assert_eq!(
+        out.details.unwrap()["failed_roles"],
+        json!([{"role": "nope", "reason": "Role 'nope' does not exist"}])
+    );
+    accepted(&repo);
+
+    // Delete: targets stops delegating, the snapshot still lists its last version, the name
+    // is burnt.
+    let snapshot_before = latest(&repo, "snapshot");
+    let out = delegate(
+        &repo,
+        "delete",
+        json!({"roles": [{"name": "dev"}, {"name": "ghost"}]}),
+    )
+    .await;
+    assert_eq!(
+        out.details,
+        Some(json!({"delegated_roles": ["dev"],
+            "failed_roles": [{"role": "ghost", "reason": "Role 'ghost' does not exist"}]}))
+    );
+    assert_eq!(
+        role_names(&repo),
+        ["default", "production", "tenant1-group1-policy"]
+    );
+    let snapshot = latest(&repo, "snapshot");
+    assert_eq!(
+        snapshot["signed"]["version"].as_u64().unwrap(),
+        snapshot_before["signed"]["version"].as_u64().unwrap() + 1
+    );
+    assert_eq!(
+        snapshot["signed"]["meta"]["dev.json"],
+        json!({"version": 3})
+    );
+    assert!(!repo.index.role("dev").await.unwrap().unwrap().active);
+    accepted(&repo);
+    let out = delegate(&repo, "add", dev(&["dev/*"], 30)).await;
+    assert_eq!(out.details.unwrap()["delegated_roles"], json!([]));
+}
+
+#[tokio::test]
+async fn hash_bin_repositories_refuse_custom_roles() {
+    let repo = bootstrapped("payload_bins.json").await;
+    let before = (repo.settings.all(), repo.store.files());
+    for action in ["add", "update", "delete"] {
+        let out = delegate(&repo, action, dev(&["dev/*"], 30)).await;
+        assert_eq!(
+            out.error,
+            Some(format!(
+                "Delegations already using hash-bins, cannot {action} custom roles"
+            ))
+        );
+    }
+    assert_eq!((repo.settings.all(), repo.store.files()), before);
+}
