@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Producer, Services, Transport, bootstrap_payload, client_accepts, task_id};
+use common::{Client, Producer, Services, Transport, bootstrap_payload, client_accepts, task_id};
 use rstuf_test_support as support;
 use serde_json::{Value, json};
 
@@ -581,4 +581,138 @@ async fn a_ceremony_bootstrap_finishes_with_a_cli_signature() {
         json!({"bootstrap": "Bootstrap Finished"})
     );
     client_accepts(services.dir.path(), &services.storage, json!({}), json!([]));
+}
+
+/// Custom delegations through the broker: an offline role added and signed like the CLI
+/// signs, an online role added, filled, updated and deleted; after every step python-tuf,
+/// refreshing from what it trusted before, finds exactly the artifacts it should.
+#[tokio::test(flavor = "multi_thread")]
+async fn custom_delegations_evolve_under_a_client_that_keeps_its_trust() {
+    const JH: &str = "c6d8bf2e4f48b41ac2ce8eca21415ca8ef68c133b47fc33df03d4070a7e1e9cc";
+    const JC: &str = "2f685fa7546f1856b123223ab086b3def14c89d24eef18f49c32508c2f60e241";
+    let services = Services::new("delegations", Transport::Redis, 4, 4).await;
+    let _worker = services.worker("d1", &[]);
+    let mut python = Producer::new(&services);
+    let repo = "metadata_repository";
+    let mut run = |python: &mut Producer, action: &str, payload: Value| {
+        let id = task_id();
+        python.send(repo, &id, action, payload);
+        let r = python.wait_final(&id, LIMIT);
+        assert_eq!(r["api_state"], "SUCCESS", "{action}: {r}");
+        r["api_result"].clone()
+    };
+    let boot = task_id();
+    services
+        .set_setting("BOOTSTRAP", &format!("pre-{boot}"))
+        .await;
+    let payload = support::fresh_bootstrap_payload(
+        "bootstrap/payload_custom_targets.json",
+        chrono::Utc::now(),
+        365,
+    );
+    python.send(repo, &boot, "bootstrap", payload);
+    assert_eq!(python.wait_final(&boot, LIMIT)["api_state"], "SUCCESS");
+    let mut client = Client::new(&services);
+    client.refresh(true, json!({}), json!([]));
+
+    // The API's offline role: pending until JH and JC have signed it.
+    let offline = support::api_payload("metadata/delegation-payload.json");
+    let r = run(
+        &mut python,
+        "metadata_delegation",
+        json!({"action": "add",
+        "delegations": offline["delegations"]}),
+    );
+    assert_eq!(
+        r["details"]["delegated_roles"],
+        json!(["tenant1-group1-policy"])
+    );
+    client.refresh(false, json!({}), json!([]));
+    for (keyid, file) in [(JH, "JH.ed25519"), (JC, "JC.rsa")] {
+        let client_redis = redis::Client::open(services.backend.as_str()).unwrap();
+        let mut c = client_redis
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let raw: String = redis::cmd("HGET")
+            .arg("DYNACONF_MAIN")
+            .arg("TENANT1-GROUP1-POLICY_SIGNING")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        let pending: Value = serde_json::from_str(raw.strip_prefix("@json ").unwrap()).unwrap();
+        let signature = support::python_json(
+            "cli_signer.py",
+            &[],
+            &json!({"metadata": pending, "keyid": keyid,
+                    "key_file": support::fixture(&format!("keys/{file}")), "password": "hunter2",
+                    "public_key": offline["delegations"]["keys"][keyid]}),
+        )["signature"]
+            .clone();
+        run(
+            &mut python,
+            "sign_metadata",
+            json!({"role": "tenant1-group1-policy", "signature": signature}),
+        );
+    }
+    let versions = client.refresh(false, json!({}), json!([]));
+    assert!(versions["snapshot"].as_u64().unwrap() >= 3, "{versions}");
+    assert!(
+        services
+            .storage
+            .join("1.tenant1-group1-policy.json")
+            .exists()
+    );
+
+    // An online role with an artifact, updated to take a second path, then deleted.
+    let dev = |paths: Value, policy: u64| {
+        json!({"keys": {}, "roles": [{"name": "dev",
+        "terminating": true, "keyids": [], "threshold": 1,
+        "x-rstuf-expire-policy": policy, "paths": paths}]})
+    };
+    run(
+        &mut python,
+        "metadata_delegation",
+        json!({"action": "add", "delegations": dev(json!(["dev/*"]), 30)}),
+    );
+    let app = json!({"length": 3, "hashes": {"sha256": "ab"}});
+    let r = run(
+        &mut python,
+        "add_artifacts",
+        json!({"artifacts": [{"path": "dev/app.tar.gz", "info": app}]}),
+    );
+    assert_eq!(r["details"]["artifact_roles"], json!(["dev"]));
+    client.refresh(
+        false,
+        json!({"dev/app.tar.gz": app}),
+        json!(["qa/tool.tar.gz"]),
+    );
+    run(
+        &mut python,
+        "metadata_delegation",
+        json!({"action": "update", "delegations": dev(json!(["dev/*", "qa/*"]), 10)}),
+    );
+    let tool = json!({"length": 5, "hashes": {"sha256": "cd"}});
+    let r = run(
+        &mut python,
+        "add_artifacts",
+        json!({"artifacts": [{"path": "qa/tool.tar.gz", "info": tool}]}),
+    );
+    assert_eq!(r["details"]["artifact_roles"], json!(["dev"]));
+    client.refresh(
+        false,
+        json!({"dev/app.tar.gz": app, "qa/tool.tar.gz": tool}),
+        json!([]),
+    );
+    run(
+        &mut python,
+        "metadata_delegation",
+        json!({"action": "delete", "delegations": {"roles": [{"name": "dev"}]}}),
+    );
+    client.refresh(
+        false,
+        json!({}),
+        json!(["dev/app.tar.gz", "qa/tool.tar.gz"]),
+    );
+    client.refresh(true, json!({}), json!(["dev/app.tar.gz", "qa/tool.tar.gz"]));
 }

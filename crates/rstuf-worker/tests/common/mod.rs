@@ -325,3 +325,31 @@ pub fn client_accepts(dir: &Path, storage: &Path, present: Value, absent: Value)
     }));
     assert_eq!(seen["ok"], true, "{seen}");
 }
+
+/// python-tuf's client keeping its trusted state between refreshes.
+pub struct Client {
+    oracle: support::PythonOracle,
+    dir: PathBuf,
+    storage: PathBuf,
+}
+
+impl Client {
+    pub fn new(services: &Services) -> Self {
+        Client {
+            oracle: support::PythonOracle::start("client_oracle.py"),
+            dir: services.dir.path().join(format!("client-{}", task_id())),
+            storage: services.storage.clone(),
+        }
+    }
+
+    /// Refreshes (from 1.root.json when `fresh`, else from what it trusted before) and
+    /// checks the artifacts; returns the versions it trusts.
+    pub fn refresh(&mut self, fresh: bool, present: Value, absent: Value) -> Value {
+        let seen = self.oracle.ask(&json!({
+            "repo": self.storage, "client": self.dir, "fresh": fresh, "time": null,
+            "present": present, "absent": absent,
+        }));
+        assert_eq!(seen["ok"], true, "{seen}");
+        seen["versions"].clone()
+    }
+}
