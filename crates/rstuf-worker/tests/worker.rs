@@ -594,7 +594,7 @@ async fn custom_delegations_evolve_under_a_client_that_keeps_its_trust() {
     let _worker = services.worker("d1", &[]);
     let mut python = Producer::new(&services);
     let repo = "metadata_repository";
-    let mut run = |python: &mut Producer, action: &str, payload: Value| {
+    let run = |python: &mut Producer, action: &str, payload: Value| {
         let id = task_id();
         python.send(repo, &id, action, payload);
         let r = python.wait_final(&id, LIMIT);
