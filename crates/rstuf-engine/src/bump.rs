@@ -74,7 +74,7 @@ async fn bump_locked(
 /// Re-signs the stored content of each online role in `names` with a new version and expiry.
 /// Roles that are not delegated, not online or never published are skipped. Returns the names
 /// bumped.
-async fn bump_roles(
+pub(crate) async fn bump_roles(
     ports: &Ports,
     current: &Current,
     online: &Online,

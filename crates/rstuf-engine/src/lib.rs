@@ -15,6 +15,7 @@ pub mod ports;
 pub mod publish;
 mod repo;
 pub mod roles;
+pub mod rotation;
 mod settings;
 pub mod signing;
 #[cfg(feature = "testing")]

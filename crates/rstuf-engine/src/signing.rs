@@ -65,8 +65,8 @@ const SIGN_PROCESSED: &str = "Signature Processed";
 ///
 /// Implemented: root during a bootstrap that waits for signatures (the bootstrap finishes when
 /// the threshold is met), and delegated roles signed with offline keys (published with a new
-/// snapshot and timestamp when their delegator's threshold is met). Signing a new root version
-/// comes with root rotation.
+/// snapshot and timestamp when their delegator's threshold is met). A new root version after the
+/// bootstrap is signed through [`crate::rotation`].
 pub async fn sign_metadata(ports: &Ports, payload: &Value) -> Result<TaskOutcome, TaskError> {
     let Some(role) = payload.get("role").and_then(Value::as_str) else {
         return Ok(TaskOutcome::refused(
@@ -102,9 +102,9 @@ pub async fn sign_metadata(ports: &Ports, payload: &Value) -> Result<TaskOutcome
         state.as_deref().and_then(|s| s.strip_prefix("signing-")),
     ) {
         ("root", Some(task_id)) => sign_bootstrap_root(ports, pending, signature, task_id).await,
-        ("root", _) => Err(TaskError::Metadata(
-            "signing a new root version is not implemented by this worker yet".into(),
-        )),
+        ("root", _) if settings::is_finished(state.as_deref()) => {
+            crate::rotation::sign_pending_root(ports, pending, signature).await
+        }
         _ if settings::is_finished(state.as_deref()) => {
             sign_delegated(ports, role, pending, signature).await
         }

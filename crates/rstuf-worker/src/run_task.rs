@@ -114,6 +114,7 @@ pub async fn execute(
         "add_artifacts" => artifacts::add_artifacts_watched(ports, payload, progress).await?,
         "remove_artifacts" => artifacts::remove_artifacts_watched(ports, payload, progress).await?,
         "publish_artifacts" => publish::publish_artifacts(ports).await?,
+        "metadata_update" => rstuf_engine::rotation::metadata_update(ports, payload).await?,
         "metadata_delegation" => {
             rstuf_engine::delegation::metadata_delegation(ports, payload).await?
         }

@@ -1,0 +1,364 @@
+//! Root rotation (spec section 1.9): `metadata_update` with a new root version, and the
+//! signatures that complete a pending one (`sign_metadata` for root outside a bootstrap).
+//!
+//! A new root must be the next version of the trusted root (`TRUSTED_ROOT`), not expired, and
+//! signed by the thresholds of both the trusted and the new root; short of signatures it waits
+//! in `ROOT_SIGNING`. A stale pending root (its version no longer the next one) is refused and
+//! can never overwrite a published version (defect 25).
+//!
+//! When the online key changes, everything it signs is re-signed under the lock with the new
+//! key: the delegations are re-keyed (hash bins and custom roles that used the old key), every
+//! online role gets a new version, then targets, snapshot and timestamp; roles with offline
+//! keys only are left alone (defect 26), and roles that need offline signatures besides the
+//! online key wait in `<ROLE>_SIGNING` for them. The new root is written last.
+
+use std::sync::Arc;
+
+use rstuf_metadata::keys::Key;
+use rstuf_metadata::schema::{Delegations, Metadata, Root, Signature, Signed, Targets};
+use rstuf_metadata::verify::verify_threshold;
+use serde_json::{Value, json};
+
+use crate::bump::bump_roles;
+use crate::outcome::{TaskError, TaskOutcome};
+use crate::ports::{LockGuard, PortErrorKind, Ports};
+use crate::publish::with_lock;
+use crate::repo::{
+    Current, Online, Publication, RoleDays, expires_in, load, storage_bytes, to_value,
+};
+use crate::roles::signing_key;
+use crate::settings::{self, ONLINE_KEY, ROOT_SIGNING, TRUSTED_ROOT};
+
+const UPDATE_FAILED: &str = "Metadata Update Failed";
+const UPDATE_PROCESSED: &str = "Metadata Update Processed";
+
+/// The trusted root: `TRUSTED_ROOT`, kept current by bootstrap and rotation.
+async fn trusted_root(ports: &Ports) -> Result<Metadata<Root>, TaskError> {
+    let value = ports
+        .settings
+        .get(TRUSTED_ROOT)
+        .await?
+        .filter(|v| !v.is_null())
+        .ok_or_else(|| TaskError::Metadata("TRUSTED_ROOT is not set".into()))?;
+    Metadata::<Root>::from_value(value)
+        .map_err(|e| TaskError::Metadata(format!("TRUSTED_ROOT: {e}")))
+}
+
+/// Whether the root role of `by` accepts `new` (threshold of valid signatures).
+fn accepted_by(by: &Root, new: &Metadata<Root>) -> bool {
+    by.verify_delegate("root", new).is_ok()
+}
+
+/// Checks `new` as the next root after `trusted`: `Ok(true)` when both thresholds are met,
+/// `Ok(false)` when signatures are missing, `Err` with the reason it can never be accepted.
+fn check_next(
+    trusted: &Metadata<Root>,
+    new: &Metadata<Root>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<bool, String> {
+    let expected = trusted.signed.version + 1;
+    if new.signed.version != expected {
+        return Err(format!(
+            "Expected root version {expected} instead got version {}",
+            new.signed.version
+        ));
+    }
+    if new.signed.expires.0 <= now {
+        return Err(format!(
+            "Root v{} expired at {}",
+            new.signed.version, new.signed.expires
+        ));
+    }
+    for role in ["timestamp", "snapshot", "targets"] {
+        if new
+            .signed
+            .role(role)
+            .is_none_or(|r| r.keyids.is_empty() || r.threshold != 1)
+        {
+            return Err(format!(
+                "Root v{}: the {role} role must have the online key, threshold 1",
+                new.signed.version
+            ));
+        }
+    }
+    Ok(accepted_by(&trusted.signed, new) && accepted_by(&new.signed, new))
+}
+
+/// Runs the `metadata_update` action (root only).
+pub async fn metadata_update(ports: &Ports, payload: &Value) -> Result<TaskOutcome, TaskError> {
+    let state = settings::bootstrap_state(ports.settings.as_ref()).await?;
+    if !settings::is_finished(state.as_deref()) {
+        return Ok(TaskOutcome::refused(
+            UPDATE_FAILED,
+            "Metadata Update requires a completed bootstrap",
+        ));
+    }
+    let Some(metadata) = payload.get("metadata") else {
+        return Ok(TaskOutcome::refused(
+            UPDATE_FAILED,
+            "No 'metadata' in the payload",
+        ));
+    };
+    let Some(root) = metadata.get("root") else {
+        return Ok(TaskOutcome::refused(
+            UPDATE_FAILED,
+            "Unsupported Metadata type",
+        ));
+    };
+    let new = match Metadata::<Root>::from_value(root.clone()) {
+        Ok(new) => new,
+        Err(e) => {
+            return Ok(TaskOutcome::refused(
+                UPDATE_FAILED,
+                format!("Failed to verify the trust: {e}"),
+            ));
+        }
+    };
+    let trusted = trusted_root(ports).await?;
+    match check_next(&trusted, &new, ports.clock.now()) {
+        Err(reason) => Ok(TaskOutcome::refused(
+            UPDATE_FAILED,
+            format!("Failed to verify the trust: {reason}"),
+        )),
+        Ok(false) => {
+            let version = new.signed.version;
+            ports.settings.set(ROOT_SIGNING, to_value(&new)?).await?;
+            Ok(TaskOutcome::ok(
+                UPDATE_PROCESSED,
+                Some(
+                    json!({"role": "root", "update": format!("Root v{version} is pending signatures")}),
+                ),
+            ))
+        }
+        Ok(true) => match finalize(ports, &trusted, &new).await? {
+            Ok(()) => Ok(TaskOutcome::ok(
+                UPDATE_PROCESSED,
+                Some(json!({"role": "root"})),
+            )),
+            Err(reason) => Ok(TaskOutcome::refused(UPDATE_FAILED, reason)),
+        },
+    }
+}
+
+/// A signature for a pending new root version (not a bootstrap): valid for a root key of the
+/// trusted or of the new root; both thresholds met publish it.
+pub(crate) async fn sign_pending_root(
+    ports: &Ports,
+    pending: Value,
+    signature: Signature,
+) -> Result<TaskOutcome, TaskError> {
+    const FAILED: &str = "Signature Failed";
+    let mut new = Metadata::<Root>::from_value(pending)
+        .map_err(|e| TaskError::Metadata(format!("the pending root is unreadable: {e}")))?;
+    let trusted = trusted_root(ports).await?;
+    if new.signed.version != trusted.signed.version + 1 {
+        return Ok(TaskOutcome::refused(
+            FAILED,
+            format!(
+                "Root v{} is stale: the trusted root is v{}",
+                new.signed.version, trusted.signed.version
+            ),
+        ));
+    }
+    let payload = new
+        .signed_bytes()
+        .map_err(|e| TaskError::Metadata(e.to_string()))?;
+    let valid_for = |root: &Root| {
+        root.role("root")
+            .is_some_and(|r| r.keyids.contains(&signature.keyid))
+            && verify_threshold(
+                std::slice::from_ref(&signature.keyid),
+                1,
+                &root.keys,
+                &payload,
+                std::slice::from_ref(&signature),
+            )
+            .verified()
+    };
+    if !valid_for(&trusted.signed) && !valid_for(&new.signed) {
+        return Ok(TaskOutcome::refused(FAILED, "Invalid signature"));
+    }
+    new.signatures.retain(|s| s.keyid != signature.keyid);
+    new.signatures.push(signature);
+    match check_next(&trusted, &new, ports.clock.now()) {
+        Err(reason) => Ok(TaskOutcome::refused(FAILED, reason)),
+        Ok(false) => {
+            let version = new.signed.version;
+            ports.settings.set(ROOT_SIGNING, to_value(&new)?).await?;
+            Ok(TaskOutcome::ok(
+                "Signature Processed",
+                Some(json!({"update": format!("Root v{version} is pending signatures")})),
+            ))
+        }
+        Ok(true) => match finalize(ports, &trusted, &new).await? {
+            Ok(()) => Ok(TaskOutcome::ok(
+                "Signature Processed",
+                Some(json!({"update": "Metadata update finished"})),
+            )),
+            Err(reason) => Ok(TaskOutcome::refused(FAILED, reason)),
+        },
+    }
+}
+
+fn online_of(root: &Root) -> Result<(String, Key), String> {
+    let keyid = root
+        .role("timestamp")
+        .and_then(|r| r.keyids.first())
+        .cloned()
+        .ok_or("the timestamp role has no key")?;
+    let key = root
+        .keys
+        .get(&keyid)
+        .cloned()
+        .ok_or_else(|| format!("the online key {keyid} is not in the root keys"))?;
+    Ok((keyid, key))
+}
+
+/// Publishes an accepted new root; re-signs everything online first when the online key
+/// changed. `Ok(Err)` is a refusal text (nothing was written).
+async fn finalize(
+    ports: &Ports,
+    trusted: &Metadata<Root>,
+    new: &Metadata<Root>,
+) -> Result<Result<(), String>, TaskError> {
+    let (old_id, _) = online_of(&trusted.signed).map_err(TaskError::Metadata)?;
+    let (new_id, new_key) = match online_of(&new.signed) {
+        Ok(online) => online,
+        Err(reason) => return Ok(Err(reason)),
+    };
+    let signer = if new_id == old_id {
+        None
+    } else {
+        match ports.signers.resolve(&new_id, &new_key).await {
+            Ok(signer) => Some(Online {
+                keyid: new_id.clone(),
+                signer,
+            }),
+            Err(e) => return Ok(Err(format!("Online key {new_id}: {}", e.message))),
+        }
+    };
+    let result = with_lock!(ports, |guard| {
+        publish_root(ports, guard, new, &old_id, signer.as_ref(), &new_key).await
+    })?;
+    if result.is_err() {
+        return Ok(result);
+    }
+    if signer.is_some() {
+        let mut value =
+            serde_json::to_value(&new_key).map_err(|e| TaskError::Metadata(e.to_string()))?;
+        value["keyid"] = Value::String(new_id);
+        ports.settings.set(ONLINE_KEY, value).await?;
+    }
+    ports.settings.set(TRUSTED_ROOT, to_value(new)?).await?;
+    ports.settings.set(ROOT_SIGNING, Value::Null).await?;
+    Ok(Ok(()))
+}
+
+async fn publish_root(
+    ports: &Ports,
+    guard: &dyn LockGuard,
+    new: &Metadata<Root>,
+    old_id: &str,
+    rotate_to: Option<&Online>,
+    new_key: &Key,
+) -> Result<Result<(), String>, TaskError> {
+    if let Some(online) = rotate_to {
+        re_sign_online(ports, guard, old_id, online, new_key).await?;
+    }
+    let name = format!("{}.root.json", new.signed.version);
+    match ports.store.put_versioned(&name, &storage_bytes(new)?).await {
+        Ok(()) => Ok(Ok(())),
+        Err(e) if e.kind == PortErrorKind::Conflict => {
+            Ok(Err(format!("{name} already holds another root")))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Every role the old online key signs, re-signed by `online` with a new version; then
+/// targets, snapshot and timestamp.
+async fn re_sign_online(
+    ports: &Ports,
+    guard: &dyn LockGuard,
+    old_id: &str,
+    online: &Online,
+    new_key: &Key,
+) -> Result<(), TaskError> {
+    let current = Current::load(ports).await?;
+    let mut targets = current.targets.signed.clone();
+    let mixed = match targets.delegations.as_mut() {
+        Some(delegations) => rekey(delegations, old_id, &online.keyid, new_key),
+        None => Vec::new(),
+    };
+    let rekeyed = Current {
+        timestamp: current.timestamp.clone(),
+        snapshot: current.snapshot.clone(),
+        targets: Arc::new(Metadata::new(targets.clone())),
+    };
+    let names: Vec<String> = ports
+        .index
+        .active_roles(None)
+        .await?
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    let mut publication = Publication::new(ports, online, &rekeyed);
+    bump_roles(ports, &rekeyed, online, &mut publication, &names).await?;
+    let days = settings::days(ports.settings.as_ref(), "TARGETS_EXPIRATION", 365).await?;
+    publication.publish_targets(targets, days).await?;
+    let now = publication.now();
+    publication.finish(guard, true, true, &[]).await?;
+
+    // Roles that need offline signatures besides the online key: a new version signed by
+    // the new key, waiting for the others.
+    let mut role_days = RoleDays::new(ports, &rekeyed);
+    for name in mixed {
+        let Some(version) = current.snapshot.signed.role_version(&name) else {
+            continue;
+        };
+        let mut signed: Targets = load::<Targets>(ports, &format!("{version}.{name}.json"))
+            .await?
+            .signed;
+        let days = role_days.of(&name).await?;
+        signed.set_version_and_expires(version + 1, expires_in(now, days));
+        let md = online.sign(signed).await?;
+        ports
+            .settings
+            .set(&signing_key(&name), to_value(&md)?)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Replaces the old online key by the new one wherever the delegations use it. Returns the
+/// custom roles that used it and need other keys' signatures as well.
+fn rekey(delegations: &mut Delegations, old_id: &str, new_id: &str, new_key: &Key) -> Vec<String> {
+    let swap = |keyids: &mut Vec<String>| {
+        let mut changed = false;
+        for id in keyids.iter_mut() {
+            if id == old_id {
+                *id = new_id.to_string();
+                changed = true;
+            }
+        }
+        changed
+    };
+    let mut used = false;
+    if let Some(succinct) = delegations.succinct_roles.as_mut() {
+        used |= swap(&mut succinct.keyids);
+    }
+    let mut mixed = Vec::new();
+    for role in delegations.roles.iter_mut().flatten() {
+        if swap(&mut role.keyids) {
+            used = true;
+            if role.threshold > 1 {
+                mixed.push(role.name.clone());
+            }
+        }
+    }
+    if used {
+        delegations.keys.remove(old_id);
+        delegations.keys.insert(new_id.to_string(), new_key.clone());
+    }
+    mixed
+}

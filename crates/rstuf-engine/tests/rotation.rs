@@ -1,0 +1,210 @@
+//! Root rotation over in-memory ports with the API's example payload (v2 replaces the online
+//! key 0d9d… by cb20…): checks, a pending root completed by `sign_metadata`, everything the
+//! online key signs re-signed by the new key before the new root is written, and a stale
+//! pending root refused.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, TimeZone, Utc};
+use rstuf_engine::bootstrap::bootstrap;
+use rstuf_engine::ports::SettingsStore;
+use rstuf_engine::rotation::metadata_update;
+use rstuf_engine::signing::sign_metadata;
+use rstuf_engine::testing::MemoryRepo;
+use rstuf_metadata::audit::{AuditOptions, audit};
+use rstuf_metadata::keys::PrivateKey;
+use serde_json::{Value, json};
+
+const ONLINE: &str = "0d9d3d4bad91c455bc03921daa95774576b86625ac45570d0cac025b08e65043";
+const NEW_ONLINE: &str = "cb20fa1061dde8e6267e0bef0981766aaadae168e917030f7f26edc7a0bab9c2";
+const JC: &str = "2f685fa7546f1856b123223ab086b3def14c89d24eef18f49c32508c2f60e241";
+const TASK: &str = "d449c2af4e39481c8e8a64950f406920";
+
+fn shared() -> PathBuf {
+    std::env::var_os("RSTUF_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
+}
+
+fn fixture(rel: &str) -> Value {
+    serde_json::from_slice(&std::fs::read(shared().join("fixtures").join(rel)).unwrap()).unwrap()
+}
+
+fn key(file: &str) -> PrivateKey {
+    PrivateKey::from_pem(
+        &std::fs::read(shared().join("fixtures/keys").join(file)).unwrap(),
+        None,
+    )
+    .unwrap()
+}
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2025, 6, 1, 12, 0, 0).unwrap()
+}
+
+async fn bootstrapped() -> MemoryRepo {
+    let repo = MemoryRepo::new(now());
+    repo.signers.add(ONLINE, key(ONLINE));
+    repo.signers.add(NEW_ONLINE, key(NEW_ONLINE));
+    repo.settings
+        .set("BOOTSTRAP", json!(format!("pre-{TASK}")))
+        .await
+        .unwrap();
+    let out = bootstrap(
+        &repo.ports(),
+        &fixture("api-payloads/bootstrap/payload_bins.json"),
+        TASK,
+    )
+    .await
+    .unwrap();
+    assert!(out.status(), "{out:?}");
+    repo
+}
+
+fn update() -> Value {
+    fixture("api-payloads/metadata/update-root-payload.json")
+}
+
+#[tokio::test]
+async fn bad_updates_are_refused_and_change_nothing() {
+    let repo = bootstrapped().await;
+    let before = (repo.settings.all(), repo.store.files());
+    let mut skipped = update();
+    skipped["metadata"]["root"]["signed"]["version"] = json!(3);
+    let mut unsigned_key = update();
+    unsigned_key["metadata"]["root"]["signatures"] = json!([]);
+    unsigned_key["metadata"]["root"]["signed"]["roles"]["timestamp"]["threshold"] = json!(2);
+    for (payload, error) in [
+        (json!({}), "No 'metadata' in the payload"),
+        (
+            json!({"metadata": {"targets": {}}}),
+            "Unsupported Metadata type",
+        ),
+        (
+            json!({"metadata": {"root": {"signed": {}}}}),
+            "Failed to verify the trust: ",
+        ),
+        (
+            skipped,
+            "Failed to verify the trust: Expected root version 2 instead got version 3",
+        ),
+        (
+            unsigned_key,
+            "Failed to verify the trust: Root v2: the timestamp role must have the online key, threshold 1",
+        ),
+    ] {
+        let out = metadata_update(&repo.ports(), &payload).await.unwrap();
+        assert_eq!(out.message, "Metadata Update Failed", "{payload}");
+        assert!(
+            out.error.as_deref().unwrap().starts_with(error),
+            "{payload}: {out:?}"
+        );
+        assert_eq!((repo.settings.all(), repo.store.files()), before);
+    }
+}
+
+#[tokio::test]
+async fn a_rotation_of_the_online_key_re_signs_everything_before_the_new_root() {
+    let repo = bootstrapped().await;
+    // Without JC's signature the new root's threshold is not met: it waits.
+    let mut partial = update();
+    let signatures = partial["metadata"]["root"]["signatures"].clone();
+    let jc = signatures
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["keyid"] == JC)
+        .unwrap()
+        .clone();
+    partial["metadata"]["root"]["signatures"] = json!(
+        signatures
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["keyid"] != JC)
+            .collect::<Vec<_>>()
+    );
+    let out = metadata_update(&repo.ports(), &partial).await.unwrap();
+    assert_eq!(
+        out.details,
+        Some(json!({"role": "root", "update": "Root v2 is pending signatures"}))
+    );
+    assert!(!repo.store.files().contains_key("2.root.json"));
+
+    // A signature by a key of neither root: refused.
+    let mut forged = jc.clone();
+    forged["keyid"] = json!(ONLINE);
+    let out = sign_metadata(&repo.ports(), &json!({"role": "root", "signature": forged}))
+        .await
+        .unwrap();
+    assert_eq!(out.error.as_deref(), Some("Invalid signature"));
+
+    let writes_before = repo.store.write_log().len();
+    let out = sign_metadata(&repo.ports(), &json!({"role": "root", "signature": jc}))
+        .await
+        .unwrap();
+    assert!(out.status(), "{out:?}");
+    assert_eq!(
+        out.details,
+        Some(json!({"update": "Metadata update finished"}))
+    );
+    let log = repo.store.write_log()[writes_before..].to_vec();
+    assert_eq!(log.last().unwrap(), "2.root.json", "{log:?}");
+    for name in [
+        "2.bins-0.json",
+        "2.bins-3.json",
+        "2.targets.json",
+        "2.snapshot.json",
+        "timestamp.json",
+    ] {
+        assert!(log.contains(&name.to_string()), "{name}: {log:?}");
+    }
+    let files = repo.store.files();
+    let get = |name: &str| -> Value { serde_json::from_slice(&files[name]).unwrap() };
+    for name in [
+        "2.bins-1.json",
+        "2.targets.json",
+        "2.snapshot.json",
+        "timestamp.json",
+    ] {
+        assert_eq!(
+            get(name)["signatures"][0]["keyid"],
+            json!(NEW_ONLINE),
+            "{name}"
+        );
+    }
+    let delegations = &get("2.targets.json")["signed"]["delegations"];
+    assert_eq!(delegations["succinct_roles"]["keyids"], json!([NEW_ONLINE]));
+    assert!(delegations["keys"].get(ONLINE).is_none());
+    let s = repo.settings.all();
+    assert_eq!(s["ONLINE_KEY"]["keyid"], json!(NEW_ONLINE));
+    assert_eq!(s["TRUSTED_ROOT"]["signed"]["version"], json!(2));
+    assert_eq!(s["ROOT_SIGNING"], Value::Null);
+    // A client starting from 1.root.json follows the rotation.
+    let report = audit(
+        &files,
+        &AuditOptions {
+            reference_time: now(),
+            trusted_root: None,
+        },
+    );
+    assert!(report.accepted(), "{report:#?}");
+
+    // The same v2 pending again is stale now: refused, nothing rewritten.
+    repo.settings
+        .set("ROOT_SIGNING", partial["metadata"]["root"].clone())
+        .await
+        .unwrap();
+    let before = repo.store.files();
+    let out = sign_metadata(
+        &repo.ports(),
+        &json!({"role": "root", "signature": signatures[0].clone()}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        out.error.as_deref(),
+        Some("Root v2 is stale: the trusted root is v2")
+    );
+    assert_eq!(repo.store.files(), before);
+}
