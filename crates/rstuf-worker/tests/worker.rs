@@ -716,3 +716,124 @@ async fn custom_delegations_evolve_under_a_client_that_keeps_its_trust() {
     );
     client.refresh(true, json!({}), json!(["dev/app.tar.gz", "qa/tool.tar.gz"]));
 }
+
+/// Root rotation through the broker: v2 (the API's example, a new online key) and then v3
+/// raising the root threshold, which needs a second signing round with a CLI-made signature.
+/// python-tuf, refreshing from the state it held before each change, follows both rotations
+/// and still verifies every artifact.
+#[tokio::test(flavor = "multi_thread")]
+async fn root_rotations_keep_clients_trusting() {
+    use rstuf_metadata::schema::{Metadata, Root};
+    const JH: &str = "c6d8bf2e4f48b41ac2ce8eca21415ca8ef68c133b47fc33df03d4070a7e1e9cc";
+    const JJ: &str = "50d7e110ad65f3b2dba5c3cfc8c5ca259be9774cc26be3410044ffd4be3aa5f3";
+    const JC: &str = "2f685fa7546f1856b123223ab086b3def14c89d24eef18f49c32508c2f60e241";
+    const NEW_ONLINE: &str = "cb20fa1061dde8e6267e0bef0981766aaadae168e917030f7f26edc7a0bab9c2";
+    // The last free database of this test binary: broker, results and settings share it.
+    let services = Services::new("rotation", Transport::Redis, 5, 5).await;
+    let _worker = services.worker("r1", &[]);
+    let mut python = Producer::new(&services);
+    let run = |python: &mut Producer, action: &str, payload: Value| {
+        let id = task_id();
+        python.send("metadata_repository", &id, action, payload);
+        let r = python.wait_final(&id, LIMIT);
+        assert_eq!(r["api_state"], "SUCCESS", "{action}: {r}");
+        r["api_result"].clone()
+    };
+    let boot = task_id();
+    services
+        .set_setting("BOOTSTRAP", &format!("pre-{boot}"))
+        .await;
+    python.send(
+        "metadata_repository",
+        &boot,
+        "bootstrap",
+        bootstrap_payload(),
+    );
+    assert_eq!(python.wait_final(&boot, LIMIT)["api_state"], "SUCCESS");
+    let artifacts: Vec<Value> = (0..40)
+        .map(|i| {
+            json!({"path": format!("rot/{i}.tar.gz"),
+            "info": {"length": i + 1, "hashes": {"sha256": format!("{i:064x}")}}})
+        })
+        .collect();
+    run(
+        &mut python,
+        "add_artifacts",
+        json!({"artifacts": artifacts}),
+    );
+    let present: serde_json::Map<String, Value> = artifacts
+        .iter()
+        .map(|a| (a["path"].as_str().unwrap().to_string(), a["info"].clone()))
+        .collect();
+    let present = Value::Object(present);
+    let mut client = Client::new(&services);
+    client.refresh(true, present.clone(), json!([]));
+
+    // v2: the online key changes; signed by both thresholds at once.
+    let v2 = support::fresh_bootstrap_payload(
+        "metadata/update-root-payload.json",
+        chrono::Utc::now(),
+        365,
+    );
+    let r = run(&mut python, "metadata_update", v2.clone());
+    assert_eq!(r["details"], json!({"role": "root"}));
+    let versions = client.refresh(false, present.clone(), json!([]));
+    assert_eq!(versions["root"], json!(2), "{versions}");
+    assert!(services.storage.join("2.root.json").exists());
+    let timestamp: Value =
+        serde_json::from_slice(&std::fs::read(services.storage.join("timestamp.json")).unwrap())
+            .unwrap();
+    assert_eq!(timestamp["signatures"][0]["keyid"], json!(NEW_ONLINE));
+
+    // v3: root threshold 3 of JH, JJ, JC; JJ and JC sign first (v2's threshold is met, v3's
+    // is not), then JH signs the pending root like the CLI.
+    // JH left root in v2; v3 brings its key back (as v1 listed it).
+    let v1 = support::api_payload("bootstrap/payload_bins.json");
+    let mut signed = v2["metadata"]["root"]["signed"].clone();
+    signed["version"] = json!(3);
+    signed["roles"]["root"] = json!({"keyids": [JH, JJ, JC], "threshold": 3});
+    signed["keys"][JH] = v1["metadata"]["root"]["signed"]["keys"][JH].clone();
+    let mut v3 = Metadata::<Root>::from_value(json!({"signed": signed, "signatures": []})).unwrap();
+    for keyid in [JJ, JC] {
+        let key = support::root_signing_key(keyid).unwrap();
+        v3.sign_with(keyid, |m| key.sign(m)).unwrap();
+    }
+    let r = run(
+        &mut python,
+        "metadata_update",
+        json!({"metadata": {"root": v3.to_value().unwrap()}}),
+    );
+    assert_eq!(
+        r["details"],
+        json!({"role": "root", "update": "Root v3 is pending signatures"})
+    );
+    client.refresh(false, present.clone(), json!([]));
+    let client_redis = redis::Client::open(services.backend.as_str()).unwrap();
+    let mut c = client_redis
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let raw: String = redis::cmd("HGET")
+        .arg("DYNACONF_MAIN")
+        .arg("ROOT_SIGNING")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let pending: Value = serde_json::from_str(raw.strip_prefix("@json ").unwrap()).unwrap();
+    let signature = support::python_json(
+        "cli_signer.py",
+        &[],
+        &json!({"metadata": pending, "keyid": JH,
+                "key_file": support::fixture("keys/JH.ed25519"), "password": "hunter2"}),
+    )["signature"]
+        .clone();
+    let r = run(
+        &mut python,
+        "sign_metadata",
+        json!({"role": "root", "signature": signature}),
+    );
+    assert_eq!(r["details"], json!({"update": "Metadata update finished"}));
+    let versions = client.refresh(false, present.clone(), json!([]));
+    assert_eq!(versions["root"], json!(3), "{versions}");
+    client.refresh(true, present, json!([]));
+}
