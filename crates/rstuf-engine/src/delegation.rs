@@ -3,7 +3,8 @@
 //!
 //! The whole request is checked before anything is written (names, keys, thresholds, paths,
 //! expire policies; defects 3 and 12); roles that cannot be applied (a name taken, now or in the
-//! past; a role that does not exist) are listed in `failed_roles` and the others applied. Every
+//! past; a role that does not exist: "Role 'x' does not exists", sic, as the reference says it)
+//! are listed in `failed_roles` and the others applied. Every
 //! change is published leaves first: the roles' new versions, targets, snapshot, timestamp
 //! (defect 28). A role the online key can sign alone is published at once and valid for its
 //! policy (defect 10); the others wait in `<ROLE>_SIGNING`. An updated role keeps its place in
@@ -141,7 +142,7 @@ async fn delete(
                 roles.remove(i);
                 deleted.push(name);
             }
-            None => failed.push(failure(&name, format!("Role '{name}' does not exist"))),
+            None => failed.push(failure(&name, format!("Role '{name}' does not exists"))),
         }
     }
     if deleted.is_empty() {
@@ -225,7 +226,7 @@ async fn add_or_update(
             }
             (Action::Update, _) => failed.push(failure(
                 &role.name,
-                format!("Role '{}' does not exist", role.name),
+                format!("Role '{}' does not exists", role.name),
             )),
             (Action::Delete, _) => unreachable!("handled by delete"),
         }

@@ -240,7 +240,7 @@ async fn add_update_and_delete_custom_roles() {
     .await;
     assert_eq!(
         out.details.unwrap()["failed_roles"],
-        json!([{"role": "nope", "reason": "Role 'nope' does not exist"}])
+        json!([{"role": "nope", "reason": "Role 'nope' does not exists"}])
     );
     accepted(&repo);
 
@@ -256,7 +256,7 @@ async fn add_update_and_delete_custom_roles() {
     assert_eq!(
         out.details,
         Some(json!({"delegated_roles": ["dev"],
-            "failed_roles": [{"role": "ghost", "reason": "Role 'ghost' does not exist"}]}))
+            "failed_roles": [{"role": "ghost", "reason": "Role 'ghost' does not exists"}]}))
     );
     assert_eq!(
         role_names(&repo),

@@ -208,3 +208,32 @@ async fn a_rotation_of_the_online_key_re_signs_everything_before_the_new_root() 
     );
     assert_eq!(repo.store.files(), before);
 }
+
+#[tokio::test]
+async fn updates_and_delegations_wait_for_a_finished_bootstrap() {
+    use rstuf_engine::delegation::metadata_delegation;
+    let repo = MemoryRepo::new(now());
+    for state in [None, Some("pre-abc"), Some("signing-abc")] {
+        if let Some(s) = state {
+            repo.settings.set("BOOTSTRAP", json!(s)).await.unwrap();
+        }
+        let before = (repo.settings.all(), repo.store.files());
+        let out = metadata_update(&repo.ports(), &update()).await.unwrap();
+        assert_eq!(
+            out.error.as_deref(),
+            Some("Metadata Update requires a completed bootstrap"),
+            "{state:?}"
+        );
+        let out = metadata_delegation(
+            &repo.ports(),
+            &json!({"action": "add", "delegations": {"roles": []}}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            out.error.as_deref(),
+            Some("Metadata delegation requires a completed bootstrap")
+        );
+        assert_eq!((repo.settings.all(), repo.store.files()), before);
+    }
+}
