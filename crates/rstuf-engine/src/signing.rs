@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::bootstrap;
 use crate::outcome::{TaskError, TaskOutcome};
-use crate::ports::{LockGuard, Ports};
+use crate::ports::{ArtifactAction, ArtifactRow, LockGuard, Ports};
 use crate::publish::with_lock;
 use crate::repo::{Current, Online, Publication, to_value};
 use crate::roles::signing_key;
@@ -252,6 +252,25 @@ async fn publish_signed_role(
     if let Err(reason) = publication.publish_presigned(role, md).await? {
         return Ok(Err(reason));
     }
-    publication.finish(guard, false, false, &[]).await?;
+    // The artifact rows this version publishes: added ones it lists as recorded, removed
+    // ones it no longer lists. Rows changed since it was prepared wait for the next event.
+    let covered: Vec<ArtifactRow> = ports
+        .index
+        .artifacts_of(&[role.to_string()])
+        .await?
+        .into_iter()
+        .filter(|row| !row.published)
+        .filter(|row| {
+            let listed = md.signed.targets.get(&row.path);
+            match row.action {
+                ArtifactAction::Add => {
+                    listed.is_some()
+                        && crate::artifacts::parse_info_text(&row.info).ok().as_ref() == listed
+                }
+                ArtifactAction::Remove => listed.is_none(),
+            }
+        })
+        .collect();
+    publication.finish(guard, false, false, &covered).await?;
     Ok(Ok(()))
 }

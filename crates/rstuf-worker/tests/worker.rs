@@ -628,27 +628,16 @@ async fn custom_delegations_evolve_under_a_client_that_keeps_its_trust() {
         json!(["tenant1-group1-policy"])
     );
     client.refresh(false, json!({}), json!([]));
+    let offline_key = |keyid: &str| offline["delegations"]["keys"][keyid].clone();
     for (keyid, file) in [(JH, "JH.ed25519"), (JC, "JC.rsa")] {
-        let client_redis = redis::Client::open(services.backend.as_str()).unwrap();
-        let mut c = client_redis
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
-        let raw: String = redis::cmd("HGET")
-            .arg("DYNACONF_MAIN")
-            .arg("TENANT1-GROUP1-POLICY_SIGNING")
-            .query_async(&mut c)
-            .await
-            .unwrap();
-        let pending: Value = serde_json::from_str(raw.strip_prefix("@json ").unwrap()).unwrap();
-        let signature = support::python_json(
-            "cli_signer.py",
-            &[],
-            &json!({"metadata": pending, "keyid": keyid,
-                    "key_file": support::fixture(&format!("keys/{file}")), "password": "hunter2",
-                    "public_key": offline["delegations"]["keys"][keyid]}),
-        )["signature"]
-            .clone();
+        let signature = sign_pending(
+            &services,
+            "tenant1-group1-policy",
+            keyid,
+            file,
+            offline_key(keyid),
+        )
+        .await;
         run(
             &mut python,
             "sign_metadata",
@@ -663,6 +652,74 @@ async fn custom_delegations_evolve_under_a_client_that_keeps_its_trust() {
             .join("1.tenant1-group1-policy.json")
             .exists()
     );
+
+    // An artifact in the offline role waits for its keys, then clients find it.
+    let policy = json!({"length": 7, "hashes": {"sha256": "ef"}});
+    let r = run(
+        &mut python,
+        "add_artifacts",
+        json!({"artifacts": [{"path": "tenant1/group1/policy/p.json", "info": policy}]}),
+    );
+    assert_eq!(
+        r["details"]["artifact_roles"],
+        json!(["tenant1-group1-policy"])
+    );
+    client.refresh(false, json!({}), json!(["tenant1/group1/policy/p.json"]));
+    for (keyid, file) in [(JC, "JC.rsa"), (JH, "JH.ed25519")] {
+        let signature = sign_pending(
+            &services,
+            "tenant1-group1-policy",
+            keyid,
+            file,
+            offline_key(keyid),
+        )
+        .await;
+        run(
+            &mut python,
+            "sign_metadata",
+            json!({"role": "tenant1-group1-policy", "signature": signature}),
+        );
+    }
+    client.refresh(
+        false,
+        json!({"tenant1/group1/policy/p.json": policy}),
+        json!([]),
+    );
+
+    // A mixed role (the online key and JH, threshold 2): signed by the online key, completed
+    // by JH, also after an artifact is added to it.
+    let online_id = "0d9d3d4bad91c455bc03921daa95774576b86625ac45570d0cac025b08e65043";
+    let mixed = json!({"keys": {JH: offline_key(JH)}, "roles": [{"name": "mixed",
+        "terminating": true, "keyids": [online_id, JH], "threshold": 2,
+        "x-rstuf-expire-policy": 20, "paths": ["mixed/*"]}]});
+    run(
+        &mut python,
+        "metadata_delegation",
+        json!({"action": "add", "delegations": mixed}),
+    );
+    let signature = sign_pending(&services, "mixed", JH, "JH.ed25519", offline_key(JH)).await;
+    let r = run(
+        &mut python,
+        "sign_metadata",
+        json!({"role": "mixed", "signature": signature}),
+    );
+    assert_eq!(
+        r["details"],
+        json!({"update": "Role mixed signing complete"})
+    );
+    let m = json!({"length": 9, "hashes": {"sha256": "99"}});
+    run(
+        &mut python,
+        "add_artifacts",
+        json!({"artifacts": [{"path": "mixed/m.bin", "info": m}]}),
+    );
+    let signature = sign_pending(&services, "mixed", JH, "JH.ed25519", offline_key(JH)).await;
+    run(
+        &mut python,
+        "sign_metadata",
+        json!({"role": "mixed", "signature": signature}),
+    );
+    client.refresh(false, json!({"mixed/m.bin": m}), json!([]));
 
     // An online role with an artifact, updated to take a second path, then deleted.
     let dev = |paths: Value, policy: u64| {
@@ -836,4 +893,31 @@ async fn root_rotations_keep_clients_trusting() {
     let versions = client.refresh(false, present.clone(), json!([]));
     assert_eq!(versions["root"], json!(3), "{versions}");
     client.refresh(true, present, json!([]));
+}
+
+/// A signature made like the CLI's for the pending metadata of `role` (`<ROLE>_SIGNING`).
+async fn sign_pending(
+    services: &Services,
+    role: &str,
+    keyid: &str,
+    file: &str,
+    public_key: Value,
+) -> Value {
+    let client = redis::Client::open(services.backend.as_str()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let raw: String = redis::cmd("HGET")
+        .arg("DYNACONF_MAIN")
+        .arg(format!("{}_SIGNING", role.to_uppercase()))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let pending: Value = serde_json::from_str(raw.strip_prefix("@json ").unwrap()).unwrap();
+    support::python_json(
+        "cli_signer.py",
+        &[],
+        &json!({"metadata": pending, "keyid": keyid,
+                "key_file": support::fixture(&format!("keys/{file}")), "password": "hunter2",
+                "public_key": public_key}),
+    )["signature"]
+        .clone()
 }
