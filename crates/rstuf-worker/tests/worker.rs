@@ -192,6 +192,53 @@ async fn drive_every_action(transport: Transport, name: &str, results_db: u32, s
     assert_eq!(r["state"], "FAILURE", "{r}");
     assert_eq!(r["exception"], "NotRegistered", "{r}");
 
+    // Signing events with nothing pending, and custom delegations on a hash-bin repository:
+    // the reference's refusals.
+    for (action, payload, error) in [
+        (
+            "sign_metadata",
+            json!({"role": "root", "signature": {"keyid": "ab", "sig": "cd"}}),
+            "No signatures pending for root",
+        ),
+        (
+            "delete_sign_metadata",
+            json!({"role": "root"}),
+            "The root role is not in a signing process.",
+        ),
+        (
+            "metadata_delegation",
+            json!({"action": "add", "delegations": {"keys": {}, "roles": []}}),
+            "Delegations already using hash-bins, cannot add custom roles",
+        ),
+    ] {
+        let id = task_id();
+        python.send(repo, &id, action, payload);
+        let r = python.wait_final(&id, LIMIT);
+        assert_eq!(r["api_state"], "ERRORED", "{action}: {r}");
+        assert_eq!(r["api_result"]["error"], error, "{action}: {r}");
+        assert_eq!(r["api_result"]["task"], action);
+    }
+
+    // Root rotation with the API's example (a new online key), as the reference answered it.
+    let rotation = task_id();
+    python.send(
+        repo,
+        &rotation,
+        "metadata_update",
+        support::fresh_bootstrap_payload(
+            "metadata/update-root-payload.json",
+            chrono::Utc::now(),
+            365,
+        ),
+    );
+    let r = python.wait_final(&rotation, LIMIT);
+    assert_eq!(r["api_state"], "SUCCESS", "{r}");
+    assert_eq!(
+        r["api_result"]["message"], "Metadata Update Processed",
+        "{r}"
+    );
+    assert_eq!(r["api_result"]["details"], json!({"role": "root"}));
+
     malformed_messages_do_not_block(&services, &mut python, transport).await;
 
     // Celery beat's message: fixed id, rstuf_internals, kwargs {"expired": true}.
