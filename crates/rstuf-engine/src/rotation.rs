@@ -11,6 +11,10 @@
 //! online role gets a new version, then targets, snapshot and timestamp; roles with offline
 //! keys only are left alone (defect 26), and roles that need offline signatures besides the
 //! online key wait in `<ROLE>_SIGNING` for them. The new root is written last.
+//!
+//! Known window: a mixed role's published version carries the old online key's signature,
+//! which the re-keyed delegation no longer counts, so its artifacts cannot be verified until
+//! its offline keys have signed the pending version (the reference has the same window).
 
 use std::sync::Arc;
 

@@ -237,3 +237,125 @@ async fn updates_and_delegations_wait_for_a_finished_bootstrap() {
         assert_eq!((repo.settings.all(), repo.store.files()), before);
     }
 }
+
+fn root_key(file: &str) -> PrivateKey {
+    let pem = std::fs::read(shared().join("fixtures/keys").join(file)).unwrap();
+    PrivateKey::from_pem(&pem, Some(b"hunter2")).unwrap()
+}
+
+fn targets_signature(md: &Value, keyid: &str, key: &PrivateKey) -> Value {
+    use rstuf_metadata::schema::{Metadata, Targets};
+    let md = Metadata::<Targets>::from_value(md.clone()).unwrap();
+    let sig = key.sign(&md.signed_bytes().unwrap()).unwrap();
+    let sig: String = sig.iter().map(|b| format!("{b:02x}")).collect();
+    json!({"keyid": keyid, "sig": sig})
+}
+
+/// Custom roles across an online-key rotation: the online role is re-signed by the new key,
+/// the offline role is left alone (defect 26), the mixed role waits for its offline key again.
+#[tokio::test]
+async fn a_rotation_leaves_offline_roles_alone_and_mixed_roles_pending() {
+    use rstuf_engine::delegation::metadata_delegation;
+    const JH: &str = "c6d8bf2e4f48b41ac2ce8eca21415ca8ef68c133b47fc33df03d4070a7e1e9cc";
+    let repo = MemoryRepo::new(now());
+    repo.signers.add(ONLINE, key(ONLINE));
+    repo.signers.add(NEW_ONLINE, key(NEW_ONLINE));
+    repo.settings
+        .set("BOOTSTRAP", json!(format!("pre-{TASK}")))
+        .await
+        .unwrap();
+    bootstrap(
+        &repo.ports(),
+        &fixture("api-payloads/bootstrap/payload_custom_targets.json"),
+        TASK,
+    )
+    .await
+    .unwrap();
+    let sign = |role: &str, keyid: &str, file: &str| {
+        let pending = repo.settings.all()[&format!("{}_SIGNING", role.to_uppercase())].clone();
+        json!({"role": role, "signature": targets_signature(&pending, keyid, &root_key(file))})
+    };
+    for (keyid, file) in [(JC, "JC.rsa"), (JH, "JH.ed25519")] {
+        let out = sign_metadata(&repo.ports(), &sign("production", keyid, file))
+            .await
+            .unwrap();
+        assert!(out.status(), "{out:?}");
+    }
+    let jh_key = fixture("api-payloads/bootstrap/payload_custom_targets.json")["settings"]["roles"]
+        ["delegations"]["keys"][JH]
+        .clone();
+    let out = metadata_delegation(
+        &repo.ports(),
+        &json!({"action": "add", "delegations": {"keys": {JH: jh_key}, "roles": [{"name": "mixed",
+            "terminating": true, "keyids": [ONLINE, JH], "threshold": 2,
+            "x-rstuf-expire-policy": 20, "paths": ["mixed/*"]}]}}),
+    )
+    .await
+    .unwrap();
+    assert!(out.status(), "{out:?}");
+    sign_metadata(&repo.ports(), &sign("mixed", JH, "JH.ed25519"))
+        .await
+        .unwrap();
+    assert!(repo.store.files().contains_key("1.mixed.json"));
+    let production_files: Vec<String> = repo
+        .store
+        .files()
+        .into_keys()
+        .filter(|n| n.ends_with(".production.json"))
+        .collect();
+
+    let out = metadata_update(&repo.ports(), &update()).await.unwrap();
+    assert!(out.status(), "{out:?}");
+    let files = repo.store.files();
+    let get = |name: &str| -> Value { serde_json::from_slice(&files[name]).unwrap() };
+    assert_eq!(
+        get("2.default.json")["signatures"][0]["keyid"],
+        json!(NEW_ONLINE)
+    );
+    let after: Vec<String> = files
+        .keys()
+        .filter(|n| n.ends_with(".production.json"))
+        .cloned()
+        .collect();
+    assert_eq!(after, production_files, "the offline role is not re-signed");
+    let s = repo.settings.all();
+    assert_eq!(s["PRODUCTION_SIGNING"], Value::Null);
+    let mixed = &s["MIXED_SIGNING"];
+    assert_eq!(mixed["signed"]["version"], json!(2));
+    assert_eq!(mixed["signatures"][0]["keyid"], json!(NEW_ONLINE));
+    let targets = files
+        .keys()
+        .filter_map(|n| n.strip_suffix(".targets.json")?.parse::<u64>().ok())
+        .max()
+        .unwrap();
+    let delegations = &get(&format!("{targets}.targets.json"))["signed"]["delegations"];
+    let roles = delegations["roles"].as_array().unwrap();
+    assert_eq!(roles[0]["keyids"], json!([NEW_ONLINE]));
+    assert_eq!(roles[2]["keyids"], json!([NEW_ONLINE, JH]));
+    assert!(delegations["keys"].get(ONLINE).is_none());
+    // Until JH signs again, the published mixed version no longer meets its delegation (its
+    // online signature is by the old key); once JH has signed, a client accepts everything.
+    let report = audit(
+        &files,
+        &AuditOptions {
+            reference_time: now(),
+            trusted_root: None,
+        },
+    );
+    assert!(!report.accepted());
+    let out = sign_metadata(&repo.ports(), &sign("mixed", JH, "JH.ed25519"))
+        .await
+        .unwrap();
+    assert_eq!(
+        out.details,
+        Some(json!({"update": "Role mixed signing complete"}))
+    );
+    let report = audit(
+        &repo.store.files(),
+        &AuditOptions {
+            reference_time: now(),
+            trusted_root: None,
+        },
+    );
+    assert!(report.accepted(), "{report:#?}");
+}
