@@ -641,3 +641,44 @@ async fn an_offline_role_is_published_when_its_keys_have_signed() {
         Some("No signatures pending for production")
     );
 }
+
+/// Defect 27: signatures sent while no bootstrap is waiting for them, or not hex at all, are
+/// refused with a clear error and change nothing.
+#[tokio::test]
+async fn stray_and_malformed_signatures_are_refused() {
+    use rstuf_engine::ports::SettingsStore;
+    use rstuf_engine::signing::sign_metadata;
+    let repo = repo();
+    pre(&repo).await;
+    bootstrap(&repo.ports(), &payload("ceremony-payload.json"), TASK)
+        .await
+        .unwrap();
+    let keyid = "c6d8bf2e4f48b41ac2ce8eca21415ca8ef68c133b47fc33df03d4070a7e1e9cc";
+    let before = repo.settings.all();
+    let out = sign_metadata(
+        &repo.ports(),
+        &json!({"role": "root", "signature": {"keyid": keyid, "sig": "not hex!"}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.error.as_deref(), Some("Invalid signature"));
+    assert_eq!(repo.settings.all(), before);
+
+    for state in [json!("pre-other"), Value::Null] {
+        repo.settings.set("BOOTSTRAP", state.clone()).await.unwrap();
+        let before = repo.settings.all();
+        let out = sign_metadata(
+            &repo.ports(),
+            &json!({"role": "root", "signature": {"keyid": keyid, "sig": "00"}}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            out.error.as_deref(),
+            Some("root can be signed only after the bootstrap finished"),
+            "{state}"
+        );
+        assert_eq!(repo.settings.all(), before);
+        assert!(repo.store.files().is_empty());
+    }
+}
