@@ -275,6 +275,25 @@ async fn add_update_and_delete_custom_roles() {
     accepted(&repo);
     let out = delegate(&repo, "add", dev(&["dev/*"], 30)).await;
     assert_eq!(out.details.unwrap()["delegated_roles"], json!([]));
+
+    // New keys for the offline role: JH alone now; its pending metadata starts over.
+    const JH: &str = "c6d8bf2e4f48b41ac2ce8eca21415ca8ef68c133b47fc33df03d4070a7e1e9cc";
+    let mut rekeyed = offline.clone();
+    rekeyed["roles"][0]["keyids"] = json!([JH]);
+    rekeyed["roles"][0]["threshold"] = json!(1);
+    let out = delegate(&repo, "update", rekeyed).await;
+    assert_eq!(
+        out.details,
+        Some(json!({"delegated_roles": ["tenant1-group1-policy"], "failed_roles": []}))
+    );
+    let role = latest(&repo, "targets")["signed"]["delegations"]["roles"][2].clone();
+    assert_eq!(role["name"], json!("tenant1-group1-policy"));
+    assert_eq!(role["keyids"], json!([JH]));
+    assert_eq!(role["threshold"], json!(1));
+    let pending = &repo.settings.all()["TENANT1-GROUP1-POLICY_SIGNING"];
+    assert_eq!(pending["signed"]["version"], json!(1));
+    assert_eq!(pending["signatures"], json!([]));
+    accepted(&repo);
 }
 
 #[tokio::test]
