@@ -38,12 +38,17 @@ redis.call('pexpire', KEYS[1], ARGV[2])
 return 1";
 
 /// A redis-py compatible lock.
+///
+/// Tasks of one process queue for it in order (a fair in-process mutex taken before the Redis
+/// key) instead of polling against each other, so one task cannot lose the lock to its
+/// neighbours again and again; only other processes are polled against.
 #[derive(Clone)]
 pub struct RedisLock {
     conn: ConnectionManager,
     key: String,
     ttl: Duration,
     poll: Duration,
+    local: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for RedisLock {
@@ -69,6 +74,7 @@ impl RedisLock {
             key: key.to_string(),
             ttl,
             poll: Duration::from_millis(20),
+            local: Arc::new(tokio::sync::Mutex::new(())),
         })
     }
 
@@ -86,6 +92,7 @@ fn token() -> String {
 #[async_trait]
 impl RepoLock for RedisLock {
     async fn acquire(&self) -> Result<Box<dyn LockGuard>, PortError> {
+        let local = self.local.clone().lock_owned().await;
         let token = token();
         let mut conn = self.conn.clone();
         loop {
@@ -135,6 +142,7 @@ impl RepoLock for RedisLock {
             token,
             lost,
             renewer,
+            _local: local,
         }))
     }
 }
@@ -145,6 +153,8 @@ struct RedisLockGuard {
     token: String,
     lost: Arc<AtomicBool>,
     renewer: tokio::task::JoinHandle<()>,
+    /// This process's turn; released with the guard.
+    _local: tokio::sync::OwnedMutexGuard<()>,
 }
 
 impl Drop for RedisLockGuard {
