@@ -51,6 +51,10 @@ enum Phase {
     Bootstrap {
         #[arg(long, default_value_t = 16_384)]
         bins: u64,
+        /// The online key: the fixtures' RSA key, or the bench's ed25519 key
+        /// (`crates/rstuf-bench/keys/online-ed25519.pem`, a test key).
+        #[arg(long, value_enum, default_value_t = OnlineKey::Rsa)]
+        online_key: OnlineKey,
     },
     /// Adds artifacts in chunks without publishing, then publishes them all at once.
     Populate {
@@ -69,6 +73,63 @@ enum Phase {
     /// Starts `rstuf-worker worker` on the repository and times one-artifact `add_artifacts`
     /// tasks from the producer's send to their SUCCESS record, on Redis and on RabbitMQ.
     Roundtrip(roundtrip::Options),
+}
+
+/// Which online key the bench repository is bootstrapped with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OnlineKey {
+    /// The fixtures' RSA-2048 key (`fn:0d9d…`).
+    Rsa,
+    /// The bench's ed25519 key (`file2:` URI to its PEM).
+    Ed25519,
+}
+
+/// The fixture bootstrap payload with `bins` bins, its online key replaced by the bench's
+/// ed25519 key when asked, and its root re-signed by the fixture root keys.
+fn bootstrap_payload(bins: u64, online_key: OnlineKey) -> anyhow::Result<Value> {
+    use rstuf_metadata::keys::PrivateKey;
+    use rstuf_metadata::schema::{Metadata, Root};
+    let mut payload =
+        support::fresh_bootstrap_payload("bootstrap/payload_bins.json", chrono::Utc::now(), 365);
+    payload["settings"]["roles"]["bins"]["number_of_delegated_bins"] = json!(bins);
+    if online_key == OnlineKey::Rsa {
+        return Ok(payload);
+    }
+    let pem_path = support::workspace_root().join("crates/rstuf-bench/keys/online-ed25519.pem");
+    let private = PrivateKey::from_pem(&std::fs::read(&pem_path)?, None)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut key = private.public_key();
+    let keyid = key.compute_keyid();
+    key.unrecognized.insert(
+        "x-rstuf-online-key-uri".into(),
+        json!(format!("file2:{}", pem_path.display())),
+    );
+    key.unrecognized
+        .insert("x-rstuf-key-name".into(), json!("bench online ed25519"));
+    let mut root = Metadata::<Root>::from_value(payload["metadata"]["root"].clone())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let old = root
+        .signed
+        .role("timestamp")
+        .expect("timestamp role")
+        .keyids[0]
+        .clone();
+    let mut signed = serde_json::to_value(&root.signed)?;
+    signed["keys"].as_object_mut().expect("keys").remove(&old);
+    signed["keys"][&keyid] = serde_json::to_value(&key)?;
+    for role in ["timestamp", "snapshot", "targets"] {
+        signed["roles"][role]["keyids"] = json!([keyid]);
+    }
+    let signers: Vec<String> = root.signatures.iter().map(|s| s.keyid.clone()).collect();
+    root = Metadata::<Root>::from_value(json!({"signed": signed, "signatures": []}))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    for id in signers {
+        let key = support::root_signing_key(&id).expect("a fixture root key");
+        root.sign_with(&id, |m| key.sign(m))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    payload["metadata"]["root"] = root.to_value().map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(payload)
 }
 
 /// Peak resident memory of this process in MiB (`VmHWM`).
@@ -152,15 +213,10 @@ fn check(outcome: &rstuf_engine::TaskOutcome) -> anyhow::Result<()> {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.phase {
-        Phase::Bootstrap { bins } => {
+        Phase::Bootstrap { bins, online_key } => {
             wipe(&cli.dir).await?;
             let ports = ports(&cli.dir).await?;
-            let mut payload = support::fresh_bootstrap_payload(
-                "bootstrap/payload_bins.json",
-                chrono::Utc::now(),
-                365,
-            );
-            payload["settings"]["roles"]["bins"]["number_of_delegated_bins"] = json!(bins);
+            let payload = bootstrap_payload(bins, online_key)?;
             ports
                 .settings
                 .set("BOOTSTRAP", json!("pre-bench"))
@@ -168,7 +224,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             let started = Instant::now();
             check(&bootstrap::bootstrap(&ports, &payload, "bench").await?)?;
-            report("bootstrap", started, json!({"bins": bins}));
+            report(
+                "bootstrap",
+                started,
+                json!({"bins": bins, "online_key": format!("{online_key:?}")}),
+            );
         }
         Phase::Populate { artifacts, chunk } => {
             let ports = ports(&cli.dir).await?;
