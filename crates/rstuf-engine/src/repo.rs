@@ -126,7 +126,7 @@ pub(crate) async fn load<T: Signed>(ports: &Ports, name: &str) -> Result<Metadat
         .get(name)
         .await?
         .ok_or_else(|| TaskError::Metadata(format!("{name} is missing from storage")))?;
-    Metadata::from_bytes(&bytes).map_err(|e| TaskError::Metadata(format!("{name}: {e}")))
+    Metadata::from_stored_bytes(&bytes).map_err(|e| TaskError::Metadata(format!("{name}: {e}")))
 }
 
 /// What clients currently see.

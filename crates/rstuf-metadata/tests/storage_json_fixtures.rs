@@ -79,3 +79,37 @@ fn stored_files_have_no_trailing_newline() {
         }
     }
 }
+
+/// The fast parse of stored files gives exactly what the checked parse gives, on every file
+/// the reference worker stored.
+#[test]
+fn stored_files_parse_the_same_both_ways() {
+    use rstuf_metadata::schema::{Metadata, Root, Snapshot, Targets, Timestamp};
+    let mut seen = 0;
+    for dir in ["bins-das-storage", "custom-storage"] {
+        for path in files_of(dir) {
+            let name = path.file_name().unwrap().to_str().unwrap().to_string();
+            let bytes = std::fs::read(&path).unwrap();
+            macro_rules! same {
+                ($t:ty) => {{
+                    let fast = Metadata::<$t>::from_stored_bytes(&bytes).map_err(|e| e.to_string());
+                    let checked = Metadata::<$t>::from_bytes(&bytes).map_err(|e| e.to_string());
+                    assert_eq!(fast, checked, "{name}");
+                }};
+            }
+            if name.ends_with("root.json") {
+                same!(Root)
+            } else if name.ends_with("snapshot.json") {
+                same!(Snapshot)
+            } else if name == "timestamp.json" {
+                same!(Timestamp)
+            } else if name.ends_with(".json") {
+                same!(Targets)
+            } else {
+                continue;
+            }
+            seen += 1;
+        }
+    }
+    assert!(seen > 10, "{seen}");
+}

@@ -178,6 +178,25 @@ impl<T: Signed> Metadata<T> {
         Self::from_value(value)
     }
 
+    /// Parses metadata this repository stored (or a reference worker stored, which signed it):
+    /// straight from the bytes into the model, without the intermediate JSON tree and float
+    /// scan of [`Metadata::from_bytes`] (a float could not have been signed: canonical JSON
+    /// has none, and re-signing would refuse it). Any parse error is reported as
+    /// [`Metadata::from_bytes`] reports it.
+    pub fn from_stored_bytes(bytes: &[u8]) -> Result<Self, SchemaError> {
+        let Ok(md) = serde_json::from_slice::<Self>(bytes) else {
+            return Self::from_bytes(bytes);
+        };
+        let mut seen = BTreeSet::new();
+        for sig in &md.signatures {
+            if !seen.insert(sig.keyid.as_str()) {
+                return Err(SchemaError::DuplicateSignature(sig.keyid.clone()));
+            }
+        }
+        md.signed.validate()?;
+        Ok(md)
+    }
+
     /// Parses metadata from a JSON value (see [`Metadata::from_bytes`]).
     pub fn from_value(value: Value) -> Result<Self, SchemaError> {
         cjson::check_no_floats(&value)?;

@@ -13,7 +13,11 @@ use crate::pattern;
 use crate::succinct::SuccinctRoles;
 
 /// An artifact entry: length, hashes and optional `custom` data.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Deserialized by hand rather than with `#[serde(flatten)]`, which buffers every entry
+/// through serde's generic content tree: a bin of a large repository holds thousands of these,
+/// and re-signing every bin parses a million of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TargetFile {
     /// Length in bytes.
     pub length: u64,
@@ -22,6 +26,46 @@ pub struct TargetFile {
     /// `custom` and any other field we do not model.
     #[serde(flatten)]
     pub unrecognized: BTreeMap<String, Value>,
+}
+
+impl<'de> Deserialize<'de> for TargetFile {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = TargetFile;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an artifact entry {length, hashes, ...}")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<TargetFile, A::Error> {
+                use serde::de::Error;
+                let mut length = None;
+                let mut hashes = None;
+                let mut unrecognized = BTreeMap::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "length" if length.is_none() => length = Some(map.next_value()?),
+                        "hashes" if hashes.is_none() => hashes = Some(map.next_value()?),
+                        "length" | "hashes" => {
+                            return Err(A::Error::duplicate_field("length or hashes"));
+                        }
+                        _ => {
+                            let value: Value = map.next_value()?;
+                            unrecognized.insert(key, value);
+                        }
+                    }
+                }
+                Ok(TargetFile {
+                    length: length.ok_or_else(|| A::Error::missing_field("length"))?,
+                    hashes: hashes.ok_or_else(|| A::Error::missing_field("hashes"))?,
+                    unrecognized,
+                })
+            }
+        }
+        deserializer.deserialize_map(Fields)
+    }
 }
 
 impl TargetFile {
@@ -273,5 +317,33 @@ mod tests {
         assert_eq!(d.delegation("late").map(|x| x.threshold), Some(1));
         assert!(d.delegation("bins-0").is_none());
         assert_eq!(d.role_names(), ["dev", "default", "late"]);
+    }
+}
+
+#[cfg(test)]
+mod target_file_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn artifact_entries_keep_unknown_fields_and_refuse_bad_shapes() {
+        let v = json!({"length": 3, "hashes": {"sha256": "ab"}, "custom": {"k": [1, "x"]},
+                       "x-extra": null});
+        let file: TargetFile = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(file.length, 3);
+        assert_eq!(file.custom(), Some(&json!({"k": [1, "x"]})));
+        assert_eq!(serde_json::to_value(&file).unwrap(), v);
+        let text = r#"{"hashes": {"sha256": "ab"}, "length": 3, "custom": {"a": 1}}"#;
+        assert_eq!(serde_json::from_str::<TargetFile>(text).unwrap().length, 3);
+        for bad in [
+            r#"{"hashes": {"sha256": "ab"}}"#,
+            r#"{"length": 3}"#,
+            r#"{"length": -1, "hashes": {}}"#,
+            r#"{"length": 3, "hashes": {"sha256": 1}}"#,
+            r#"{"length": 3, "length": 4, "hashes": {}}"#,
+            r#"[3, {}]"#,
+        ] {
+            assert!(serde_json::from_str::<TargetFile>(bad).is_err(), "{bad}");
+        }
     }
 }
