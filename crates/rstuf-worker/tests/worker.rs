@@ -733,6 +733,82 @@ async fn custom_delegations_evolve_under_a_client_that_keeps_its_trust() {
         json!([]),
     );
 
+    // The bootstrap's roles: `default` (online) takes an artifact at once; `production`
+    // (JC and JH) is signed, then takes one that waits for both keys.
+    let readme = json!({"length": 11, "hashes": {"sha256": "0a"}});
+    let r = run(
+        &mut python,
+        "add_artifacts",
+        json!({"artifacts": [{"path": "readme.txt", "info": readme}]}),
+    );
+    assert_eq!(r["details"]["artifact_roles"], json!(["default"]));
+    let bootstrap_keys = support::api_payload("bootstrap/payload_custom_targets.json")["settings"]
+        ["roles"]["delegations"]["keys"]
+        .clone();
+    let app = json!({"length": 12, "hashes": {"sha256": "0b"}});
+    for round in 0..2 {
+        if round == 1 {
+            run(
+                &mut python,
+                "add_artifacts",
+                json!({"artifacts": [{"path": "production/app.tar.gz", "info": app}]}),
+            );
+        }
+        for (keyid, file) in [(JC, "JC.rsa"), (JH, "JH.ed25519")] {
+            let signature = sign_pending(
+                &services,
+                "production",
+                keyid,
+                file,
+                bootstrap_keys[keyid].clone(),
+            )
+            .await;
+            run(
+                &mut python,
+                "sign_metadata",
+                json!({"role": "production", "signature": signature}),
+            );
+        }
+    }
+    client.refresh(
+        false,
+        json!({"readme.txt": readme, "production/app.tar.gz": app,
+               "tenant1/group1/policy/p.json": policy}),
+        json!([]),
+    );
+
+    // New keys for the offline role: JH alone, threshold 1; its artifact stays once JH signs.
+    let mut rekeyed = offline["delegations"].clone();
+    rekeyed["roles"][0]["keyids"] = json!([JH]);
+    rekeyed["roles"][0]["threshold"] = json!(1);
+    let r = run(
+        &mut python,
+        "metadata_delegation",
+        json!({"action": "update", "delegations": rekeyed}),
+    );
+    assert_eq!(
+        r["details"]["delegated_roles"],
+        json!(["tenant1-group1-policy"])
+    );
+    let signature = sign_pending(
+        &services,
+        "tenant1-group1-policy",
+        JH,
+        "JH.ed25519",
+        offline_key(JH),
+    )
+    .await;
+    run(
+        &mut python,
+        "sign_metadata",
+        json!({"role": "tenant1-group1-policy", "signature": signature}),
+    );
+    client.refresh(
+        false,
+        json!({"tenant1/group1/policy/p.json": policy}),
+        json!([]),
+    );
+
     // A mixed role (the online key and JH, threshold 2): signed by the online key, completed
     // by JH, also after an artifact is added to it.
     let online_id = "0d9d3d4bad91c455bc03921daa95774576b86625ac45570d0cac025b08e65043";
