@@ -49,6 +49,10 @@ pub struct Options {
     /// throughput.
     #[arg(long, default_value_t = 1)]
     inflight: usize,
+    /// Artifacts each `add_artifacts` task carries (sustained ingest: e.g. 100 tasks of 100
+    /// with `--inflight 100`).
+    #[arg(long, default_value_t = 1)]
+    artifacts_per_task: usize,
     /// `RSTUF_WORKER_CONCURRENCY` of the worker (default: the number of CPUs).
     #[arg(long)]
     concurrency: Option<usize>,
@@ -142,14 +146,20 @@ fn hex32() -> String {
 }
 
 /// A one-artifact `add_artifacts` task with inline publish, as the API sends it.
-fn task(i: usize) -> TaskMessage {
+fn task(i: usize, artifacts: usize) -> TaskMessage {
+    let tag = &hex32()[..12];
+    let artifacts: Vec<Value> = (0..artifacts.max(1))
+        .map(|n| {
+            json!({
+                "path": format!("roundtrip/{i}-{tag}-{n}.tar.gz"),
+                "info": {"length": 1, "hashes": {"sha256": format!("{}{}", hex32(), hex32())}},
+            })
+        })
+        .collect();
     let payload = json!({
         "action": "add_artifacts",
         "payload": {
-            "artifacts": [{
-                "path": format!("roundtrip/{i}-{}.tar.gz", &hex32()[..12]),
-                "info": {"length": 1, "hashes": {"sha256": format!("{}{}", hex32(), hex32())}},
-            }],
+            "artifacts": artifacts,
             "add_task_id_to_custom": false,
             "publish_artifacts": true,
         },
@@ -442,7 +452,14 @@ async fn measure(
         let mut done = 0;
         while done < count {
             while pending.len() < inflight && sent < count {
-                let message = task(next);
+                let message = task(
+                    next,
+                    if warming_up {
+                        1
+                    } else {
+                        options.artifacts_per_task
+                    },
+                );
                 let id = message.id.clone();
                 let at = Instant::now();
                 producer.send(message).await?;
@@ -544,6 +561,9 @@ fn report(
             "min_ms": ms(sorted[0]),
             "mean_ms": ms(mean),
             "tasks_per_s": (sorted.len() as f64 / seconds * 10.0).round() / 10.0,
+            "artifacts_per_task": options.artifacts_per_task,
+            "artifacts_per_s":
+                (sorted.len() as f64 * options.artifacts_per_task as f64 / seconds).round(),
             "seconds": (seconds * 1e3).round() / 1e3,
             "idle_rss_mib": (idle_rss * 10.0).round() / 10.0,
             "peak_rss_mib": (peak_rss * 10.0).round() / 10.0,
@@ -582,7 +602,7 @@ mod tests {
 
     #[test]
     fn the_task_is_what_the_api_sends() {
-        let message = task(3);
+        let message = task(3, 1);
         assert_eq!(message.id.len(), 32);
         assert_eq!(message.task, TASK);
         assert_eq!(message.kwarg("action"), Some(&json!("add_artifacts")));

@@ -539,3 +539,63 @@ async fn publishes_and_bumps_spanning_many_role_chunks_cover_every_role() {
     assert_eq!(published(&repo).await.len(), 2500);
     accepted_at(&repo, start());
 }
+
+/// Another worker publishes this task's rows while it waits for the lock, and a later task's
+/// row arrives meanwhile: this task then publishes nothing (the later task will), so a burst
+/// of tasks costs one publication per turn of the lock.
+#[tokio::test]
+async fn a_task_whose_rows_were_published_while_it_waited_publishes_nothing() {
+    use rstuf_engine::artifacts::{Progress, add_artifacts_watched};
+    use rstuf_engine::ports::{ArtifactIndex, NewArtifact, Ports};
+
+    struct Meanwhile(Ports);
+    #[async_trait::async_trait]
+    impl Progress for Meanwhile {
+        async fn publishing(&self, _roles: &[String]) {
+            publish_artifacts(&self.0).await.unwrap();
+            self.0
+                .index
+                .add_artifacts(&[NewArtifact {
+                    path: "later.tar.gz".into(),
+                    info: r#"{"length": 1, "hashes": {"sha256": "cc"}}"#.into(),
+                    role: "bins-0".into(),
+                }])
+                .await
+                .unwrap();
+        }
+    }
+
+    let repo = bootstrapped().await;
+    let snapshots = |repo: &MemoryRepo| {
+        repo.store
+            .files()
+            .keys()
+            .filter(|n| n.ends_with(".snapshot.json"))
+            .count()
+    };
+    let before = snapshots(&repo);
+    let out = add_artifacts_watched(
+        &repo.ports(),
+        &json!({"artifacts": [{"path": "file1.tar.gz",
+            "info": {"length": 3, "hashes": {"sha256": "ab"}}}]}),
+        &Meanwhile(repo.ports()),
+    )
+    .await
+    .unwrap();
+    assert!(out.status(), "{out:?}");
+    assert_eq!(
+        snapshots(&repo),
+        before + 1,
+        "only the other worker's publication"
+    );
+    let rows = repo.index.files();
+    assert!(rows["file1.tar.gz"].published);
+    assert!(
+        !rows["later.tar.gz"].published,
+        "left to the task that added it"
+    );
+    assert_eq!(
+        repo.index.roles_with_unpublished().await.unwrap(),
+        ["bins-0"]
+    );
+}
