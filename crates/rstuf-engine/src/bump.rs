@@ -8,15 +8,14 @@
 
 use chrono::Duration;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
-use rstuf_metadata::schema::{Expires, Metadata, Targets};
+use rstuf_metadata::schema::{Metadata, Targets};
 use serde_json::{Value, json};
 
 use crate::outcome::{TaskError, TaskOutcome};
 use crate::ports::{LockGuard, Ports};
 use crate::publish::with_lock;
 use crate::repo::{
-    CONCURRENCY, Current, Online, Publication, ROLE_CHUNK, RoleDays, RoleUpdate, expires_in,
-    par_map,
+    CONCURRENCY, Current, Online, Publication, ROLE_CHUNK, RoleDays, RoleUpdate, expires_in, load,
 };
 use crate::settings;
 
@@ -96,29 +95,19 @@ pub(crate) async fn bump_roles(
             let days = role_days.of(name).await?;
             due.push((name.clone(), version, expires_in(publication.now(), days)));
         }
-        // Read concurrently, parse on every core.
-        let fetched: Vec<(String, Expires, String, Vec<u8>)> =
+        let updates: Vec<RoleUpdate> =
             stream::iter(due.into_iter().map(|(name, version, expires)| async move {
-                let file = format!("{version}.{name}.json");
-                let bytes = ports.store.get(&file).await?.ok_or_else(|| {
-                    TaskError::Metadata(format!("{file} is missing from storage"))
-                })?;
-                Ok::<_, TaskError>((name, expires, file, bytes))
-            }))
-            .buffered(CONCURRENCY)
-            .try_collect()
-            .await?;
-        let updates = par_map(fetched, |(name, expires, file, bytes)| {
-            Metadata::<Targets>::from_stored_bytes(&bytes)
-                .map(|stored| RoleUpdate {
+                let stored: Metadata<Targets> =
+                    load(ports, &format!("{version}.{name}.json")).await?;
+                Ok::<_, TaskError>(RoleUpdate {
                     name,
                     expires,
                     signed: stored.signed,
                 })
-                .map_err(|e| TaskError::Metadata(format!("{file}: {e}")))
-        })
-        .into_iter()
-        .collect::<Result<Vec<RoleUpdate>, TaskError>>()?;
+            }))
+            .buffered(CONCURRENCY)
+            .try_collect()
+            .await?;
         bumped.extend(updates.iter().map(|u| u.name.clone()));
         if !updates.is_empty() {
             publication.publish_roles(updates).await?;

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
+use futures_util::stream::{self, StreamExt, TryStreamExt};
 use rstuf_metadata::keys::Key;
 use rstuf_metadata::schema::{
     DelegatedRole, Expires, MetaFile, Metadata, Root, Signature, Signed, Snapshot, Targets,
@@ -35,37 +36,7 @@ pub(crate) const CONCURRENCY: usize = 32;
 /// bin of a large repository holds one chunk's artifacts in memory, not the repository's.
 pub(crate) const ROLE_CHUNK: usize = 1024;
 
-/// `f` over `items` on every core (scoped threads), in order. Pure CPU work only: the caller's
-/// task waits meanwhile (a chunk of roles takes tens of milliseconds).
-pub(crate) fn par_map<I: Send, O: Send>(items: Vec<I>, f: impl Fn(I) -> O + Sync) -> Vec<O> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if threads < 2 || items.len() < 16 {
-        return items.into_iter().map(f).collect();
-    }
-    let per = items.len().div_ceil(threads);
-    let mut chunks: Vec<Vec<I>> = Vec::with_capacity(threads);
-    let mut items = items.into_iter();
-    loop {
-        let chunk: Vec<I> = items.by_ref().take(per).collect();
-        if chunk.is_empty() {
-            break;
-        }
-        chunks.push(chunk);
-    }
-    let f = &f;
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = chunks
-            .into_iter()
-            .map(|chunk| scope.spawn(move || chunk.into_iter().map(f).collect::<Vec<O>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("an encoding thread panicked"))
-            .collect()
-    })
-}
-
-/// The online key and its signer./// The online key and its signer.
+/// The online key and its signer.
 #[derive(Debug, Clone)]
 pub(crate) struct Online {
     pub keyid: String,
@@ -336,42 +307,22 @@ impl<'a> Publication<'a> {
     pub async fn publish_roles(&mut self, updates: Vec<RoleUpdate>) -> Result<(), TaskError> {
         let ports = self.ports;
         let online = self.online;
-        // Encoding is most of the cost of a role with many artifacts: it runs on every core;
-        // the signatures run on the signer's pool, several at a time.
-        let meta = &self.meta;
-        let prepared = par_map(updates, |mut u| {
-            let version = meta
-                .get(&format!("{}.json", u.name))
-                .map_or(1, |m| m.version + 1);
-            u.signed.set_version_and_expires(version, u.expires);
-            let unsigned = Unsigned::new(u.signed.clone());
-            (u, version, unsigned)
-        });
-        let mut unsigned_all = Vec::with_capacity(prepared.len());
-        let mut roles = Vec::with_capacity(prepared.len());
-        for (u, version, unsigned) in prepared {
-            unsigned_all.push(unsigned.map_err(|e| TaskError::Metadata(e.to_string()))?);
-            roles.push((u, version));
-        }
-        let mut signatures: Vec<Vec<u8>> = Vec::with_capacity(unsigned_all.len());
-        for chunk in unsigned_all.chunks(CONCURRENCY) {
-            // A plain loop, not a closure over borrowed payloads: the future stays `Send`.
-            let mut pending = Vec::with_capacity(chunk.len());
-            for unsigned in chunk {
-                pending.push(online.signer.sign(unsigned.payload()));
-            }
-            signatures.extend(futures_util::future::try_join_all(pending).await?);
-        }
-        let keyid = online.keyid.as_str();
-        let finished = par_map(
-            unsigned_all.into_iter().zip(signatures).collect(),
-            |(unsigned, sig)| unsigned.finish(vec![Signature::new(keyid, &sig)]),
-        );
-        let mut signed: Vec<(RoleUpdate, u64, Arc<Vec<u8>>)> = Vec::with_capacity(roles.len());
-        for ((u, version), done) in roles.into_iter().zip(finished) {
-            let (_, bytes) = done.map_err(|e| TaskError::Metadata(e.to_string()))?;
-            signed.push((u, version, Arc::new(bytes)));
-        }
+        let signed: Vec<(RoleUpdate, u64, Arc<Vec<u8>>)> =
+            stream::iter(updates.into_iter().map(|mut u| {
+                let version = self
+                    .meta
+                    .get(&format!("{}.json", u.name))
+                    .map_or(1, |m| m.version + 1);
+                async move {
+                    u.signed.set_version_and_expires(version, u.expires);
+                    let (_, bytes) = online.sign_stored(u.signed.clone()).await?;
+                    let bytes = Arc::new(bytes);
+                    Ok::<_, TaskError>((u, version, bytes))
+                }
+            }))
+            .buffer_unordered(CONCURRENCY)
+            .try_collect()
+            .await?;
         let batch: Vec<(String, Arc<Vec<u8>>)> = signed
             .iter()
             .map(|(u, version, bytes)| (format!("{version}.{}.json", u.name), bytes.clone()))
@@ -564,19 +515,6 @@ async fn write_next_version<T: Signed>(
                 version += 1;
             }
             Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::par_map;
-
-    #[test]
-    fn par_map_keeps_order_at_every_size() {
-        for n in [0usize, 1, 15, 16, 17, 1000, 4099] {
-            let out = par_map((0..n).collect(), |i| i * 2);
-            assert_eq!(out, (0..n).map(|i| i * 2).collect::<Vec<_>>(), "{n}");
         }
     }
 }
