@@ -96,6 +96,7 @@ async fn python_producer_and_result_reader_understand_us() {
             .store(&Record::failure(
                 &env.message.id,
                 "RuntimeError",
+                "builtins",
                 "late",
                 None,
                 Utc::now()
@@ -112,6 +113,7 @@ async fn python_producer_and_result_reader_understand_us() {
         .store(&Record::failure(
             "f".repeat(32).as_str(),
             "RuntimeError",
+            "builtins",
             "boom happened",
             None,
             Utc::now(),

@@ -51,7 +51,7 @@ pub fn pre_run(task_id: &str) -> Vec<u8> {
 /// A Celery state record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
-    /// Celery state: STARTED, RUNNING, SUCCESS, FAILURE, RETRY.
+    /// Celery state: STARTED, RUNNING, SUCCESS, FAILURE, RETRY, REVOKED.
     pub status: &'static str,
     /// The state's result (task result, progress meta, exception dict).
     pub result: Value,
@@ -94,23 +94,53 @@ impl Record {
         Record::new("SUCCESS", task_id, result, Some(at))
     }
 
-    /// FAILURE with an exception the API can rebuild: `exc_type` a builtin exception name,
-    /// `exc_message` its arguments.
+    /// FAILURE with an exception the API can rebuild: `exc_type` a class Celery finds in
+    /// `exc_module` (`builtins`, `celery.exceptions`), `exc_message` its arguments.
     pub fn failure(
         task_id: &str,
         exc_type: &str,
+        exc_module: &str,
         message: &str,
         traceback: Option<String>,
         at: DateTime<Utc>,
     ) -> Record {
-        let mut record = Record::new(
-            "FAILURE",
-            task_id,
-            json!({"exc_type": exc_type, "exc_message": [message], "exc_module": "builtins"}),
-            Some(at),
-        );
+        let mut record = Record::exception("FAILURE", task_id, exc_type, exc_module, message);
         record.traceback = traceback;
+        record.date_done = Some(at);
         record
+    }
+
+    /// RETRY: the task failed on `exc_type` and runs again (not a ready state: no date).
+    pub fn retry(task_id: &str, exc_type: &str, exc_module: &str, message: &str) -> Record {
+        Record::exception("RETRY", task_id, exc_type, exc_module, message)
+    }
+
+    /// REVOKED, as Celery writes it (`celery.exceptions.TaskRevokedError`).
+    pub fn revoked(task_id: &str, message: &str, at: DateTime<Utc>) -> Record {
+        let mut record = Record::exception(
+            "REVOKED",
+            task_id,
+            "TaskRevokedError",
+            "celery.exceptions",
+            message,
+        );
+        record.date_done = Some(at);
+        record
+    }
+
+    fn exception(
+        status: &'static str,
+        task_id: &str,
+        exc_type: &str,
+        exc_module: &str,
+        message: &str,
+    ) -> Record {
+        Record::new(
+            status,
+            task_id,
+            json!({"exc_type": exc_type, "exc_message": [message], "exc_module": exc_module}),
+            None,
+        )
     }
 
     fn new(
@@ -207,9 +237,16 @@ mod tests {
         assert!(!is_success(b"garbage"));
 
         let failure: Value = serde_json::from_slice(
-            &Record::failure("3333", "RuntimeError", "boom happened", None, at())
-                .with_parent("p")
-                .to_bytes(),
+            &Record::failure(
+                "3333",
+                "RuntimeError",
+                "builtins",
+                "boom happened",
+                None,
+                at(),
+            )
+            .with_parent("p")
+            .to_bytes(),
         )
         .unwrap();
         assert_eq!(

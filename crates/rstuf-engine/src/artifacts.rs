@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use crate::outcome::{TaskError, TaskOutcome};
 use crate::ports::{NewArtifact, Ports};
-use crate::publish::{publish_locked, with_lock};
+use crate::publish::{publish_roles_locked, with_lock};
 use crate::repo::Current;
 use crate::settings;
 
@@ -151,7 +151,9 @@ async fn publish_for(ports: &Ports, roles: &[String]) -> Result<(), TaskError> {
     with_lock!(ports, |guard| {
         let pending = ports.index.roles_with_unpublished().await?;
         if roles.iter().any(|r| pending.contains(r)) {
-            publish_locked(ports, guard).await.map(|_| ())
+            publish_roles_locked(ports, guard, pending)
+                .await
+                .map(|_| ())
         } else {
             Ok(())
         }

@@ -17,12 +17,12 @@ use rstuf_metadata::schema::{
     Delegations, Expires, MetaFile, Metadata, Root, Snapshot, Targets, Timestamp,
 };
 use rstuf_metadata::succinct::SuccinctRoles;
-use rstuf_metadata::verify::verify_threshold;
+use rstuf_metadata::verify::signed_by_one_of;
 use serde_json::{Value, json};
 
 use crate::outcome::{TaskError, TaskOutcome};
 use crate::ports::{Ports, RoleRecord, Signer};
-use crate::repo::{Online, expires_in, storage_bytes, to_value};
+use crate::repo::{Online, expires_in, online_key_of, storage_bytes, to_value};
 use crate::roles::{CustomDelegations, check_custom_delegations, expiration_key, signing_key};
 use crate::settings::{self, BOOTSTRAP, ONLINE_KEY, ROOT_SIGNING, TRUSTED_ROOT, TRUSTED_TARGETS};
 
@@ -98,14 +98,7 @@ fn plan(settings: &Value, metadata: &Value) -> Result<Plan, String> {
         .role("root")
         .expect("validated root has a root role");
     for sig in &root.signatures {
-        let one = verify_threshold(
-            std::slice::from_ref(&sig.keyid),
-            1,
-            &root.signed.keys,
-            &payload,
-            std::slice::from_ref(sig),
-        );
-        if !root_role.keyids.contains(&sig.keyid) || !one.verified() {
+        if !signed_by_one_of(&root_role.keyids, &root.signed.keys, &payload, sig) {
             return Err("Bootstrap has invalid signature(s)".into());
         }
     }
@@ -119,18 +112,7 @@ fn plan(settings: &Value, metadata: &Value) -> Result<Plan, String> {
         snapshot: expiration(roles, "snapshot")?,
         timestamp: expiration(roles, "timestamp")?,
     };
-    let online_keyid = root
-        .signed
-        .role("timestamp")
-        .and_then(|r| r.keyids.first())
-        .cloned()
-        .ok_or_else(|| "The timestamp role has no key".to_string())?;
-    let online_key = root
-        .signed
-        .keys
-        .get(&online_keyid)
-        .cloned()
-        .ok_or_else(|| format!("The online key {online_keyid} is not in the root keys"))?;
+    let (online_keyid, online_key) = online_key_of(&root.signed)?;
 
     // The API may send `null` for the one it does not use.
     let present = |key: &str| roles.get(key).filter(|v| !v.is_null());
@@ -198,16 +180,9 @@ pub async fn bootstrap(
         Ok(plan) => plan,
         Err(reason) => return refuse_and_unlock(ports, reason).await,
     };
-    let signer = match ports
-        .signers
-        .resolve(&plan.online_keyid, &plan.online_key)
-        .await
-    {
+    let signer = match online_signer(ports, &plan).await {
         Ok(signer) => signer,
-        Err(e) => {
-            let reason = format!("Online key {}: {}", plan.online_keyid, e.message);
-            return refuse_and_unlock(ports, reason).await;
-        }
+        Err(reason) => return refuse_and_unlock(ports, reason).await,
     };
 
     save_settings(ports, &plan).await?;
@@ -243,16 +218,6 @@ pub(crate) async fn finish_signed(
     root: Metadata<Root>,
     task_id: &str,
 ) -> Result<Result<(), String>, TaskError> {
-    let number = |key: &str| {
-        let settings = ports.settings.clone();
-        let key = key.to_string();
-        async move {
-            Ok::<_, TaskError>(match settings.get(&key).await? {
-                Some(Value::Null) | None => Value::Null,
-                Some(v) => v,
-            })
-        }
-    };
     let mut roles = serde_json::Map::new();
     for (role, key) in [
         ("root", "ROOT_EXPIRATION"),
@@ -260,15 +225,18 @@ pub(crate) async fn finish_signed(
         ("snapshot", "SNAPSHOT_EXPIRATION"),
         ("timestamp", "TIMESTAMP_EXPIRATION"),
     ] {
-        roles.insert(role.into(), json!({"expiration": number(key).await?}));
+        roles.insert(
+            role.into(),
+            json!({"expiration": setting(ports, key).await?}),
+        );
     }
-    let bins = number("NUMBER_OF_DELEGATED_BINS").await?;
+    let bins = setting(ports, "NUMBER_OF_DELEGATED_BINS").await?;
     if bins.is_null() {
-        roles.insert("delegations".into(), number("DELEGATIONS").await?);
+        roles.insert("delegations".into(), setting(ports, "DELEGATIONS").await?);
     } else {
         roles.insert(
             "bins".into(),
-            json!({"expiration": number("BINS_EXPIRATION").await?, "number_of_delegated_bins": bins}),
+            json!({"expiration": setting(ports, "BINS_EXPIRATION").await?, "number_of_delegated_bins": bins}),
         );
     }
     let root_value = to_value(&root)?;
@@ -276,21 +244,26 @@ pub(crate) async fn finish_signed(
         Ok(plan) => plan,
         Err(reason) => return Ok(Err(reason)),
     };
-    let signer = match ports
-        .signers
-        .resolve(&plan.online_keyid, &plan.online_key)
-        .await
-    {
+    let signer = match online_signer(ports, &plan).await {
         Ok(signer) => signer,
-        Err(e) => {
-            return Ok(Err(format!(
-                "Online key {}: {}",
-                plan.online_keyid, e.message
-            )));
-        }
+        Err(reason) => return Ok(Err(reason)),
     };
     finalize(ports, &plan, signer, task_id).await?;
     Ok(Ok(()))
+}
+
+/// The signer of the plan's online key; `Err` is the refusal text.
+async fn online_signer(ports: &Ports, plan: &Plan) -> Result<Arc<dyn Signer>, String> {
+    ports
+        .signers
+        .resolve(&plan.online_keyid, &plan.online_key)
+        .await
+        .map_err(|e| format!("Online key {}: {}", plan.online_keyid, e.message))
+}
+
+/// A stored setting, `Null` when unset.
+async fn setting(ports: &Ports, key: &str) -> Result<Value, TaskError> {
+    Ok(ports.settings.get(key).await?.unwrap_or(Value::Null))
 }
 
 async fn refuse_and_unlock(ports: &Ports, reason: String) -> Result<TaskOutcome, TaskError> {

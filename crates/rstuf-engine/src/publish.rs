@@ -84,8 +84,17 @@ pub(crate) async fn publish_locked(
     ports: &Ports,
     guard: &dyn LockGuard,
 ) -> Result<PublishReport, TaskError> {
-    let mut report = PublishReport::default();
     let roles = ports.index.roles_with_unpublished().await?;
+    publish_roles_locked(ports, guard, roles).await
+}
+
+/// Publishes `roles`, the roles with unpublished rows the caller just read under the lock.
+pub(crate) async fn publish_roles_locked(
+    ports: &Ports,
+    guard: &dyn LockGuard,
+    roles: Vec<String>,
+) -> Result<PublishReport, TaskError> {
+    let mut report = PublishReport::default();
     if roles.is_empty() {
         return Ok(report);
     }

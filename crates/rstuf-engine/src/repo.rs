@@ -36,6 +36,22 @@ pub(crate) const CONCURRENCY: usize = 32;
 /// bin of a large repository holds one chunk's artifacts in memory, not the repository's.
 pub(crate) const ROLE_CHUNK: usize = 1024;
 
+/// The online key a root names: the first key of its timestamp role (RSTUF gives the online
+/// roles one key).
+pub(crate) fn online_key_of(root: &Root) -> Result<(String, Key), String> {
+    let keyid = root
+        .role("timestamp")
+        .and_then(|r| r.keyids.first())
+        .cloned()
+        .ok_or("The timestamp role has no key")?;
+    let key = root
+        .keys
+        .get(&keyid)
+        .cloned()
+        .ok_or_else(|| format!("The online key {keyid} is not in the root keys"))?;
+    Ok((keyid, key))
+}
+
 /// The online key and its signer.
 #[derive(Debug, Clone)]
 pub(crate) struct Online {
@@ -62,16 +78,7 @@ impl Online {
                 })?;
                 let root = Metadata::<Root>::from_value(root)
                     .map_err(|e| TaskError::Metadata(format!("TRUSTED_ROOT: {e}")))?;
-                let keyid = root
-                    .signed
-                    .role("timestamp")
-                    .and_then(|r| r.keyids.first())
-                    .cloned()
-                    .ok_or_else(|| TaskError::Metadata("root has no timestamp key".into()))?;
-                let key = root.signed.keys.get(&keyid).cloned().ok_or_else(|| {
-                    TaskError::Metadata(format!("root lacks the online key {keyid}"))
-                })?;
-                (keyid, key)
+                online_key_of(&root.signed).map_err(TaskError::Metadata)?
             }
         };
         let signer = ports.signers.resolve(&keyid, &key).await?;

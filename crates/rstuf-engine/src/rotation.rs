@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use rstuf_metadata::keys::Key;
 use rstuf_metadata::schema::{Delegations, Metadata, Root, Signature, Signed, Targets};
-use rstuf_metadata::verify::verify_threshold;
+use rstuf_metadata::verify::signed_by_one_of;
 use serde_json::{Value, json};
 
 use crate::bump::bump_roles;
@@ -28,7 +28,8 @@ use crate::outcome::{TaskError, TaskOutcome};
 use crate::ports::{LockGuard, PortErrorKind, Ports};
 use crate::publish::with_lock;
 use crate::repo::{
-    Current, Online, Publication, RoleDays, expires_in, load, storage_bytes, to_value,
+    Current, Online, Publication, RoleDays, expires_in, load, online_key_of, storage_bytes,
+    to_value,
 };
 use crate::roles::signing_key;
 use crate::settings::{self, ONLINE_KEY, ROOT_SIGNING, TRUSTED_ROOT};
@@ -169,15 +170,7 @@ pub(crate) async fn sign_pending_root(
         .map_err(|e| TaskError::Metadata(e.to_string()))?;
     let valid_for = |root: &Root| {
         root.role("root")
-            .is_some_and(|r| r.keyids.contains(&signature.keyid))
-            && verify_threshold(
-                std::slice::from_ref(&signature.keyid),
-                1,
-                &root.keys,
-                &payload,
-                std::slice::from_ref(&signature),
-            )
-            .verified()
+            .is_some_and(|r| signed_by_one_of(&r.keyids, &root.keys, &payload, &signature))
     };
     if !valid_for(&trusted.signed) && !valid_for(&new.signed) {
         return Ok(TaskOutcome::refused(FAILED, "Invalid signature"));
@@ -204,20 +197,6 @@ pub(crate) async fn sign_pending_root(
     }
 }
 
-fn online_of(root: &Root) -> Result<(String, Key), String> {
-    let keyid = root
-        .role("timestamp")
-        .and_then(|r| r.keyids.first())
-        .cloned()
-        .ok_or("the timestamp role has no key")?;
-    let key = root
-        .keys
-        .get(&keyid)
-        .cloned()
-        .ok_or_else(|| format!("the online key {keyid} is not in the root keys"))?;
-    Ok((keyid, key))
-}
-
 /// Publishes an accepted new root; re-signs everything online first when the online key
 /// changed. `Ok(Err)` is a refusal text (nothing was written).
 async fn finalize(
@@ -225,8 +204,8 @@ async fn finalize(
     trusted: &Metadata<Root>,
     new: &Metadata<Root>,
 ) -> Result<Result<(), String>, TaskError> {
-    let (old_id, _) = online_of(&trusted.signed).map_err(TaskError::Metadata)?;
-    let (new_id, new_key) = match online_of(&new.signed) {
+    let (old_id, _) = online_key_of(&trusted.signed).map_err(TaskError::Metadata)?;
+    let (new_id, new_key) = match online_key_of(&new.signed) {
         Ok(online) => online,
         Err(reason) => return Ok(Err(reason)),
     };

@@ -3,7 +3,7 @@
 //! threshold is met or the event is stopped.
 
 use rstuf_metadata::schema::{Metadata, Root, Signature, Targets};
-use rstuf_metadata::verify::verify_threshold;
+use rstuf_metadata::verify::{signed_by_one_of, verify_threshold};
 use serde_json::{Value, json};
 
 use crate::bootstrap;
@@ -127,16 +127,7 @@ async fn sign_bootstrap_root(
         .signed_bytes()
         .map_err(|e| TaskError::Metadata(e.to_string()))?;
     let root_role = root.signed.role("root").expect("a root has a root role");
-    let valid = root_role.keyids.contains(&signature.keyid)
-        && verify_threshold(
-            std::slice::from_ref(&signature.keyid),
-            1,
-            &root.signed.keys,
-            &payload,
-            std::slice::from_ref(&signature),
-        )
-        .verified();
-    if !valid {
+    if !signed_by_one_of(&root_role.keyids, &root.signed.keys, &payload, &signature) {
         return Ok(TaskOutcome::refused(SIGN_FAILED, "Invalid signature"));
     }
     root.signatures.retain(|s| s.keyid != signature.keyid);
@@ -184,16 +175,7 @@ async fn sign_delegated(
     let payload = md
         .signed_bytes()
         .map_err(|e| TaskError::Metadata(e.to_string()))?;
-    let valid = delegated.keyids.contains(&signature.keyid)
-        && verify_threshold(
-            std::slice::from_ref(&signature.keyid),
-            1,
-            keys,
-            &payload,
-            std::slice::from_ref(&signature),
-        )
-        .verified();
-    if !valid {
+    if !signed_by_one_of(&delegated.keyids, keys, &payload, &signature) {
         return Ok(TaskOutcome::refused(SIGN_FAILED, "Invalid signature"));
     }
     md.signatures.retain(|s| s.keyid != signature.keyid);

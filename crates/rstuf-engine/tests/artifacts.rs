@@ -1,10 +1,11 @@
 //! Artifacts, publishing, scheduled bumps and forced updates over in-memory ports, on a
 //! repository bootstrapped from the RSTUF API's bins payload.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+mod common;
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
 use rstuf_engine::TaskError;
 use rstuf_engine::artifacts::{add_artifacts, remove_artifacts};
 use rstuf_engine::bootstrap::bootstrap;
@@ -12,62 +13,17 @@ use rstuf_engine::bump::{bump_online_roles, force_online_metadata_update};
 use rstuf_engine::ports::{ArtifactAction, ArtifactRow, MetadataStore, SettingsStore};
 use rstuf_engine::publish::publish_artifacts;
 use rstuf_engine::testing::MemoryRepo;
-use rstuf_metadata::audit::{AuditOptions, audit};
-use rstuf_metadata::keys::PrivateKey;
 use rstuf_metadata::schema::{Metadata, Snapshot, Targets, Timestamp};
 use serde_json::{Value, json};
 
-const ONLINE: &str = "0d9d3d4bad91c455bc03921daa95774576b86625ac45570d0cac025b08e65043";
-const TASK: &str = "d449c2af4e39481c8e8a64950f406920";
-
-fn shared() -> PathBuf {
-    std::env::var_os("RSTUF_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
-}
-
-fn fixture(rel: &str) -> Value {
-    serde_json::from_slice(&std::fs::read(shared().join("fixtures").join(rel)).unwrap()).unwrap()
-}
-
-/// Before the fixture roots expire (2025-12-31).
-fn start() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2025, 6, 1, 12, 0, 0).unwrap()
-}
+use common::{TASK, accepted, fixture, now};
 
 async fn bootstrapped() -> MemoryRepo {
-    let repo = MemoryRepo::new(start());
-    let pem = std::fs::read(shared().join("fixtures/keys").join(ONLINE)).unwrap();
-    repo.signers
-        .add(ONLINE, PrivateKey::from_pem(&pem, None).unwrap());
-    repo.settings
-        .set("BOOTSTRAP", json!(format!("pre-{TASK}")))
-        .await
-        .unwrap();
-    let out = bootstrap(
-        &repo.ports(),
-        &fixture("api-payloads/bootstrap/payload_bins.json"),
-        TASK,
-    )
-    .await
-    .unwrap();
-    assert!(out.status(), "{out:?}");
-    repo
+    common::bootstrapped("payload_bins.json").await
 }
 
 fn accepted_at(repo: &MemoryRepo, at: DateTime<Utc>) {
     accepted(&repo.store.files(), at);
-}
-
-fn accepted(files: &BTreeMap<String, Vec<u8>>, at: DateTime<Utc>) {
-    let report = audit(
-        files,
-        &AuditOptions {
-            reference_time: at,
-            trusted_root: None,
-        },
-    );
-    assert!(report.accepted(), "at {at}: {report:#?}");
 }
 
 async fn get<T: rstuf_metadata::schema::Signed>(repo: &MemoryRepo, name: &str) -> Metadata<T> {
@@ -143,7 +99,7 @@ async fn add_publishes_the_reference_payload_into_its_bins() {
     let roles = repo.index.roles();
     assert_eq!(roles["bins-2"].version, 2);
     assert_eq!(roles["bins-0"].version, 1);
-    accepted_at(&repo, start());
+    accepted_at(&repo, now());
 }
 
 #[tokio::test]
@@ -203,7 +159,7 @@ async fn remove_readd_and_cli_rows_are_published() {
     // Nothing left: the reference's empty answer.
     let none = publish_artifacts(&ports).await.unwrap();
     assert_eq!(none.details, Some(json!({"artifact_roles": null})));
-    accepted_at(&repo, start());
+    accepted_at(&repo, now());
 }
 
 #[tokio::test]
@@ -253,7 +209,7 @@ async fn versions_left_by_an_interrupted_publish_are_skipped_not_reused() {
     // The orphans are not metadata a client ever reaches; the rest is a valid repository.
     let mut files = repo.store.files();
     files.retain(|_, bytes| bytes != b"orphan");
-    accepted(&files, start());
+    accepted(&files, now());
 }
 
 #[tokio::test]
@@ -271,7 +227,7 @@ async fn a_lost_lock_publishes_nothing_and_marks_nothing() {
     // The next publish (with the lock) finishes the job.
     publish_artifacts(&ports).await.unwrap();
     assert!(repo.index.files()["z.txt"].published);
-    accepted_at(&repo, start());
+    accepted_at(&repo, now());
 }
 
 #[tokio::test]
@@ -380,8 +336,8 @@ async fn scheduled_bumps_keep_every_role_valid_for_thirty_days() {
     )
     .await
     .unwrap();
-    let mut at = start();
-    let end = start() + Duration::days(30);
+    let mut at = now();
+    let end = now() + Duration::days(30);
     let mut bumped_roles = 0;
     while at < end {
         at += Duration::minutes(50);
@@ -443,7 +399,7 @@ async fn forced_updates() {
             Some(json!({"updated_roles": want})),
             "{payload}"
         );
-        accepted_at(&repo, start());
+        accepted_at(&repo, now());
     }
     // Targets bumped by force are in the snapshot (defect 13).
     let ts: Metadata<Timestamp> = get(&repo, "timestamp.json").await;
@@ -476,7 +432,7 @@ async fn forced_updates() {
 
 #[tokio::test]
 async fn tasks_before_bootstrap_are_refused() {
-    let repo = MemoryRepo::new(start());
+    let repo = MemoryRepo::new(now());
     let ports = repo.ports();
     let out = add_artifacts(&ports, &json!({"artifacts": [artifact("a", 1, "aa")]}))
         .await
@@ -499,15 +455,9 @@ async fn tasks_before_bootstrap_are_refused() {
 #[tokio::test]
 async fn publishes_and_bumps_spanning_many_role_chunks_cover_every_role() {
     // 2,048 bins: more than one chunk of roles is loaded, signed and written per task.
-    let repo = MemoryRepo::new(start());
-    let pem = std::fs::read(shared().join("fixtures/keys").join(ONLINE)).unwrap();
-    repo.signers
-        .add(ONLINE, PrivateKey::from_pem(&pem, None).unwrap());
-    repo.settings
-        .set("BOOTSTRAP", json!(format!("pre-{TASK}")))
-        .await
-        .unwrap();
-    let mut payload = fixture("api-payloads/bootstrap/payload_bins.json");
+    let repo = common::repo();
+    common::pre(&repo).await;
+    let mut payload = common::payload("payload_bins.json");
     payload["settings"]["roles"]["bins"]["number_of_delegated_bins"] = json!(2048);
     let out = bootstrap(&repo.ports(), &payload, TASK).await.unwrap();
     assert!(out.status(), "{out:?}");
@@ -537,7 +487,7 @@ async fn publishes_and_bumps_spanning_many_role_chunks_cover_every_role() {
     let bumped = bump_online_roles(&ports, false).await.unwrap();
     assert_eq!(bumped.len(), 2048 + 1, "every bin and targets");
     assert_eq!(published(&repo).await.len(), 2500);
-    accepted_at(&repo, start());
+    accepted_at(&repo, now());
 }
 
 /// Another worker publishes this task's rows while it waits for the lock, and a later task's

@@ -1,48 +1,14 @@
 //! `bootstrap` over in-memory ports with the RSTUF API's real payloads.
 
-use std::path::PathBuf;
+mod common;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{TimeZone, Utc};
 use rstuf_engine::bootstrap::bootstrap;
 use rstuf_engine::testing::MemoryRepo;
 use rstuf_metadata::audit::{AuditOptions, audit};
-use rstuf_metadata::keys::PrivateKey;
 use serde_json::{Value, json};
 
-const ONLINE: &str = "0d9d3d4bad91c455bc03921daa95774576b86625ac45570d0cac025b08e65043";
-const TASK: &str = "d449c2af4e39481c8e8a64950f406920";
-
-fn shared() -> PathBuf {
-    std::env::var_os("RSTUF_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
-}
-
-fn payload(name: &str) -> Value {
-    let p = shared().join("fixtures/api-payloads/bootstrap").join(name);
-    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
-}
-
-/// Before the fixture roots expire (2025-12-31).
-fn now() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2025, 6, 1, 12, 0, 0).unwrap()
-}
-
-fn repo() -> MemoryRepo {
-    let repo = MemoryRepo::new(now());
-    let pem = std::fs::read(shared().join("fixtures/keys").join(ONLINE)).unwrap();
-    repo.signers
-        .add(ONLINE, PrivateKey::from_pem(&pem, None).unwrap());
-    repo
-}
-
-async fn pre(repo: &MemoryRepo) {
-    use rstuf_engine::ports::SettingsStore;
-    repo.settings
-        .set("BOOTSTRAP", json!(format!("pre-{TASK}")))
-        .await
-        .unwrap();
-}
+use common::{ONLINE, TASK, now, payload, pre, repo, root_key, shared, signature_over};
 
 #[tokio::test]
 async fn bins_bootstrap_with_threshold_met_publishes_every_role() {
@@ -466,20 +432,6 @@ async fn deleting_root_signing_stops_the_bootstrap_and_a_new_one_is_accepted() {
     assert_eq!(repo.settings.all()["BOOTSTRAP"], json!("second"));
 }
 
-/// A fixture root key (the RSTUF CLI's test keys, password `hunter2`).
-fn root_key(file: &str) -> PrivateKey {
-    let pem = std::fs::read(shared().join("fixtures/keys").join(file)).unwrap();
-    PrivateKey::from_pem(&pem, Some(b"hunter2")).unwrap()
-}
-
-fn signature_of(root: &Value, keyid: &str, key: &PrivateKey) -> Value {
-    use rstuf_metadata::schema::{Metadata, Root};
-    let md = Metadata::<Root>::from_value(root.clone()).unwrap();
-    let sig = key.sign(&md.signed_bytes().unwrap()).unwrap();
-    let sig: String = sig.iter().map(|b| format!("{b:02x}")).collect();
-    json!({"keyid": keyid, "sig": sig})
-}
-
 #[tokio::test]
 async fn root_signatures_finish_a_waiting_bootstrap() {
     use rstuf_engine::signing::sign_metadata;
@@ -493,7 +445,7 @@ async fn root_signatures_finish_a_waiting_bootstrap() {
 
     // Refused, changing nothing: no role, another role, a key outside root, a bad signature.
     let before = repo.settings.all();
-    let bad = signature_of(&pending, JH, &root_key("JJ.ecdsa"));
+    let bad = signature_over(&pending, JH, &root_key("JJ.ecdsa"));
     let online = json!({"keyid": ONLINE, "sig": "00"});
     for (p, error) in [
         (json!({"signature": bad}), "No 'role' in the payload"),
@@ -521,7 +473,7 @@ async fn root_signatures_finish_a_waiting_bootstrap() {
     }
 
     // The signature already there again: still one short.
-    let again = signature_of(&pending, JJ, &root_key("JJ.ecdsa"));
+    let again = signature_over(&pending, JJ, &root_key("JJ.ecdsa"));
     let out = sign_metadata(&repo.ports(), &json!({"role": "root", "signature": again}))
         .await
         .unwrap();
@@ -532,7 +484,7 @@ async fn root_signatures_finish_a_waiting_bootstrap() {
     assert!(repo.store.files().is_empty());
 
     // The second key: the bootstrap finishes and every role is published.
-    let second = signature_of(&pending, JH, &root_key("JH.ed25519"));
+    let second = signature_over(&pending, JH, &root_key("JH.ed25519"));
     let out = sign_metadata(&repo.ports(), &json!({"role": "root", "signature": second}))
         .await
         .unwrap();
@@ -559,14 +511,6 @@ async fn root_signatures_finish_a_waiting_bootstrap() {
     assert!(report.accepted(), "{report:#?}");
 }
 
-fn targets_signature(md: &Value, keyid: &str, key: &PrivateKey) -> Value {
-    use rstuf_metadata::schema::{Metadata, Targets};
-    let md = Metadata::<Targets>::from_value(md.clone()).unwrap();
-    let sig = key.sign(&md.signed_bytes().unwrap()).unwrap();
-    let sig: String = sig.iter().map(|b| format!("{b:02x}")).collect();
-    json!({"keyid": keyid, "sig": sig})
-}
-
 #[tokio::test]
 async fn an_offline_role_is_published_when_its_keys_have_signed() {
     use rstuf_engine::signing::sign_metadata;
@@ -578,7 +522,7 @@ async fn an_offline_role_is_published_when_its_keys_have_signed() {
         .await
         .unwrap();
     let pending = repo.settings.all()["PRODUCTION_SIGNING"].clone();
-    let sign = |keyid: &str, file: &str, p: &Value| json!({"role": "production", "signature": targets_signature(p, keyid, &root_key(file))});
+    let sign = |keyid: &str, file: &str, p: &Value| json!({"role": "production", "signature": signature_over(p, keyid, &root_key(file))});
 
     // A key of the role, but a signature by another key: refused, nothing changes.
     let before = (repo.settings.all(), repo.store.files());

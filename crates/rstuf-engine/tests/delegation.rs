@@ -2,54 +2,15 @@
 //! custom-delegations payload: every step publishes leaves first and leaves a repository a
 //! client accepts; refusals change nothing.
 
-use std::path::PathBuf;
+mod common;
 
-use chrono::{DateTime, TimeZone, Utc};
 use rstuf_engine::artifacts::add_artifacts;
-use rstuf_engine::bootstrap::bootstrap;
 use rstuf_engine::delegation::metadata_delegation;
-use rstuf_engine::ports::{ArtifactIndex, SettingsStore};
+use rstuf_engine::ports::ArtifactIndex;
 use rstuf_engine::testing::MemoryRepo;
-use rstuf_metadata::audit::{AuditOptions, audit};
-use rstuf_metadata::keys::PrivateKey;
 use serde_json::{Value, json};
 
-const ONLINE: &str = "0d9d3d4bad91c455bc03921daa95774576b86625ac45570d0cac025b08e65043";
-const TASK: &str = "d449c2af4e39481c8e8a64950f406920";
-
-fn shared() -> PathBuf {
-    std::env::var_os("RSTUF_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
-}
-
-fn fixture(rel: &str) -> Value {
-    serde_json::from_slice(&std::fs::read(shared().join("fixtures").join(rel)).unwrap()).unwrap()
-}
-
-fn now() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2025, 6, 1, 12, 0, 0).unwrap()
-}
-
-async fn bootstrapped(payload: &str) -> MemoryRepo {
-    let repo = MemoryRepo::new(now());
-    let pem = std::fs::read(shared().join("fixtures/keys").join(ONLINE)).unwrap();
-    repo.signers
-        .add(ONLINE, PrivateKey::from_pem(&pem, None).unwrap());
-    repo.settings
-        .set("BOOTSTRAP", json!(format!("pre-{TASK}")))
-        .await
-        .unwrap();
-    let out = bootstrap(
-        &repo.ports(),
-        &fixture(&format!("api-payloads/bootstrap/{payload}")),
-        TASK,
-    )
-    .await
-    .unwrap();
-    assert!(out.status(), "{out:?}");
-    repo
-}
+use common::{bootstrapped, fixture, now};
 
 fn file(repo: &MemoryRepo, name: &str) -> Value {
     serde_json::from_slice(&repo.store.files()[name]).unwrap()
@@ -67,14 +28,7 @@ fn latest(repo: &MemoryRepo, role: &str) -> Value {
 }
 
 fn accepted(repo: &MemoryRepo) {
-    let report = audit(
-        &repo.store.files(),
-        &AuditOptions {
-            reference_time: now(),
-            trusted_root: None,
-        },
-    );
-    assert!(report.accepted(), "{report:#?}");
+    common::accepted(&repo.store.files(), now());
 }
 
 fn role_names(repo: &MemoryRepo) -> Vec<String> {

@@ -3,60 +3,36 @@
 //! online key signs re-signed by the new key before the new root is written, and a stale
 //! pending root refused.
 
-use std::path::PathBuf;
+mod common;
 
-use chrono::{DateTime, TimeZone, Utc};
 use rstuf_engine::bootstrap::bootstrap;
 use rstuf_engine::ports::SettingsStore;
 use rstuf_engine::rotation::metadata_update;
 use rstuf_engine::signing::sign_metadata;
 use rstuf_engine::testing::MemoryRepo;
 use rstuf_metadata::audit::{AuditOptions, audit};
-use rstuf_metadata::keys::PrivateKey;
 use serde_json::{Value, json};
 
-const ONLINE: &str = "0d9d3d4bad91c455bc03921daa95774576b86625ac45570d0cac025b08e65043";
+use common::{
+    ONLINE, TASK, accepted, fixture, key, now, payload, pre, repo, root_key, signature_over,
+};
+
 const NEW_ONLINE: &str = "cb20fa1061dde8e6267e0bef0981766aaadae168e917030f7f26edc7a0bab9c2";
 const JC: &str = "2f685fa7546f1856b123223ab086b3def14c89d24eef18f49c32508c2f60e241";
-const TASK: &str = "d449c2af4e39481c8e8a64950f406920";
 
-fn shared() -> PathBuf {
-    std::env::var_os("RSTUF_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
-}
-
-fn fixture(rel: &str) -> Value {
-    serde_json::from_slice(&std::fs::read(shared().join("fixtures").join(rel)).unwrap()).unwrap()
-}
-
-fn key(file: &str) -> PrivateKey {
-    PrivateKey::from_pem(
-        &std::fs::read(shared().join("fixtures/keys").join(file)).unwrap(),
-        None,
-    )
-    .unwrap()
-}
-
-fn now() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2025, 6, 1, 12, 0, 0).unwrap()
+/// A repository whose signers also hold the new online key of the update payload.
+fn repo_with_both_keys() -> MemoryRepo {
+    let repo = repo();
+    repo.signers.add(NEW_ONLINE, key(NEW_ONLINE));
+    repo
 }
 
 async fn bootstrapped() -> MemoryRepo {
-    let repo = MemoryRepo::new(now());
-    repo.signers.add(ONLINE, key(ONLINE));
-    repo.signers.add(NEW_ONLINE, key(NEW_ONLINE));
-    repo.settings
-        .set("BOOTSTRAP", json!(format!("pre-{TASK}")))
+    let repo = repo_with_both_keys();
+    pre(&repo).await;
+    let out = bootstrap(&repo.ports(), &payload("payload_bins.json"), TASK)
         .await
         .unwrap();
-    let out = bootstrap(
-        &repo.ports(),
-        &fixture("api-payloads/bootstrap/payload_bins.json"),
-        TASK,
-    )
-    .await
-    .unwrap();
     assert!(out.status(), "{out:?}");
     repo
 }
@@ -181,14 +157,7 @@ async fn a_rotation_of_the_online_key_re_signs_everything_before_the_new_root() 
     assert_eq!(s["TRUSTED_ROOT"]["signed"]["version"], json!(2));
     assert_eq!(s["ROOT_SIGNING"], Value::Null);
     // A client starting from 1.root.json follows the rotation.
-    let report = audit(
-        &files,
-        &AuditOptions {
-            reference_time: now(),
-            trusted_root: None,
-        },
-    );
-    assert!(report.accepted(), "{report:#?}");
+    accepted(&files, now());
 
     // The same v2 pending again is stale now: refused, nothing rewritten.
     repo.settings
@@ -238,42 +207,20 @@ async fn updates_and_delegations_wait_for_a_finished_bootstrap() {
     }
 }
 
-fn root_key(file: &str) -> PrivateKey {
-    let pem = std::fs::read(shared().join("fixtures/keys").join(file)).unwrap();
-    PrivateKey::from_pem(&pem, Some(b"hunter2")).unwrap()
-}
-
-fn targets_signature(md: &Value, keyid: &str, key: &PrivateKey) -> Value {
-    use rstuf_metadata::schema::{Metadata, Targets};
-    let md = Metadata::<Targets>::from_value(md.clone()).unwrap();
-    let sig = key.sign(&md.signed_bytes().unwrap()).unwrap();
-    let sig: String = sig.iter().map(|b| format!("{b:02x}")).collect();
-    json!({"keyid": keyid, "sig": sig})
-}
-
 /// Custom roles across an online-key rotation: the online role is re-signed by the new key,
 /// the offline role is left alone (defect 26), the mixed role waits for its offline key again.
 #[tokio::test]
 async fn a_rotation_leaves_offline_roles_alone_and_mixed_roles_pending() {
     use rstuf_engine::delegation::metadata_delegation;
     const JH: &str = "c6d8bf2e4f48b41ac2ce8eca21415ca8ef68c133b47fc33df03d4070a7e1e9cc";
-    let repo = MemoryRepo::new(now());
-    repo.signers.add(ONLINE, key(ONLINE));
-    repo.signers.add(NEW_ONLINE, key(NEW_ONLINE));
-    repo.settings
-        .set("BOOTSTRAP", json!(format!("pre-{TASK}")))
+    let repo = repo_with_both_keys();
+    pre(&repo).await;
+    bootstrap(&repo.ports(), &payload("payload_custom_targets.json"), TASK)
         .await
         .unwrap();
-    bootstrap(
-        &repo.ports(),
-        &fixture("api-payloads/bootstrap/payload_custom_targets.json"),
-        TASK,
-    )
-    .await
-    .unwrap();
     let sign = |role: &str, keyid: &str, file: &str| {
         let pending = repo.settings.all()[&format!("{}_SIGNING", role.to_uppercase())].clone();
-        json!({"role": role, "signature": targets_signature(&pending, keyid, &root_key(file))})
+        json!({"role": role, "signature": signature_over(&pending, keyid, &root_key(file))})
     };
     for (keyid, file) in [(JC, "JC.rsa"), (JH, "JH.ed25519")] {
         let out = sign_metadata(&repo.ports(), &sign("production", keyid, file))
@@ -350,12 +297,5 @@ async fn a_rotation_leaves_offline_roles_alone_and_mixed_roles_pending() {
         out.details,
         Some(json!({"update": "Role mixed signing complete"}))
     );
-    let report = audit(
-        &repo.store.files(),
-        &AuditOptions {
-            reference_time: now(),
-            trusted_root: None,
-        },
-    );
-    assert!(report.accepted(), "{report:#?}");
+    accepted(&repo.store.files(), now());
 }

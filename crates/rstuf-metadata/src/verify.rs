@@ -110,6 +110,25 @@ pub fn verify_threshold(
     }
 }
 
+/// Whether `signature` is a valid signature on `payload` by one of the authorised `keyids`
+/// (a signing event checks each signature it is sent this way).
+pub fn signed_by_one_of(
+    keyids: &[String],
+    keys: &BTreeMap<String, Key>,
+    payload: &[u8],
+    signature: &Signature,
+) -> bool {
+    keyids.contains(&signature.keyid)
+        && verify_threshold(
+            std::slice::from_ref(&signature.keyid),
+            1,
+            keys,
+            payload,
+            std::slice::from_ref(signature),
+        )
+        .verified()
+}
+
 /// Checks `md` against a role's keys and threshold; `Ok` carries the details.
 pub fn verify_role<T: Signed>(
     role: &str,

@@ -116,14 +116,19 @@ pub fn log(line: &str) {
     );
 }
 
-/// What every task shares.
-struct Context<B: Broker> {
-    broker: B,
+/// What every task shares, whatever the transport.
+struct Setup {
     results: RedisResults,
     ports: Arc<Ports>,
     runtime: Runtime,
     schedule: Schedule,
     hostname: String,
+}
+
+/// [`Setup`] and the broker.
+struct Context<B: Broker> {
+    broker: B,
+    setup: Setup,
 }
 
 /// Starts the worker from the configuration and runs it until SIGTERM or SIGINT.
@@ -149,8 +154,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         log("shutting down: no new tasks; running tasks may finish");
         let _ = stop_tx.send(true);
     });
-    let hostname = format!("rstuf@{}", runtime.worker_id);
-    match runtime.broker.clone() {
+    let setup = Setup {
+        results,
+        ports,
+        hostname: format!("rstuf@{}", runtime.worker_id),
+        runtime: runtime.clone(),
+        schedule,
+    };
+    match runtime.broker {
         BrokerUrl::Redis(url) => {
             let broker = RedisBroker::connect(&url, &QUEUES)
                 .await
@@ -160,17 +171,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 broker,
                 visibility: runtime.visibility_timeout,
             };
-            consume(
-                transport, results, ports, runtime, schedule, hostname, stop_rx,
-            )
-            .await
+            consume(transport, setup, stop_rx).await
         }
         BrokerUrl::Amqp(url) => {
             let prefetch = u16::try_from(runtime.concurrency).unwrap_or(u16::MAX);
             let broker = AmqpBroker::connect(&url, &QUEUES, prefetch)
                 .await
                 .map_err(|e| anyhow::anyhow!("broker: {e}"))?;
-            consume(broker, results, ports, runtime, schedule, hostname, stop_rx).await
+            consume(broker, setup, stop_rx).await
         }
     }
 }
@@ -185,28 +193,16 @@ async fn wait_for_signal() {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn consume<B: Broker>(
     broker: B,
-    results: RedisResults,
-    ports: Arc<Ports>,
-    runtime: Runtime,
-    schedule: Schedule,
-    hostname: String,
+    setup: Setup,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let ctx = Arc::new(Context {
-        broker,
-        results,
-        ports,
-        runtime,
-        schedule,
-        hostname,
-    });
+    let ctx = Arc::new(Context { broker, setup });
     log(&format!(
         "{} ready: concurrency {}, queues {}",
-        ctx.hostname,
-        ctx.runtime.concurrency,
+        ctx.setup.hostname,
+        ctx.setup.runtime.concurrency,
         QUEUES.join(", ")
     ));
     let mut background = JoinSet::new();
@@ -215,7 +211,7 @@ async fn consume<B: Broker>(
 
     // Tasks still running at the shutdown deadline are told to hand their message back.
     let (abandon_tx, abandon_rx) = watch::channel(false);
-    let permits = Arc::new(Semaphore::new(ctx.runtime.concurrency));
+    let permits = Arc::new(Semaphore::new(ctx.setup.runtime.concurrency));
     let mut jobs = JoinSet::new();
     let mut failures = 0u32;
     while !*stop.borrow() {
@@ -256,7 +252,7 @@ async fn consume<B: Broker>(
         }
         while jobs.try_join_next().is_some() {}
     }
-    let deadline = ctx.runtime.shutdown_timeout;
+    let deadline = ctx.setup.runtime.shutdown_timeout;
     if !jobs.is_empty() {
         log(&format!(
             "waiting up to {deadline:?} for {} running task(s)",
@@ -279,8 +275,8 @@ async fn consume<B: Broker>(
 
 /// Restores deliveries of dead consumers now and then (and once at start).
 async fn maintain<B: Broker>(ctx: Arc<Context<B>>, mut stop: watch::Receiver<bool>) {
-    let every =
-        (ctx.runtime.visibility_timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let every = (ctx.setup.runtime.visibility_timeout / 4)
+        .clamp(Duration::from_secs(1), Duration::from_secs(60));
     loop {
         if let Err(e) = ctx.broker.maintain().await {
             log(&format!("broker housekeeping: {e}"));
@@ -293,7 +289,7 @@ async fn maintain<B: Broker>(ctx: Arc<Context<B>>, mut stop: watch::Receiver<boo
 }
 
 async fn scheduled_bumps<B: Broker>(ctx: Arc<Context<B>>, stop: watch::Receiver<bool>) {
-    ctx.schedule.run(&ctx.ports, stop).await;
+    ctx.setup.schedule.run(&ctx.setup.ports, stop).await;
 }
 
 /// A FAILURE record for a message that cannot run, when its id is known; a log line always.
@@ -311,6 +307,7 @@ async fn answer_malformed<B: Broker>(
         let record = Record::failure(
             id,
             "ValueError",
+            "builtins",
             &format!("Malformed task message: {error}"),
             None,
             Utc::now(),
@@ -319,40 +316,39 @@ async fn answer_malformed<B: Broker>(
     }
 }
 
-/// Stores a record, retrying while the result backend is unreachable (it may be
-/// restarting); gives up after about two minutes.
-async fn store<B: Broker>(ctx: &Context<B>, record: &Record) {
+/// Runs `attempt` until it succeeds, waiting longer each time (100 ms doubling to 5 s) while a
+/// service is unreachable (it may be restarting); gives up after about two minutes.
+async fn persist<F: Future<Output = Result<(), PortError>>>(
+    what: &str,
+    mut attempt: impl FnMut() -> F,
+) {
     let mut wait = Duration::from_millis(100);
     for _ in 0..40 {
-        match ctx.results.store(record).await {
-            Ok(_) => return,
+        match attempt().await {
+            Ok(()) => return,
             Err(e) => {
-                log(&format!("result backend: {e}; retrying"));
+                log(&format!("{what}: {e}; retrying"));
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(Duration::from_secs(5));
             }
         }
     }
-    log(&format!(
-        "gave up storing the {} record of {}",
-        record.status, record.task_id
-    ));
+    log(&format!("gave up {what}"));
+}
+
+/// Stores a record, retrying while the result backend is unreachable.
+async fn store<B: Broker>(ctx: &Context<B>, record: &Record) {
+    let what = format!("storing the {} record of {}", record.status, record.task_id);
+    persist(&what, || async {
+        ctx.setup.results.store(record).await.map(|_| ())
+    })
+    .await;
 }
 
 /// Acknowledges, retrying while the broker is unreachable. On AMQP a lost connection has
 /// already returned the message to its queue; the redelivery finds the stored SUCCESS.
 async fn ack<B: Broker>(ctx: &Context<B>, handle: &B::Handle) {
-    let mut wait = Duration::from_millis(100);
-    for _ in 0..40 {
-        match ctx.broker.ack(handle).await {
-            Ok(()) => return,
-            Err(e) => {
-                log(&format!("acknowledging: {e}; retrying"));
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
+    persist("acknowledging", || ctx.broker.ack(handle)).await;
 }
 
 /// How a task ended.
@@ -383,7 +379,7 @@ async fn process<B: Broker>(
     if message.task == WORKER_TASK {
         // Delivered again after it finished (its worker died between the record and the
         // acknowledgement): done once, do not run it twice.
-        if let Ok(Some(state)) = ctx.results.state(&id).await
+        if let Ok(Some(state)) = ctx.setup.results.state(&id).await
             && state == "SUCCESS"
         {
             log(&format!(
@@ -397,10 +393,11 @@ async fn process<B: Broker>(
         && expires < Utc::now()
     {
         log(&format!("task {id} expired at {expires}; revoked"));
-        let mut record = Record::failure(&id, "TaskRevokedError", "expired", None, Utc::now());
-        record.status = "REVOKED";
-        record.result["exc_module"] = "celery.exceptions".into();
-        store(ctx, &with_parent(record)).await;
+        store(
+            ctx,
+            &with_parent(Record::revoked(&id, "expired", Utc::now())),
+        )
+        .await;
         ack(ctx, &handle).await;
         return;
     }
@@ -417,11 +414,15 @@ async fn process<B: Broker>(
 
     let started = std::time::Instant::now();
     if message.task == WORKER_TASK {
-        let _ = ctx.results.pre_run(&id).await;
+        let _ = ctx.setup.results.pre_run(&id).await;
     }
     store(
         ctx,
-        &with_parent(Record::started(&id, std::process::id(), &ctx.hostname)),
+        &with_parent(Record::started(
+            &id,
+            std::process::id(),
+            &ctx.setup.hostname,
+        )),
     )
     .await;
 
@@ -433,7 +434,7 @@ async fn process<B: Broker>(
                     .kwarg("expired")
                     .and_then(Value::as_bool)
                     .unwrap_or(true);
-                match ctx.schedule.bump_now(&ctx.ports, expired).await {
+                match ctx.setup.schedule.bump_now(&ctx.setup.ports, expired).await {
                     Ok(roles) => Ending::Success(Value::from(roles)),
                     Err(e) => Ending::Failure("RuntimeError", "builtins", e.to_string()),
                 }
@@ -441,7 +442,7 @@ async fn process<B: Broker>(
             other => Ending::Failure("NotRegistered", "celery.exceptions", format!("'{other}'")),
         }
     };
-    let touch_every = (ctx.runtime.visibility_timeout / 3).max(Duration::from_millis(500));
+    let touch_every = (ctx.setup.runtime.visibility_timeout / 3).max(Duration::from_millis(500));
     let keep_alive = async {
         loop {
             tokio::time::sleep(touch_every).await;
@@ -450,10 +451,10 @@ async fn process<B: Broker>(
     };
     let ending = tokio::select! {
         ending = work => ending,
-        _ = tokio::time::sleep(ctx.runtime.time_limit) => Ending::Failure(
+        _ = tokio::time::sleep(ctx.setup.runtime.time_limit) => Ending::Failure(
             "TimeLimitExceeded",
             "celery.exceptions",
-            format!("Task exceeded its time limit of {} s", ctx.runtime.time_limit.as_secs()),
+            format!("Task exceeded its time limit of {} s", ctx.setup.runtime.time_limit.as_secs()),
         ),
         _ = abandoned(&mut abandon) => Ending::Abandoned,
         _ = keep_alive => unreachable!("loops forever"),
@@ -467,9 +468,7 @@ async fn process<B: Broker>(
         }
         Ending::Success(result) => Record::success(&id, result, now),
         Ending::Failure(exc_type, module, text) => {
-            let mut record = Record::failure(&id, exc_type, &text, None, now);
-            record.result["exc_module"] = module.into();
-            record
+            Record::failure(&id, exc_type, module, &text, None, now)
         }
     };
     log(&format!(
@@ -532,7 +531,7 @@ async fn run_worker_task<B: Broker>(ctx: &Context<B>, message: &TaskMessage) -> 
             task_id: &message.id,
             parent: message.parent_id(),
         };
-        match run_task::execute(&ctx.ports, action, payload, &message.id, &progress).await {
+        match run_task::execute(&ctx.setup.ports, action, payload, &message.id, &progress).await {
             Ok(reply) => return Ending::Success(celery_result(action, &reply)),
             Err(e) if transient(&e) && attempt < RETRIES => {
                 attempt += 1;
@@ -541,16 +540,8 @@ async fn run_worker_task<B: Broker>(ctx: &Context<B>, message: &TaskMessage) -> 
                     "task {} ({action}): {e}; retry {attempt} of {RETRIES} in {wait:?}",
                     message.id
                 ));
-                let mut record = Record::failure(
-                    &message.id,
-                    "ConnectionError",
-                    &e.to_string(),
-                    None,
-                    Utc::now(),
-                );
-                record.status = "RETRY";
-                record.date_done = None;
-                record.result["exc_module"] = "builtins".into();
+                let record =
+                    Record::retry(&message.id, "ConnectionError", "builtins", &e.to_string());
                 store(ctx, &record).await;
                 tokio::time::sleep(wait).await;
             }

@@ -83,22 +83,8 @@ async fn scenario(transport: Transport, name: &str, db: u32, restart: &dyn Fn())
     );
     let log = || worker.log_text();
     let mut python = Producer::new(&services);
-    let boot = task_id();
-    services
-        .set_setting("BOOTSTRAP", &format!("pre-{boot}"))
-        .await;
-    python.send(
-        "metadata_repository",
-        &boot,
-        "bootstrap",
-        bootstrap_payload(),
-    );
-    assert_eq!(
-        python.wait_final(&boot, LIMIT)["api_state"],
-        "SUCCESS",
-        "{}",
-        log()
-    );
+    let (_, r) = services.bootstrap(&mut python, bootstrap_payload()).await;
+    assert_eq!(r["api_state"], "SUCCESS", "{}", log());
 
     let before = add(&mut python, &["b1", "b2", "b3"]);
     restart();

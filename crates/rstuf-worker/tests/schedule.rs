@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{Producer, Services, Transport, bootstrap_payload, client_accepts, task_id};
+use common::{Producer, Services, Transport, bootstrap_payload, client_accepts};
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -25,26 +25,14 @@ async fn three_workers_bump_each_schedule_slot_once() {
         ("RSTUF_BUMP_ONLINE_ROLES_TTL", "2"),
         ("RSTUF_LOCK_TIMEOUT", "3"),
     ];
-    let boot = task_id();
-    services
-        .set_setting("BOOTSTRAP", &format!("pre-{boot}"))
-        .await;
     let mut workers = vec![
         services.worker("s1", &env),
         services.worker("s2", &env),
         services.worker("s3", &env),
     ];
     let mut python = Producer::new(&services);
-    python.send(
-        "metadata_repository",
-        &boot,
-        "bootstrap",
-        bootstrap_payload(),
-    );
-    assert_eq!(
-        python.wait_final(&boot, Duration::from_secs(60))["api_state"],
-        "SUCCESS"
-    );
+    let (_, r) = services.bootstrap(&mut python, bootstrap_payload()).await;
+    assert_eq!(r["api_state"], "SUCCESS", "{r}");
 
     tokio::time::sleep(Duration::from_secs(10)).await;
     // A worker dies without a word; the others carry on.

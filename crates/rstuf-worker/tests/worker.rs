@@ -60,12 +60,7 @@ async fn drive_every_action(transport: Transport, name: &str, results_db: u32, s
     let repo = "metadata_repository";
 
     // Bootstrap, as the API does it: BOOTSTRAP=pre-<id>, then the task.
-    let boot = task_id();
-    services
-        .set_setting("BOOTSTRAP", &format!("pre-{boot}"))
-        .await;
-    python.send(repo, &boot, "bootstrap", bootstrap_payload());
-    let r = python.wait_final(&boot, LIMIT);
+    let (boot, r) = services.bootstrap(&mut python, bootstrap_payload()).await;
     assert_eq!(r["api_state"], "SUCCESS", "{r}");
     assert_eq!(
         r["api_result"]["details"]["bootstrap"],
@@ -354,17 +349,8 @@ async fn a_task_whose_worker_is_killed_is_delivered_again_and_completed_once() {
     ];
     let mut w1 = services.worker("w1", &fast);
     let mut python = Producer::new(&services);
-    let boot = task_id();
-    services
-        .set_setting("BOOTSTRAP", &format!("pre-{boot}"))
-        .await;
-    python.send(
-        "metadata_repository",
-        &boot,
-        "bootstrap",
-        bootstrap_payload(),
-    );
-    assert_eq!(python.wait_final(&boot, LIMIT)["api_state"], "SUCCESS");
+    let (_, r) = services.bootstrap(&mut python, bootstrap_payload()).await;
+    assert_eq!(r["api_state"], "SUCCESS", "{r}");
     let mut w2 = services.worker("w2", &fast);
 
     // A task big enough to be caught running: 4,000 artifacts added and published.
@@ -476,17 +462,8 @@ async fn shutdown_hands_back_and_the_time_limit_stops_a_task() {
     let services = Services::new("shutdown", Transport::Redis, 1, 1).await;
     let mut python = Producer::new(&services);
     let mut first = services.worker("t1", &[("RSTUF_WORKER_SHUTDOWN_TIMEOUT", "0")]);
-    let boot = task_id();
-    services
-        .set_setting("BOOTSTRAP", &format!("pre-{boot}"))
-        .await;
-    python.send(
-        "metadata_repository",
-        &boot,
-        "bootstrap",
-        bootstrap_payload(),
-    );
-    assert_eq!(python.wait_final(&boot, LIMIT)["api_state"], "SUCCESS");
+    let (_, r) = services.bootstrap(&mut python, bootstrap_payload()).await;
+    assert_eq!(r["api_state"], "SUCCESS", "{r}");
 
     let big = task_id();
     python.send(
@@ -560,33 +537,19 @@ async fn a_ceremony_bootstrap_finishes_with_a_cli_signature() {
     let services = Services::new("ceremony", Transport::Redis, 9, 9).await;
     let _worker = services.worker("c1", &[]);
     let mut python = Producer::new(&services);
-    let boot = task_id();
-    services
-        .set_setting("BOOTSTRAP", &format!("pre-{boot}"))
-        .await;
     let payload = support::fresh_bootstrap_payload(
         "bootstrap/ceremony-payload.json",
         chrono::Utc::now(),
         365,
     );
-    python.send("metadata_repository", &boot, "bootstrap", payload);
-    let r = python.wait_final(&boot, LIMIT);
+    let (_, r) = services.bootstrap(&mut python, payload).await;
     assert_eq!(
         r["api_result"]["details"],
         json!({"bootstrap": "Root v1 is pending signature"}),
         "{r}"
     );
 
-    // What the API's GET /api/v1/metadata/sign hands the CLI.
-    let client = redis::Client::open(services.backend.as_str()).unwrap();
-    let mut c = client.get_multiplexed_async_connection().await.unwrap();
-    let raw: String = redis::cmd("HGET")
-        .arg("DYNACONF_MAIN")
-        .arg("ROOT_SIGNING")
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    let pending: Value = serde_json::from_str(raw.strip_prefix("@json ").unwrap()).unwrap();
+    let pending = services.pending("root").await;
     let sign = |file: &str| {
         support::python_json(
             "cli_signer.py",
@@ -640,32 +603,19 @@ async fn custom_delegations_evolve_under_a_client_that_keeps_its_trust() {
     let services = Services::new("delegations", Transport::Redis, 4, 4).await;
     let _worker = services.worker("d1", &[]);
     let mut python = Producer::new(&services);
-    let repo = "metadata_repository";
-    let run = |python: &mut Producer, action: &str, payload: Value| {
-        let id = task_id();
-        python.send(repo, &id, action, payload);
-        let r = python.wait_final(&id, LIMIT);
-        assert_eq!(r["api_state"], "SUCCESS", "{action}: {r}");
-        r["api_result"].clone()
-    };
-    let boot = task_id();
-    services
-        .set_setting("BOOTSTRAP", &format!("pre-{boot}"))
-        .await;
     let payload = support::fresh_bootstrap_payload(
         "bootstrap/payload_custom_targets.json",
         chrono::Utc::now(),
         365,
     );
-    python.send(repo, &boot, "bootstrap", payload);
-    assert_eq!(python.wait_final(&boot, LIMIT)["api_state"], "SUCCESS");
+    let (_, r) = services.bootstrap(&mut python, payload).await;
+    assert_eq!(r["api_state"], "SUCCESS", "{r}");
     let mut client = Client::new(&services);
     client.refresh(true, json!({}), json!([]));
 
     // The API's offline role: pending until JH and JC have signed it.
     let offline = support::api_payload("metadata/delegation-payload.json");
-    let r = run(
-        &mut python,
+    let r = python.run(
         "metadata_delegation",
         json!({"action": "add",
         "delegations": offline["delegations"]}),
@@ -675,22 +625,15 @@ async fn custom_delegations_evolve_under_a_client_that_keeps_its_trust() {
         json!(["tenant1-group1-policy"])
     );
     client.refresh(false, json!({}), json!([]));
-    let offline_key = |keyid: &str| offline["delegations"]["keys"][keyid].clone();
-    for (keyid, file) in [(JH, "JH.ed25519"), (JC, "JC.rsa")] {
-        let signature = sign_pending(
-            &services,
-            "tenant1-group1-policy",
-            keyid,
-            file,
-            offline_key(keyid),
-        )
-        .await;
-        run(
-            &mut python,
-            "sign_metadata",
-            json!({"role": "tenant1-group1-policy", "signature": signature}),
-        );
-    }
+    let offline_keys = &offline["delegations"]["keys"];
+    cli_signs(
+        &services,
+        &mut python,
+        "tenant1-group1-policy",
+        &[(JH, "JH.ed25519"), (JC, "JC.rsa")],
+        offline_keys,
+    )
+    .await;
     let versions = client.refresh(false, json!({}), json!([]));
     assert!(versions["snapshot"].as_u64().unwrap() >= 3, "{versions}");
     assert!(
@@ -702,8 +645,7 @@ async fn custom_delegations_evolve_under_a_client_that_keeps_its_trust() {
 
     // An artifact in the offline role waits for its keys, then clients find it.
     let policy = json!({"length": 7, "hashes": {"sha256": "ef"}});
-    let r = run(
-        &mut python,
+    let r = python.run(
         "add_artifacts",
         json!({"artifacts": [{"path": "tenant1/group1/policy/p.json", "info": policy}]}),
     );
@@ -712,21 +654,14 @@ async fn custom_delegations_evolve_under_a_client_that_keeps_its_trust() {
         json!(["tenant1-group1-policy"])
     );
     client.refresh(false, json!({}), json!(["tenant1/group1/policy/p.json"]));
-    for (keyid, file) in [(JC, "JC.rsa"), (JH, "JH.ed25519")] {
-        let signature = sign_pending(
-            &services,
-            "tenant1-group1-policy",
-            keyid,
-            file,
-            offline_key(keyid),
-        )
-        .await;
-        run(
-            &mut python,
-            "sign_metadata",
-            json!({"role": "tenant1-group1-policy", "signature": signature}),
-        );
-    }
+    cli_signs(
+        &services,
+        &mut python,
+        "tenant1-group1-policy",
+        &[(JC, "JC.rsa"), (JH, "JH.ed25519")],
+        offline_keys,
+    )
+    .await;
     client.refresh(
         false,
         json!({"tenant1/group1/policy/p.json": policy}),
@@ -736,8 +671,7 @@ async fn custom_delegations_evolve_under_a_client_that_keeps_its_trust() {
     // The bootstrap's roles: `default` (online) takes an artifact at once; `production`
     // (JC and JH) is signed, then takes one that waits for both keys.
     let readme = json!({"length": 11, "hashes": {"sha256": "0a"}});
-    let r = run(
-        &mut python,
+    let r = python.run(
         "add_artifacts",
         json!({"artifacts": [{"path": "readme.txt", "info": readme}]}),
     );
@@ -748,27 +682,19 @@ async fn custom_delegations_evolve_under_a_client_that_keeps_its_trust() {
     let app = json!({"length": 12, "hashes": {"sha256": "0b"}});
     for round in 0..2 {
         if round == 1 {
-            run(
-                &mut python,
+            python.run(
                 "add_artifacts",
                 json!({"artifacts": [{"path": "production/app.tar.gz", "info": app}]}),
             );
         }
-        for (keyid, file) in [(JC, "JC.rsa"), (JH, "JH.ed25519")] {
-            let signature = sign_pending(
-                &services,
-                "production",
-                keyid,
-                file,
-                bootstrap_keys[keyid].clone(),
-            )
-            .await;
-            run(
-                &mut python,
-                "sign_metadata",
-                json!({"role": "production", "signature": signature}),
-            );
-        }
+        cli_signs(
+            &services,
+            &mut python,
+            "production",
+            &[(JC, "JC.rsa"), (JH, "JH.ed25519")],
+            &bootstrap_keys,
+        )
+        .await;
     }
     client.refresh(
         false,
@@ -781,8 +707,7 @@ async fn custom_delegations_evolve_under_a_client_that_keeps_its_trust() {
     let mut rekeyed = offline["delegations"].clone();
     rekeyed["roles"][0]["keyids"] = json!([JH]);
     rekeyed["roles"][0]["threshold"] = json!(1);
-    let r = run(
-        &mut python,
+    let r = python.run(
         "metadata_delegation",
         json!({"action": "update", "delegations": rekeyed}),
     );
@@ -790,19 +715,14 @@ async fn custom_delegations_evolve_under_a_client_that_keeps_its_trust() {
         r["details"]["delegated_roles"],
         json!(["tenant1-group1-policy"])
     );
-    let signature = sign_pending(
+    cli_signs(
         &services,
+        &mut python,
         "tenant1-group1-policy",
-        JH,
-        "JH.ed25519",
-        offline_key(JH),
+        &[(JH, "JH.ed25519")],
+        offline_keys,
     )
     .await;
-    run(
-        &mut python,
-        "sign_metadata",
-        json!({"role": "tenant1-group1-policy", "signature": signature}),
-    );
     client.refresh(
         false,
         json!({"tenant1/group1/policy/p.json": policy}),
@@ -812,36 +732,38 @@ async fn custom_delegations_evolve_under_a_client_that_keeps_its_trust() {
     // A mixed role (the online key and JH, threshold 2): signed by the online key, completed
     // by JH, also after an artifact is added to it.
     let online_id = "0d9d3d4bad91c455bc03921daa95774576b86625ac45570d0cac025b08e65043";
-    let mixed = json!({"keys": {JH: offline_key(JH)}, "roles": [{"name": "mixed",
+    let mixed = json!({"keys": {JH: offline_keys[JH].clone()}, "roles": [{"name": "mixed",
         "terminating": true, "keyids": [online_id, JH], "threshold": 2,
         "x-rstuf-expire-policy": 20, "paths": ["mixed/*"]}]});
-    run(
-        &mut python,
+    python.run(
         "metadata_delegation",
         json!({"action": "add", "delegations": mixed}),
     );
-    let signature = sign_pending(&services, "mixed", JH, "JH.ed25519", offline_key(JH)).await;
-    let r = run(
+    let r = cli_signs(
+        &services,
         &mut python,
-        "sign_metadata",
-        json!({"role": "mixed", "signature": signature}),
-    );
+        "mixed",
+        &[(JH, "JH.ed25519")],
+        offline_keys,
+    )
+    .await;
     assert_eq!(
         r["details"],
         json!({"update": "Role mixed signing complete"})
     );
     let m = json!({"length": 9, "hashes": {"sha256": "99"}});
-    run(
-        &mut python,
+    python.run(
         "add_artifacts",
         json!({"artifacts": [{"path": "mixed/m.bin", "info": m}]}),
     );
-    let signature = sign_pending(&services, "mixed", JH, "JH.ed25519", offline_key(JH)).await;
-    run(
+    cli_signs(
+        &services,
         &mut python,
-        "sign_metadata",
-        json!({"role": "mixed", "signature": signature}),
-    );
+        "mixed",
+        &[(JH, "JH.ed25519")],
+        offline_keys,
+    )
+    .await;
     client.refresh(false, json!({"mixed/m.bin": m}), json!([]));
 
     // An online role with an artifact, updated to take a second path, then deleted.
@@ -850,14 +772,12 @@ async fn custom_delegations_evolve_under_a_client_that_keeps_its_trust() {
         "terminating": true, "keyids": [], "threshold": 1,
         "x-rstuf-expire-policy": policy, "paths": paths}]})
     };
-    run(
-        &mut python,
+    python.run(
         "metadata_delegation",
         json!({"action": "add", "delegations": dev(json!(["dev/*"]), 30)}),
     );
     let app = json!({"length": 3, "hashes": {"sha256": "ab"}});
-    let r = run(
-        &mut python,
+    let r = python.run(
         "add_artifacts",
         json!({"artifacts": [{"path": "dev/app.tar.gz", "info": app}]}),
     );
@@ -867,14 +787,12 @@ async fn custom_delegations_evolve_under_a_client_that_keeps_its_trust() {
         json!({"dev/app.tar.gz": app}),
         json!(["qa/tool.tar.gz"]),
     );
-    run(
-        &mut python,
+    python.run(
         "metadata_delegation",
         json!({"action": "update", "delegations": dev(json!(["dev/*", "qa/*"]), 10)}),
     );
     let tool = json!({"length": 5, "hashes": {"sha256": "cd"}});
-    let r = run(
-        &mut python,
+    let r = python.run(
         "add_artifacts",
         json!({"artifacts": [{"path": "qa/tool.tar.gz", "info": tool}]}),
     );
@@ -884,8 +802,7 @@ async fn custom_delegations_evolve_under_a_client_that_keeps_its_trust() {
         json!({"dev/app.tar.gz": app, "qa/tool.tar.gz": tool}),
         json!([]),
     );
-    run(
-        &mut python,
+    python.run(
         "metadata_delegation",
         json!({"action": "delete", "delegations": {"roles": [{"name": "dev"}]}}),
     );
@@ -912,35 +829,15 @@ async fn root_rotations_keep_clients_trusting() {
     let services = Services::new("rotation", Transport::Redis, 5, 5).await;
     let _worker = services.worker("r1", &[]);
     let mut python = Producer::new(&services);
-    let run = |python: &mut Producer, action: &str, payload: Value| {
-        let id = task_id();
-        python.send("metadata_repository", &id, action, payload);
-        let r = python.wait_final(&id, LIMIT);
-        assert_eq!(r["api_state"], "SUCCESS", "{action}: {r}");
-        r["api_result"].clone()
-    };
-    let boot = task_id();
-    services
-        .set_setting("BOOTSTRAP", &format!("pre-{boot}"))
-        .await;
-    python.send(
-        "metadata_repository",
-        &boot,
-        "bootstrap",
-        bootstrap_payload(),
-    );
-    assert_eq!(python.wait_final(&boot, LIMIT)["api_state"], "SUCCESS");
+    let (_, r) = services.bootstrap(&mut python, bootstrap_payload()).await;
+    assert_eq!(r["api_state"], "SUCCESS", "{r}");
     let artifacts: Vec<Value> = (0..40)
         .map(|i| {
             json!({"path": format!("rot/{i}.tar.gz"),
             "info": {"length": i + 1, "hashes": {"sha256": format!("{i:064x}")}}})
         })
         .collect();
-    run(
-        &mut python,
-        "add_artifacts",
-        json!({"artifacts": artifacts}),
-    );
+    python.run("add_artifacts", json!({"artifacts": artifacts}));
     let present: serde_json::Map<String, Value> = artifacts
         .iter()
         .map(|a| (a["path"].as_str().unwrap().to_string(), a["info"].clone()))
@@ -955,7 +852,7 @@ async fn root_rotations_keep_clients_trusting() {
         chrono::Utc::now(),
         365,
     );
-    let r = run(&mut python, "metadata_update", v2.clone());
+    let r = python.run("metadata_update", v2.clone());
     assert_eq!(r["details"], json!({"role": "root"}));
     let versions = client.refresh(false, present.clone(), json!([]));
     assert_eq!(versions["root"], json!(2), "{versions}");
@@ -978,8 +875,7 @@ async fn root_rotations_keep_clients_trusting() {
         let key = support::root_signing_key(keyid).unwrap();
         v3.sign_with(keyid, |m| key.sign(m)).unwrap();
     }
-    let r = run(
-        &mut python,
+    let r = python.run(
         "metadata_update",
         json!({"metadata": {"root": v3.to_value().unwrap()}}),
     );
@@ -988,18 +884,7 @@ async fn root_rotations_keep_clients_trusting() {
         json!({"role": "root", "update": "Root v3 is pending signatures"})
     );
     client.refresh(false, present.clone(), json!([]));
-    let client_redis = redis::Client::open(services.backend.as_str()).unwrap();
-    let mut c = client_redis
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let raw: String = redis::cmd("HGET")
-        .arg("DYNACONF_MAIN")
-        .arg("ROOT_SIGNING")
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    let pending: Value = serde_json::from_str(raw.strip_prefix("@json ").unwrap()).unwrap();
+    let pending = services.pending("root").await;
     let signature = support::python_json(
         "cli_signer.py",
         &[],
@@ -1007,8 +892,7 @@ async fn root_rotations_keep_clients_trusting() {
                 "key_file": support::fixture("keys/JH.ed25519"), "password": "hunter2"}),
     )["signature"]
         .clone();
-    let r = run(
-        &mut python,
+    let r = python.run(
         "sign_metadata",
         json!({"role": "root", "signature": signature}),
     );
@@ -1018,29 +902,31 @@ async fn root_rotations_keep_clients_trusting() {
     client.refresh(true, present, json!([]));
 }
 
-/// A signature made like the CLI's for the pending metadata of `role` (`<ROLE>_SIGNING`).
-async fn sign_pending(
+/// Each of `signers` (key id, key file) signs the pending metadata of `role` the way the CLI
+/// does and sends the signature; `keys` holds their public keys (the delegator's keys).
+/// Returns the API's result of the last `sign_metadata`.
+async fn cli_signs(
     services: &Services,
+    python: &mut Producer,
     role: &str,
-    keyid: &str,
-    file: &str,
-    public_key: Value,
+    signers: &[(&str, &str)],
+    keys: &Value,
 ) -> Value {
-    let client = redis::Client::open(services.backend.as_str()).unwrap();
-    let mut c = client.get_multiplexed_async_connection().await.unwrap();
-    let raw: String = redis::cmd("HGET")
-        .arg("DYNACONF_MAIN")
-        .arg(format!("{}_SIGNING", role.to_uppercase()))
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    let pending: Value = serde_json::from_str(raw.strip_prefix("@json ").unwrap()).unwrap();
-    support::python_json(
-        "cli_signer.py",
-        &[],
-        &json!({"metadata": pending, "keyid": keyid,
-                "key_file": support::fixture(&format!("keys/{file}")), "password": "hunter2",
-                "public_key": public_key}),
-    )["signature"]
-        .clone()
+    let mut last = Value::Null;
+    for (keyid, file) in signers {
+        let pending = services.pending(role).await;
+        let signature = support::python_json(
+            "cli_signer.py",
+            &[],
+            &json!({"metadata": pending, "keyid": keyid,
+                    "key_file": support::fixture(&format!("keys/{file}")), "password": "hunter2",
+                    "public_key": keys[*keyid]}),
+        )["signature"]
+            .clone();
+        last = python.run(
+            "sign_metadata",
+            json!({"role": role, "signature": signature}),
+        );
+    }
+    last
 }

@@ -184,31 +184,28 @@ impl<T: Signed> Metadata<T> {
     /// has none, and re-signing would refuse it). Any parse error is reported as
     /// [`Metadata::from_bytes`] reports it.
     pub fn from_stored_bytes(bytes: &[u8]) -> Result<Self, SchemaError> {
-        let Ok(md) = serde_json::from_slice::<Self>(bytes) else {
-            return Self::from_bytes(bytes);
-        };
-        let mut seen = BTreeSet::new();
-        for sig in &md.signatures {
-            if !seen.insert(sig.keyid.as_str()) {
-                return Err(SchemaError::DuplicateSignature(sig.keyid.clone()));
-            }
+        match serde_json::from_slice::<Self>(bytes) {
+            Ok(md) => md.checked(),
+            Err(_) => Self::from_bytes(bytes),
         }
-        md.signed.validate()?;
-        Ok(md)
     }
 
     /// Parses metadata from a JSON value (see [`Metadata::from_bytes`]).
     pub fn from_value(value: Value) -> Result<Self, SchemaError> {
         cjson::check_no_floats(&value)?;
-        let md: Self = from_value_with_path(value)?;
+        from_value_with_path::<Self>(value)?.checked()
+    }
+
+    /// The checks a parsed document must pass: one signature per key, valid role fields.
+    fn checked(self) -> Result<Self, SchemaError> {
         let mut seen = BTreeSet::new();
-        for sig in &md.signatures {
+        for sig in &self.signatures {
             if !seen.insert(sig.keyid.as_str()) {
                 return Err(SchemaError::DuplicateSignature(sig.keyid.clone()));
             }
         }
-        md.signed.validate()?;
-        Ok(md)
+        self.signed.validate()?;
+        Ok(self)
     }
 
     /// The JSON value of the whole document.

@@ -125,6 +125,31 @@ impl Services {
         })
     }
 
+    /// A bootstrap as the API sends it: `BOOTSTRAP = pre-<id>`, then the task; returns the
+    /// task id and its final state as `Producer::result` reports it.
+    pub async fn bootstrap(&self, python: &mut Producer, payload: Value) -> (String, Value) {
+        let boot = task_id();
+        self.set_setting("BOOTSTRAP", &format!("pre-{boot}")).await;
+        python.send("metadata_repository", &boot, "bootstrap", payload);
+        let r = python.wait_final(&boot, Duration::from_secs(120));
+        (boot, r)
+    }
+
+    /// The metadata waiting for signatures of `role` (`<ROLE>_SIGNING`), as the API's
+    /// `GET /api/v1/metadata/sign` hands it to the CLI.
+    pub async fn pending(&self, role: &str) -> Value {
+        let client =
+            redis::Client::open(format!("redis://127.0.0.1:6379/{}", self.settings_db)).unwrap();
+        let mut c = client.get_multiplexed_async_connection().await.unwrap();
+        let raw: String = redis::cmd("HGET")
+            .arg("DYNACONF_MAIN")
+            .arg(format!("{}_SIGNING", role.to_uppercase()))
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        serde_json::from_str(raw.strip_prefix("@json ").unwrap()).unwrap()
+    }
+
     /// Pushes raw bytes onto a Redis broker queue, as a broken producer might.
     pub async fn push_raw(&self, queue: &str, bytes: &[u8]) {
         let client = redis::Client::open(self.broker.as_str()).unwrap();
@@ -290,6 +315,16 @@ impl Producer {
         self.oracle
             .ask(&json!({"op": "result", "broker": self.broker,
             "backend": self.backend, "task_id": task_id}))
+    }
+
+    /// Sends `action` to `metadata_repository` and expects SUCCESS as the API shows it;
+    /// returns the result the API shows.
+    pub fn run(&mut self, action: &str, payload: Value) -> Value {
+        let id = task_id();
+        self.send("metadata_repository", &id, action, payload);
+        let r = self.wait_final(&id, Duration::from_secs(120));
+        assert_eq!(r["api_state"], "SUCCESS", "{action}: {r}");
+        r["api_result"].clone()
     }
 
     /// Polls until the task is in a final state (SUCCESS, FAILURE, REVOKED).
