@@ -7,16 +7,21 @@
 //!   published file is never rewritten; the directory is fsynced after the link.
 //! - `timestamp.json` is written to a temporary file, fsynced and renamed over the old one, so
 //!   a web server serves either the old or the new file, never a partial one.
-//! - a batch of versioned files (16,384 bins at bootstrap) is written to temporary files by
-//!   several threads, made durable by one `syncfs` instead of one fsync each, then linked to
-//!   their names, and the directory is fsynced once.
+//! - a batch of versioned files (16,384 bins at bootstrap) writes each distinct content once,
+//!   makes them durable by one `syncfs` instead of one fsync each, then links every name to
+//!   its content, and fsyncs the directory once.
+//! - where Linux allows it, the "temporary file" has no name at all (`O_TMPFILE`, linked in
+//!   through `/proc/self/fd`): one directory entry per published file instead of three
+//!   (create, link, unlink), which is most of the kernel's share of a bump of every bin.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
+use std::hash::{Hash, Hasher};
 use std::io::{self, Write};
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use rstuf_engine::ports::{
@@ -27,7 +32,44 @@ use rstuf_engine::ports::{
 #[derive(Debug, Clone)]
 pub struct LocalStore {
     dir: PathBuf,
+    /// Whether unnamed temporary files work here (cleared at the first sign they do not).
+    unnamed: Arc<AtomicBool>,
 }
+
+/// Content to write once, and where it is until it has its names.
+enum Temp {
+    /// A named temporary file in the directory.
+    Named(PathBuf),
+    /// An `O_TMPFILE` file, reachable only through its descriptor.
+    Unnamed(File),
+}
+
+/// A batch's contents are grouped by their bytes. Hashing the whole of each file (about 10 KB
+/// for a bin of a large repository) cost more than the grouping saves, so the hash covers the
+/// length and the first and last bytes (the first hold the signature of every metadata file);
+/// equal hashes still compare the whole content.
+struct Content<'a>(&'a [u8]);
+
+impl Hash for Content<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let n = self.0.len();
+        n.hash(state);
+        self.0[..n.min(256)].hash(state);
+        self.0[n.saturating_sub(256)..].hash(state);
+    }
+}
+
+impl PartialEq for Content<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Eq for Content<'_> {}
+
+/// At most this many unnamed files are open at once in a batch (each holds a descriptor until
+/// it is linked); a larger batch is written in rounds.
+const OPEN_AT_ONCE: usize = 512;
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -44,7 +86,11 @@ impl LocalStore {
     pub fn new(dir: impl Into<PathBuf>) -> Result<Self, PortError> {
         let dir = dir.into();
         fs::create_dir_all(&dir).map_err(|e| other(&format!("creating {}", dir.display()), e))?;
-        Ok(LocalStore { dir })
+        Ok(LocalStore {
+            dir,
+            // Unnamed files are linked in through their `/proc/self/fd` entry.
+            unnamed: Arc::new(AtomicBool::new(Path::new("/proc/self/fd").is_dir())),
+        })
     }
 
     /// The directory.
@@ -76,11 +122,65 @@ impl LocalStore {
         Ok(tmp)
     }
 
-    /// Gives the durable temporary file `tmp` the name `name`, once: an existing file with the
-    /// same bytes is success (`false`: nothing new), with other bytes a conflict.
-    fn link_once(&self, tmp: &Path, name: &str, bytes: &[u8]) -> Result<bool, PortError> {
+    /// An unnamed file in the directory holding `bytes` (fsynced when `sync`), or `None` when
+    /// the filesystem or kernel has no `O_TMPFILE` (then named files are used from now on).
+    fn write_unnamed(&self, bytes: &[u8], sync: bool) -> io::Result<Option<File>> {
+        use rustix::fs::{Mode, OFlags};
+        if !self.unnamed.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let fd = match rustix::fs::open(
+            &self.dir,
+            OFlags::TMPFILE | OFlags::WRONLY | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o666),
+        ) {
+            Ok(fd) => fd,
+            Err(e)
+                if [
+                    rustix::io::Errno::OPNOTSUPP,
+                    rustix::io::Errno::ISDIR,
+                    rustix::io::Errno::INVAL,
+                    rustix::io::Errno::NOENT,
+                ]
+                .contains(&e) =>
+            {
+                self.unnamed.store(false, Ordering::Relaxed);
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut f = File::from(fd);
+        f.write_all(bytes)?;
+        if sync {
+            f.sync_all()?;
+        }
+        Ok(Some(f))
+    }
+
+    /// Content for a batch or a single file: unnamed if possible, else a named temporary file.
+    fn write_content(&self, name: &str, bytes: &[u8], sync: bool) -> io::Result<Temp> {
+        match self.write_unnamed(bytes, sync)? {
+            Some(f) => Ok(Temp::Unnamed(f)),
+            None => self.write_temp_with(name, bytes, sync).map(Temp::Named),
+        }
+    }
+
+    /// Gives the durable content `tmp` the name `name`, once: an existing file with the same
+    /// bytes is success (`false`: nothing new), with other bytes a conflict.
+    fn link_once(&self, tmp: &Temp, name: &str, bytes: &[u8]) -> Result<bool, PortError> {
         let target = self.dir.join(name);
-        match fs::hard_link(tmp, &target) {
+        let linked = match tmp {
+            Temp::Named(path) => fs::hard_link(path, &target),
+            Temp::Unnamed(f) => rustix::fs::linkat(
+                rustix::fs::CWD,
+                format!("/proc/self/fd/{}", f.as_fd().as_raw_fd()),
+                rustix::fs::CWD,
+                &target,
+                rustix::fs::AtFlags::SYMLINK_FOLLOW,
+            )
+            .map_err(io::Error::from),
+        };
+        match linked {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 let existing =
@@ -98,11 +198,20 @@ impl LocalStore {
         }
     }
 
-    /// A batch: each distinct content is written once to a temporary file; the temporary
-    /// files are made durable (fsynced one by one when few, else by one `syncfs`); every name
-    /// is then hard-linked to its content's file, and the directory is fsynced once. Files
-    /// with the same bytes (16,384 empty bins at bootstrap) share one inode, which is safe
-    /// because no published file is ever modified.
+    /// Removes what is left of temporary content (named files; unnamed ones vanish on close).
+    fn discard(temps: Vec<Temp>) {
+        for tmp in temps {
+            if let Temp::Named(path) = tmp {
+                let _ = fs::remove_file(path);
+            }
+        }
+    }
+
+    /// A batch: each distinct content is written once; the contents are made durable (fsynced
+    /// one by one when few, else by one `syncfs`); every name is then hard-linked to its
+    /// content, and the directory is fsynced once. Files with the same bytes (16,384 empty
+    /// bins at bootstrap) share one inode, which is safe because no published file is ever
+    /// modified. More than [`OPEN_AT_ONCE`] distinct contents are written in rounds.
     fn put_versioned_many_blocking(
         &self,
         files: &[(String, Arc<Vec<u8>>)],
@@ -111,40 +220,57 @@ impl LocalStore {
             check_name(name)?;
         }
         let mut groups: Vec<(&[u8], Vec<&str>)> = Vec::new();
-        let mut by_content: HashMap<&[u8], usize> = HashMap::new();
+        let mut by_content: HashMap<Content<'_>, usize> = HashMap::new();
         for (name, bytes) in files {
-            let i = *by_content.entry(bytes.as_slice()).or_insert_with(|| {
-                groups.push((bytes.as_slice(), Vec::new()));
-                groups.len() - 1
-            });
+            let i = *by_content
+                .entry(Content(bytes.as_slice()))
+                .or_insert_with(|| {
+                    groups.push((bytes.as_slice(), Vec::new()));
+                    groups.len() - 1
+                });
             groups[i].1.push(name);
         }
-        let mut temps: Vec<PathBuf> = Vec::with_capacity(groups.len());
-        let cleanup = |temps: &[PathBuf]| {
-            for tmp in temps {
-                let _ = fs::remove_file(tmp);
+        let mut linked = false;
+        let mut result = Ok(());
+        for round in groups.chunks(OPEN_AT_ONCE) {
+            result = self.write_round(round, &mut linked);
+            if result.is_err() {
+                break;
             }
-        };
+        }
+        if linked {
+            self.sync_dir()
+                .map_err(|e| other("syncing the metadata directory", e))?;
+        }
+        result
+    }
+
+    /// Writes, syncs and links one round of a batch.
+    fn write_round(
+        &self,
+        groups: &[(&[u8], Vec<&str>)],
+        linked: &mut bool,
+    ) -> Result<(), PortError> {
         let few = groups.len() <= FSYNC_EACH_UP_TO;
-        for (bytes, names) in &groups {
-            match self.write_temp_with(names[0], bytes, few) {
+        let mut temps: Vec<Temp> = Vec::with_capacity(groups.len());
+        for (bytes, names) in groups {
+            match self.write_content(names[0], bytes, few) {
                 Ok(tmp) => temps.push(tmp),
                 Err(e) => {
-                    cleanup(&temps);
+                    Self::discard(temps);
                     return Err(other(&format!("writing {}", names[0]), e));
                 }
             }
         }
         if !few && let Err(e) = self.sync_filesystem() {
-            cleanup(&temps);
+            Self::discard(temps);
             return Err(e);
         }
         let mut result = Ok(());
-        let mut linked = false;
         'groups: for ((bytes, names), tmp) in groups.iter().zip(&temps) {
             for name in names {
                 match self.link_once(tmp, name, bytes) {
-                    Ok(new) => linked |= new,
+                    Ok(new) => *linked |= new,
                     Err(e) => {
                         result = Err(e);
                         break 'groups;
@@ -152,11 +278,7 @@ impl LocalStore {
                 }
             }
         }
-        cleanup(&temps);
-        if linked {
-            self.sync_dir()
-                .map_err(|e| other("syncing the metadata directory", e))?;
-        }
+        Self::discard(temps);
         result
     }
 
@@ -173,10 +295,10 @@ impl LocalStore {
     fn put_versioned_blocking(&self, name: &str, bytes: &[u8]) -> Result<(), PortError> {
         check_name(name)?;
         let tmp = self
-            .write_temp(name, bytes)
+            .write_content(name, bytes, true)
             .map_err(|e| other(&format!("writing {name}"), e))?;
         let linked = self.link_once(&tmp, name, bytes);
-        let _ = fs::remove_file(&tmp);
+        Self::discard(vec![tmp]);
         if linked? {
             self.sync_dir()
                 .map_err(|e| other("syncing the metadata directory", e))?;
@@ -236,5 +358,10 @@ impl MetadataStore for LocalStore {
     async fn get(&self, name: &str) -> Result<Option<Vec<u8>>, PortError> {
         let (this, name) = (self.clone(), name.to_string());
         blocking(move || this.get_blocking(&name)).await
+    }
+
+    async fn get_many(&self, names: &[String]) -> Result<Vec<Option<Vec<u8>>>, PortError> {
+        let (this, names) = (self.clone(), names.to_vec());
+        blocking(move || names.iter().map(|n| this.get_blocking(n)).collect()).await
     }
 }

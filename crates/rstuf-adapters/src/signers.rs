@@ -46,6 +46,10 @@ impl Signer for ThreadPoolSigner {
             .map_err(|e| refuse(format!("signing task failed: {e}")))?
             .map_err(|e| refuse(e.to_string()))
     }
+
+    fn sign_here(&self, msg: &[u8]) -> Option<Result<Vec<u8>, PortError>> {
+        Some(self.0.sign(msg).map_err(|e| refuse(e.to_string())))
+    }
 }
 
 impl std::fmt::Debug for KeyUriSigners {

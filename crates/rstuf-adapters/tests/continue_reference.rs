@@ -138,6 +138,7 @@ async fn a_reference_repository_is_continued_without_clients_noticing() {
         ),
         clock: clock.clone(),
         cache: Default::default(),
+        cpu: Arc::new(rstuf_adapters::cpu::BlockingPool::new()),
     };
 
     let mut oracle = support::PythonOracle::start("client_oracle.py");

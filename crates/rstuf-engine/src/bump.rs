@@ -7,16 +7,12 @@
 //! and refreshed before they expire, whatever the delegated roles do (defect 1).
 
 use chrono::Duration;
-use futures_util::stream::{self, StreamExt, TryStreamExt};
-use rstuf_metadata::schema::{Metadata, Targets};
 use serde_json::{Value, json};
 
 use crate::outcome::{TaskError, TaskOutcome};
 use crate::ports::{LockGuard, Ports};
 use crate::publish::with_lock;
-use crate::repo::{
-    CONCURRENCY, Current, Online, Publication, ROLE_CHUNK, RoleDays, RoleUpdate, expires_in, load,
-};
+use crate::repo::{Current, Online, Publication, ROLE_CHUNK, RoleDays, RoleUpdate, expires_in};
 use crate::settings;
 
 const FORCE_FAILED: &str = "Force new online metadata update failed";
@@ -84,7 +80,7 @@ pub(crate) async fn bump_roles(
     let mut role_days = RoleDays::new(ports, current);
     let mut bumped = Vec::new();
     for chunk in names.chunks(ROLE_CHUNK) {
-        let mut due = Vec::new();
+        let mut updates = Vec::new();
         for name in chunk {
             if current.online_role(online, name) != Some(true) {
                 continue;
@@ -93,21 +89,13 @@ pub(crate) async fn bump_roles(
                 continue;
             };
             let days = role_days.of(name).await?;
-            due.push((name.clone(), version, expires_in(publication.now(), days)));
+            let expires = expires_in(publication.now(), days);
+            updates.push(RoleUpdate::stored(
+                name.clone(),
+                format!("{version}.{name}.json"),
+                expires,
+            ));
         }
-        let updates: Vec<RoleUpdate> =
-            stream::iter(due.into_iter().map(|(name, version, expires)| async move {
-                let stored: Metadata<Targets> =
-                    load(ports, &format!("{version}.{name}.json")).await?;
-                Ok::<_, TaskError>(RoleUpdate {
-                    name,
-                    expires,
-                    signed: stored.signed,
-                })
-            }))
-            .buffered(CONCURRENCY)
-            .try_collect()
-            .await?;
         bumped.extend(updates.iter().map(|u| u.name.clone()));
         if !updates.is_empty() {
             publication.publish_roles(updates).await?;

@@ -276,11 +276,7 @@ async fn add_or_update(
             None => Targets::new(1, expires),
         };
         if online.meets(&role.keyids, role.threshold) {
-            updates.push(RoleUpdate {
-                name: role.name.clone(),
-                signed,
-                expires,
-            });
+            updates.push(RoleUpdate::new(role.name.clone(), expires, signed));
         } else {
             signed.set_version_and_expires(published.map_or(1, |v| v + 1), expires);
             let md = if role.keyids.contains(&online.keyid) {

@@ -79,6 +79,14 @@ pub trait MetadataStore: Send + Sync {
     async fn put_timestamp(&self, bytes: &[u8]) -> Result<(), PortError>;
     /// Reads a file.
     async fn get(&self, name: &str) -> Result<Option<Vec<u8>>, PortError>;
+    /// Reads many files (a chunk of roles to re-sign); the default reads them one by one.
+    async fn get_many(&self, names: &[String]) -> Result<Vec<Option<Vec<u8>>>, PortError> {
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            out.push(self.get(name).await?);
+        }
+        Ok(out)
+    }
 }
 
 /// Refuses versioned file names that could leave a directory, hide files or replace
@@ -206,6 +214,14 @@ pub trait SettingsStore: Send + Sync {
 pub trait Signer: Send + Sync + fmt::Debug {
     /// Signs `msg` with the key's scheme; returns the raw signature bytes.
     async fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, PortError>;
+
+    /// Signs `msg` on the calling thread, when the key is in this process (key files,
+    /// environment variables): many roles are then encoded and signed together in one
+    /// [`Cpu`] job. `None` for signers that must be awaited (a cloud KMS).
+    fn sign_here(&self, msg: &[u8]) -> Option<Result<Vec<u8>, PortError>> {
+        let _ = msg;
+        None
+    }
 }
 
 /// Signs with a private key held in memory (key files, environment variables).
@@ -219,6 +235,63 @@ impl Signer for KeySigner {
             .sign(msg)
             .map_err(|e| PortError::new(PortErrorKind::Other, e.to_string()))
     }
+
+    fn sign_here(&self, msg: &[u8]) -> Option<Result<Vec<u8>, PortError>> {
+        Some(
+            self.0
+                .sign(msg)
+                .map_err(|e| PortError::new(PortErrorKind::Other, e.to_string())),
+        )
+    }
+}
+
+/// A job for a [`Cpu`].
+pub type CpuJob = Box<dyn FnOnce() + Send + 'static>;
+
+/// Runs CPU-bound jobs (parsing, encoding and signing a group of roles) off the task's
+/// thread, so a publication of thousands of roles uses every core.
+///
+/// Contract: `run` returns after `job` has run to completion, or with an error if it could
+/// not run or panicked. A job allocates and frees its working data itself, on its own thread
+/// (allocators handle that best); only its result crosses threads.
+#[async_trait]
+pub trait Cpu: Send + Sync + fmt::Debug {
+    /// How many jobs are worth running at once (the number of cores).
+    fn parallelism(&self) -> usize;
+    /// Runs `job`.
+    async fn run(&self, job: CpuJob) -> Result<(), PortError>;
+}
+
+/// Runs jobs inline on the caller's thread, one at a time (tests, single-threaded tools).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InlineCpu;
+
+#[async_trait]
+impl Cpu for InlineCpu {
+    fn parallelism(&self) -> usize {
+        1
+    }
+
+    async fn run(&self, job: CpuJob) -> Result<(), PortError> {
+        job();
+        Ok(())
+    }
+}
+
+/// Runs `f` on `cpu` and returns its result.
+pub(crate) async fn on_cpu<T: Send + 'static>(
+    cpu: &dyn Cpu,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, PortError> {
+    let slot = Arc::new(Mutex::new(None));
+    let filled = slot.clone();
+    cpu.run(Box::new(move || {
+        let out = f();
+        *filled.lock().expect("result slot") = Some(out);
+    }))
+    .await?;
+    let out = slot.lock().expect("result slot").take();
+    out.ok_or_else(|| PortError::new(PortErrorKind::Other, "a CPU job ended without a result"))
 }
 
 /// Finds the signer for an online key from its `x-rstuf-online-key-uri`.
@@ -273,6 +346,8 @@ pub struct Ports {
     pub clock: Arc<dyn Clock>,
     /// Parsed metadata kept between tasks (share one per repository; `Default` to start).
     pub cache: Arc<MetadataCache>,
+    /// Where roles are encoded and signed in bulk.
+    pub cpu: Arc<dyn Cpu>,
 }
 
 impl fmt::Debug for Ports {

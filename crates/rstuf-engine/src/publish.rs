@@ -132,11 +132,7 @@ pub(crate) async fn publish_roles_locked(
             signed.targets = artifacts;
             if online_only {
                 covered.extend(rows.into_iter().filter(|r| !r.published));
-                updates.push(RoleUpdate {
-                    name: role.clone(),
-                    expires: signed.expires,
-                    signed,
-                });
+                updates.push(RoleUpdate::new(role.clone(), signed.expires, signed));
                 report.published.push(role.clone());
             } else {
                 let version = current.snapshot.signed.role_version(role).unwrap_or(0) + 1;

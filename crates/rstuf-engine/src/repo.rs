@@ -24,13 +24,11 @@ use rstuf_metadata::schema::{
 use serde_json::Value;
 
 use crate::outcome::TaskError;
-use crate::ports::{ArtifactRow, LockGuard, PortErrorKind, Ports, RoleRecord, Signer};
+use crate::ports::{ArtifactRow, LockGuard, PortErrorKind, Ports, RoleRecord, Signer, on_cpu};
 use crate::settings::{self, ONLINE_KEY, TRUSTED_ROOT, TRUSTED_TARGETS};
 
 /// How many versions past an orphan (a file left by an interrupted publication) to try.
 const MAX_VERSION_PROBES: u64 = 64;
-/// Roles signed and written at once.
-pub(crate) const CONCURRENCY: usize = 32;
 
 /// Roles whose artifacts are loaded, signed and written together: a publish or bump of every
 /// bin of a large repository holds one chunk's artifacts in memory, not the repository's.
@@ -256,13 +254,129 @@ impl<'a> RoleDays<'a> {
     }
 }
 
+/// Where the content of a role's new version comes from.
+#[derive(Debug)]
+pub(crate) enum RoleContent {
+    /// Built by the task (publish, delegation changes).
+    Model(Box<Targets>),
+    /// The content of this stored file, unchanged (a bump re-signs it): read, parsed and
+    /// re-encoded on the CPU job that signs it.
+    Stored(String),
+}
+
 /// A new version of a delegated role to publish: its content; the publication sets version
 /// and expiry.
 #[derive(Debug)]
 pub(crate) struct RoleUpdate {
     pub name: String,
-    pub signed: Targets,
+    pub content: RoleContent,
     pub expires: Expires,
+}
+
+impl RoleUpdate {
+    /// A new version with content built by the task.
+    pub fn new(name: String, expires: Expires, signed: Targets) -> Self {
+        RoleUpdate {
+            name,
+            content: RoleContent::Model(Box::new(signed)),
+            expires,
+        }
+    }
+
+    /// A new version with the content of the stored file `file`.
+    pub fn stored(name: String, file: String, expires: Expires) -> Self {
+        RoleUpdate {
+            name,
+            content: RoleContent::Stored(file),
+            expires,
+        }
+    }
+}
+
+/// A role's new version, encoded: its storage bytes once signed.
+struct Encoded {
+    name: String,
+    version: u64,
+    expires: Expires,
+    state: EncodedState,
+}
+
+enum EncodedState {
+    /// Signed on the CPU job. The task's own content comes back for a retry under another
+    /// version (and is freed on the thread that built it); stored content is not kept.
+    Signed {
+        bytes: Arc<Vec<u8>>,
+        signed: Option<Targets>,
+    },
+    /// The signer must be awaited (a remote key service).
+    Unsigned(Unsigned<Targets>),
+}
+
+/// Roles encoded and signed per CPU job: enough to make a job worth its hand-off, few enough
+/// that a chunk spreads over every core.
+const ROLES_PER_JOB: usize = 32;
+
+/// Parses (for stored content), encodes and, when the signer can sign on this thread, signs
+/// each role; runs as one CPU job.
+fn encode_roles(
+    jobs: Vec<(RoleUpdate, u64, Option<Vec<u8>>)>,
+    signer: &dyn Signer,
+    keyid: &str,
+) -> Result<Vec<Encoded>, TaskError> {
+    let metadata = |e: rstuf_metadata::schema::SchemaError| TaskError::Metadata(e.to_string());
+    let mut out = Vec::with_capacity(jobs.len());
+    for (update, version, stored) in jobs {
+        let RoleUpdate {
+            name,
+            content,
+            expires,
+        } = update;
+        let (mut signed, keep) = match (content, stored) {
+            (RoleContent::Model(signed), _) => (*signed, true),
+            (RoleContent::Stored(file), Some(bytes)) => {
+                let md = Metadata::<Targets>::from_stored_bytes(&bytes)
+                    .map_err(|e| TaskError::Metadata(format!("{file}: {e}")))?;
+                (md.signed, false)
+            }
+            (RoleContent::Stored(file), None) => {
+                return Err(TaskError::Metadata(format!(
+                    "{file} is missing from storage"
+                )));
+            }
+        };
+        signed.set_version_and_expires(version, expires);
+        let unsigned = Unsigned::new(signed).map_err(metadata)?;
+        let state = match signer.sign_here(unsigned.payload()) {
+            Some(sig) => {
+                let sig = Signature::new(keyid, &sig?);
+                let (md, bytes) = unsigned.finish(vec![sig]).map_err(metadata)?;
+                EncodedState::Signed {
+                    bytes: Arc::new(bytes),
+                    signed: keep.then_some(md.signed),
+                }
+            }
+            None => EncodedState::Unsigned(unsigned),
+        };
+        out.push(Encoded {
+            name,
+            version,
+            expires,
+            state,
+        });
+    }
+    Ok(out)
+}
+
+/// A batch of role files being written while the next batch is encoded.
+type PendingWrite<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Vec<Written>, TaskError>> + Send + 'a>,
+>;
+
+/// A role version now in storage.
+struct Written {
+    name: String,
+    version: u64,
+    expires: Expires,
 }
 
 /// What a finished publication wrote.
@@ -283,6 +397,9 @@ pub(crate) struct Publication<'a> {
     meta: BTreeMap<String, MetaFile>,
     records: Vec<RoleRecord>,
     targets: Option<Metadata<Targets>>,
+    /// The batch of role files being written (see [`Publication::publish_roles`]). In a
+    /// mutex only so the publication is `Sync`; it is reached through `&mut self`.
+    pending: Mutex<Option<PendingWrite<'a>>>,
 }
 
 impl<'a> Publication<'a> {
@@ -295,6 +412,7 @@ impl<'a> Publication<'a> {
             meta: current.snapshot.signed.meta.clone(),
             records: Vec::new(),
             targets: None,
+            pending: Mutex::new(None),
         }
     }
 
@@ -303,75 +421,133 @@ impl<'a> Publication<'a> {
         self.now
     }
 
-    /// Whether anything besides snapshot and timestamp was written.
+    /// Whether anything besides snapshot and timestamp was written (or is being written).
     pub fn changed(&self) -> bool {
-        !self.records.is_empty() || self.targets.is_some()
+        !self.records.is_empty()
+            || self.targets.is_some()
+            || self.pending.lock().expect("pending write").is_some()
     }
 
-    /// Signs the next version of each role (several signatures at a time) and writes them as
-    /// one batch. A name already taken (left by an interrupted run) sends that role to the
-    /// next free version; the others keep what the batch wrote.
+    /// Encodes and signs the next version of each role on the CPU jobs, and starts writing
+    /// them as one batch; the write goes on while the caller prepares the next batch, and is
+    /// waited for by the next call or by [`Publication::finish`]. A name already taken (left
+    /// by an interrupted run) sends that role to the next free version.
     pub async fn publish_roles(&mut self, updates: Vec<RoleUpdate>) -> Result<(), TaskError> {
-        let ports = self.ports;
-        let online = self.online;
-        let signed: Vec<(RoleUpdate, u64, Arc<Vec<u8>>)> =
-            stream::iter(updates.into_iter().map(|mut u| {
+        let jobs: Vec<(RoleUpdate, u64)> = updates
+            .into_iter()
+            .map(|u| {
                 let version = self
                     .meta
                     .get(&format!("{}.json", u.name))
                     .map_or(1, |m| m.version + 1);
-                async move {
-                    u.signed.set_version_and_expires(version, u.expires);
-                    let (_, bytes) = online.sign_stored(u.signed.clone()).await?;
-                    let bytes = Arc::new(bytes);
-                    Ok::<_, TaskError>((u, version, bytes))
-                }
-            }))
-            .buffer_unordered(CONCURRENCY)
-            .try_collect()
-            .await?;
-        let batch: Vec<(String, Arc<Vec<u8>>)> = signed
-            .iter()
-            .map(|(u, version, bytes)| (format!("{version}.{}.json", u.name), bytes.clone()))
+                (u, version)
+            })
             .collect();
-        let mut written: Vec<(String, u64, Expires)> = Vec::with_capacity(signed.len());
-        match ports.store.put_versioned_many(&batch).await {
-            Ok(()) => {
-                written.extend(signed.into_iter().map(|(u, v, _)| (u.name, v, u.expires)));
+        let pending = self.take_pending();
+        let previous = async move {
+            match pending {
+                Some(write) => write.await.map(Some),
+                None => Ok(None),
             }
-            Err(e) if e.kind == PortErrorKind::Conflict => {
-                for ((u, version, bytes), (name, _)) in signed.into_iter().zip(&batch) {
-                    match ports.store.put_versioned(name, &bytes).await {
-                        Ok(()) => written.push((u.name, version, u.expires)),
-                        Err(e) if e.kind == PortErrorKind::Conflict => {
-                            let (version, _) = write_next_version(
-                                ports,
-                                online,
-                                &u.name,
-                                u.signed,
-                                version + 1,
-                                u.expires,
-                            )
-                            .await?;
-                            written.push((u.name, version, u.expires));
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-            }
-            Err(e) => return Err(e.into()),
+        };
+        let (previous, encoded) = futures_util::future::join(previous, self.encode(jobs)).await;
+        if let Some(written) = previous? {
+            self.record(written);
         }
-        for (name, version, expires) in written {
-            self.meta
-                .insert(format!("{name}.json"), MetaFile::version_only(version));
+        let encoded = encoded?;
+        *self.pending.get_mut().expect("pending write") =
+            Some(Box::pin(write_batch(self.ports, self.online, encoded)));
+        Ok(())
+    }
+
+    fn take_pending(&mut self) -> Option<PendingWrite<'a>> {
+        self.pending.get_mut().expect("pending write").take()
+    }
+
+    /// Waits for the batch being written, if any.
+    async fn flush(&mut self) -> Result<(), TaskError> {
+        if let Some(write) = self.take_pending() {
+            let written = write.await?;
+            self.record(written);
+        }
+        Ok(())
+    }
+
+    fn record(&mut self, written: Vec<Written>) {
+        for w in written {
+            self.meta.insert(
+                format!("{}.json", w.name),
+                MetaFile::version_only(w.version),
+            );
             self.records.push(RoleRecord {
-                name,
-                version,
-                expires: expires.0,
+                name: w.name,
+                version: w.version,
+                expires: w.expires.0,
                 active: true,
             });
         }
-        Ok(())
+    }
+
+    /// Every role encoded and signed, [`ROLES_PER_JOB`] per CPU job, as many jobs at once as
+    /// the CPU port has cores; roles the signer cannot sign on a job are signed here.
+    async fn encode(&self, jobs: Vec<(RoleUpdate, u64)>) -> Result<Vec<Encoded>, TaskError> {
+        let ports = self.ports;
+        let online = self.online;
+        let mut groups = Vec::new();
+        let mut jobs = jobs.into_iter().peekable();
+        while jobs.peek().is_some() {
+            groups.push(jobs.by_ref().take(ROLES_PER_JOB).collect::<Vec<_>>());
+        }
+        let parallelism = ports.cpu.parallelism().max(1);
+        let encoded: Vec<Vec<Encoded>> = stream::iter(groups.into_iter().map(|group| async move {
+            let files: Vec<String> = group
+                .iter()
+                .filter_map(|(u, _)| match &u.content {
+                    RoleContent::Stored(file) => Some(file.clone()),
+                    RoleContent::Model(_) => None,
+                })
+                .collect();
+            let mut stored = if files.is_empty() {
+                Vec::new()
+            } else {
+                ports.store.get_many(&files).await?
+            }
+            .into_iter();
+            let group: Vec<(RoleUpdate, u64, Option<Vec<u8>>)> = group
+                .into_iter()
+                .map(|(u, version)| {
+                    let bytes = match u.content {
+                        RoleContent::Stored(_) => stored.next().flatten(),
+                        RoleContent::Model(_) => None,
+                    };
+                    (u, version, bytes)
+                })
+                .collect();
+            let signer = online.signer.clone();
+            let keyid = online.keyid.clone();
+            on_cpu(ports.cpu.as_ref(), move || {
+                encode_roles(group, signer.as_ref(), &keyid)
+            })
+            .await?
+        }))
+        .buffer_unordered(parallelism)
+        .try_collect()
+        .await?;
+        let mut out = Vec::with_capacity(encoded.iter().map(Vec::len).sum());
+        for mut e in encoded.into_iter().flatten() {
+            if let EncodedState::Unsigned(unsigned) = e.state {
+                let sig = online.signer.sign(unsigned.payload()).await?;
+                let (md, bytes) = unsigned
+                    .finish(vec![Signature::new(online.keyid.clone(), &sig)])
+                    .map_err(|e| TaskError::Metadata(e.to_string()))?;
+                e.state = EncodedState::Signed {
+                    bytes: Arc::new(bytes),
+                    signed: Some(md.signed),
+                };
+            }
+            out.push(e);
+        }
+        Ok(out)
     }
 
     /// Writes a delegated role's metadata signed elsewhere (offline keys), at its own version.
@@ -382,6 +558,7 @@ impl<'a> Publication<'a> {
         name: &str,
         md: &Metadata<Targets>,
     ) -> Result<Result<(), String>, TaskError> {
+        self.flush().await?;
         let version = md.signed.version;
         let next = self
             .meta
@@ -427,6 +604,7 @@ impl<'a> Publication<'a> {
 
     /// Signs and writes the next version of targets.
     pub async fn publish_targets(&mut self, signed: Targets, days: u32) -> Result<(), TaskError> {
+        self.flush().await?;
         let start = self
             .meta
             .get("targets.json")
@@ -452,6 +630,7 @@ impl<'a> Publication<'a> {
         force_timestamp: bool,
         published: &[ArtifactRow],
     ) -> Result<Published, TaskError> {
+        self.flush().await?;
         let settings = self.ports.settings.as_ref();
         let mut out = Published::default();
         let mut snapshot_version = self.current.snapshot.signed.version;
@@ -499,6 +678,71 @@ impl<'a> Publication<'a> {
         }
         Ok(out)
     }
+}
+
+/// Writes encoded roles as one batch; a role whose name is taken is written under the next
+/// free version instead.
+async fn write_batch(
+    ports: &Ports,
+    online: &Online,
+    encoded: Vec<Encoded>,
+) -> Result<Vec<Written>, TaskError> {
+    let mut entries = Vec::with_capacity(encoded.len());
+    let mut batch = Vec::with_capacity(encoded.len());
+    for e in encoded {
+        let EncodedState::Signed { bytes, signed } = e.state else {
+            return Err(TaskError::Metadata(format!("{} was not signed", e.name)));
+        };
+        batch.push((format!("{}.{}.json", e.version, e.name), bytes.clone()));
+        entries.push((e.name, e.version, e.expires, bytes, signed));
+    }
+    if batch.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut written = Vec::with_capacity(entries.len());
+    match ports.store.put_versioned_many(&batch).await {
+        Ok(()) => {
+            written.extend(
+                entries
+                    .into_iter()
+                    .map(|(name, version, expires, _, _)| Written {
+                        name,
+                        version,
+                        expires,
+                    }),
+            );
+        }
+        Err(e) if e.kind == PortErrorKind::Conflict => {
+            for ((name, version, expires, bytes, signed), (file, _)) in
+                entries.into_iter().zip(&batch)
+            {
+                let version = match ports.store.put_versioned(file, &bytes).await {
+                    Ok(()) => version,
+                    Err(e) if e.kind == PortErrorKind::Conflict => {
+                        let signed = match signed {
+                            Some(signed) => signed,
+                            None => {
+                                Metadata::<Targets>::from_stored_bytes(&bytes)
+                                    .map_err(|e| TaskError::Metadata(format!("{file}: {e}")))?
+                                    .signed
+                            }
+                        };
+                        write_next_version(ports, online, &name, signed, version + 1, expires)
+                            .await?
+                            .0
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                written.push(Written {
+                    name,
+                    version,
+                    expires,
+                });
+            }
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(written)
 }
 
 /// Writes `signed` as version `start`, or the first later version whose name is free.

@@ -12,9 +12,9 @@ use rstuf_metadata::keys::{Key, PrivateKey};
 use serde_json::Value;
 
 use crate::ports::{
-    ArtifactAction, ArtifactIndex, ArtifactRow, Clock, KeySigner, LockGuard, MetadataCache,
-    MetadataStore, NewArtifact, PortError, PortErrorKind, Ports, RepoLock, RoleRecord,
-    SettingsStore, Signer, SignerResolver,
+    ArtifactAction, ArtifactIndex, ArtifactRow, Clock, InlineCpu, KeySigner, LockGuard,
+    MetadataCache, MetadataStore, NewArtifact, PortError, PortErrorKind, Ports, RepoLock,
+    RoleRecord, SettingsStore, Signer, SignerResolver,
 };
 
 /// Metadata files in memory, with the order they were written.
@@ -402,6 +402,7 @@ impl MemoryRepo {
             lock: self.lock.clone(),
             clock: self.clock.clone(),
             cache: self.cache.clone(),
+            cpu: Arc::new(InlineCpu),
         }
     }
 }

@@ -95,7 +95,7 @@ pub(crate) fn write_integer(n: &Number, out: &mut Vec<u8>) -> Result<(), NotInte
     Ok(())
 }
 
-fn write_u64(mut v: u64, out: &mut Vec<u8>) {
+pub(crate) fn write_u64(mut v: u64, out: &mut Vec<u8>) {
     let mut buf = [0u8; 20];
     let mut pos = buf.len();
     loop {
@@ -157,7 +157,7 @@ pub(crate) const fn has_zero_byte(x: u64) -> bool {
     x.wrapping_sub(ONES) & !x & HIGHS != 0
 }
 
-fn write_string(s: &str, out: &mut Vec<u8>) {
+pub(crate) fn write_string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
     let bytes = s.as_bytes();
     let mut start = 0;

@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod cjson;
+pub mod direct;
 pub mod keys;
 pub mod pattern;
 pub mod pyjson;

@@ -200,7 +200,43 @@ fn skip_plain_words(bytes: &[u8], mut i: usize) -> usize {
 /// Python's `encode_basestring_ascii`, copying runs of printable ASCII in one go.
 fn write_ascii_string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
-    let bytes = s.as_bytes();
+    write_ascii_body(s.as_bytes(), out);
+    out.push(b'"');
+}
+
+/// The quoted ASCII form of a string given as the content of a canonical JSON string (where
+/// `"` and `\` appear escaped, as `\"` and `\\`, which is also how Python escapes them).
+pub(crate) fn write_ascii_from_canonical(content: &[u8], out: &mut Vec<u8>) {
+    out.push(b'"');
+    let mut rest = content;
+    while !rest.is_empty() {
+        let plain = rest.iter().position(|&b| b == b'\\').unwrap_or(rest.len());
+        write_ascii_body(&rest[..plain], out);
+        let escape = rest.len().min(plain + 2);
+        out.extend_from_slice(&rest[plain..escape]);
+        rest = &rest[escape..];
+    }
+    out.push(b'"');
+}
+
+/// The character starting at `i` (a lead byte) of UTF-8 text and its length; U+FFFD where the text is not
+/// UTF-8, which never happens for text that came from a `str`.
+fn char_at(bytes: &[u8], i: usize) -> (char, usize) {
+    let len = match bytes[i] {
+        0xc0..=0xdf => 2,
+        0xe0..=0xef => 3,
+        0xf0..=0xf7 => 4,
+        _ => 1,
+    };
+    bytes
+        .get(i..i + len)
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .and_then(|s| s.chars().next())
+        .map_or((char::REPLACEMENT_CHARACTER, 1), |c| (c, len))
+}
+
+/// The escaped characters of the UTF-8 text `bytes`, without quotes.
+fn write_ascii_body(bytes: &[u8], out: &mut Vec<u8>) {
     let mut start = 0;
     let mut i = 0;
     while i < bytes.len() {
@@ -219,12 +255,12 @@ fn write_ascii_string(s: &str, out: &mut Vec<u8>) {
             }
             N => {
                 // `i` is at a character boundary: we only stop on ASCII bytes and lead bytes.
-                let c = s[i..].chars().next().unwrap_or(char::REPLACEMENT_CHARACTER);
+                let (c, len) = char_at(bytes, i);
                 let mut units = [0u16; 2];
                 for unit in c.encode_utf16(&mut units) {
                     push_u16_escape(*unit, out);
                 }
-                i += c.len_utf8();
+                i += len;
             }
             letter => {
                 out.extend_from_slice(&[b'\\', letter]);
@@ -234,7 +270,6 @@ fn write_ascii_string(s: &str, out: &mut Vec<u8>) {
         start = i;
     }
     out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
 }
 
 #[cfg(test)]

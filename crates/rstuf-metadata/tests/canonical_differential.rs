@@ -4,6 +4,7 @@
 use rstuf_test_support as support;
 
 use rstuf_metadata::cjson::{CanonicalError, encode_canonical, write_canonical};
+use rstuf_metadata::direct;
 use rstuf_metadata::pyjson::{to_python_json, to_storage_json};
 use serde_json::Value;
 
@@ -30,6 +31,9 @@ fn describe(encoder: &str, doc: &str, ours: &[u8], want: &[u8]) -> String {
     )
 }
 
+/// An encoder's output, or its error as text.
+type Encoded = Result<Vec<u8>, String>;
+
 #[test]
 fn encoders_match_python_on_generated_documents() {
     let out = support::run_python("canonical_oracle.py", &[SEED, &DOCUMENTS.to_string()], b"");
@@ -41,16 +45,39 @@ fn encoders_match_python_on_generated_documents() {
         let text = rec["doc"].as_str().expect("doc");
         let doc: Value = serde_json::from_str(text).expect("doc parses");
         let want = |k: &str| hex::decode(rec[k].as_str().expect(k)).expect("hex");
-        let results: [(&str, Result<Vec<u8>, CanonicalError>); 3] = [
-            ("canonical", encode_canonical(&doc)),
-            ("storage", to_storage_json(&doc)),
-            ("compact", to_python_json(&doc).map(String::into_bytes)),
+        // The direct writer (straight from a `Serialize`, used for every role the worker
+        // signs) and its storage re-layout must agree with Python too.
+        let direct = direct::to_canonical(&doc).map_err(|e| e.to_string());
+        let results: [(&str, &str, Encoded); 5] = [
+            (
+                "canonical",
+                "canonical",
+                encode_canonical(&doc).map_err(|e| e.to_string()),
+            ),
+            (
+                "storage",
+                "storage",
+                to_storage_json(&doc).map_err(|e| e.to_string()),
+            ),
+            (
+                "compact",
+                "compact",
+                to_python_json(&doc)
+                    .map(String::into_bytes)
+                    .map_err(|e| e.to_string()),
+            ),
+            ("direct canonical", "canonical", direct.clone()),
+            (
+                "direct storage",
+                "storage",
+                direct.map(|c| direct::storage_from_canonical(&c)),
+            ),
         ];
-        for (encoder, ours) in results {
+        for (encoder, oracle, ours) in results {
             compared += 1;
             match ours {
-                Ok(ours) if ours == want(encoder) => {}
-                Ok(ours) => mismatches.push(describe(encoder, text, &ours, &want(encoder))),
+                Ok(ours) if ours == want(oracle) => {}
+                Ok(ours) => mismatches.push(describe(encoder, text, &ours, &want(oracle))),
                 Err(e) => mismatches.push(format!("{encoder}: refused ({e})\n  doc: {text}")),
             }
         }
@@ -64,7 +91,7 @@ fn encoders_match_python_on_generated_documents() {
     }
     assert!(checked >= 5000, "only {checked} documents from the oracle");
     assert_eq!(checked, DOCUMENTS);
-    assert_eq!(compared, 3 * DOCUMENTS);
+    assert_eq!(compared, 5 * DOCUMENTS);
     assert!(
         mismatches.is_empty(),
         "{} mismatches in {checked} documents; the first:\n{}",
@@ -115,6 +142,7 @@ fn numbers_outside_the_integer_range_and_floats_are_errors() {
             }
         }
         let err = encode_canonical(&doc).unwrap_err().to_string();
+        assert_eq!(direct::to_canonical(&doc).unwrap_err().to_string(), err);
         assert!(
             err.starts_with("TUF metadata allows only integers from -2^63 to 2^64-1, found "),
             "{err}"

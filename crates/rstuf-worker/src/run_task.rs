@@ -49,6 +49,7 @@ pub async fn ports(config: &Config) -> anyhow::Result<Ports> {
         signers: Arc::new(signers),
         clock: Arc::new(SystemClock),
         cache: Default::default(),
+        cpu: Arc::new(rstuf_adapters::cpu::BlockingPool::new()),
         lock: Arc::new(lock),
     })
 }

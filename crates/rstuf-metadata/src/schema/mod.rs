@@ -5,6 +5,9 @@
 //! round trip gives the same canonical bytes that were signed (RSTUF stores `x-rstuf-*` fields
 //! in keys, roles and the envelope). Parsing goes through [`serde_json::Value`] first so that
 //! floats are refused wherever they hide, and errors name the JSON path at fault.
+//!
+//! Struct fields are declared in the code point order of their JSON keys (`_type` first), the
+//! order canonical JSON needs, so [`crate::direct`] writes them without reordering.
 
 #[macro_use]
 mod common;
@@ -24,7 +27,7 @@ pub use snapshot::{MetaFile, Snapshot, Timestamp};
 pub use targets::{DelegatedRole, Delegations, TargetFile, Targets};
 
 use crate::cjson::{self, CanonicalError};
-use crate::pyjson;
+use crate::direct;
 
 /// `spec_version` written on all metadata the worker creates (python-tuf 7.0.0 writes this).
 pub const SPEC_VERSION: &str = "1.0.31";
@@ -102,26 +105,19 @@ impl Signature {
     }
 }
 
-/// A payload converted to JSON once, so its canonical bytes (to sign) and the stored
-/// document (after signing) share one conversion: for a snapshot listing 16,384 bins the
-/// conversion is most of the cost.
+/// A payload with its canonical bytes, so they are computed once for signing and storing.
+/// Both encodings are written straight from the model ([`crate::direct`]).
 #[derive(Debug, Clone)]
 pub struct Unsigned<T: Signed> {
     signed: T,
-    value: Value,
     canonical: Vec<u8>,
 }
 
 impl<T: Signed> Unsigned<T> {
-    /// Converts `signed` and computes its canonical bytes.
+    /// Computes the canonical bytes of `signed`.
     pub fn new(signed: T) -> Result<Self, SchemaError> {
-        let value = serde_json::to_value(&signed).map_err(SchemaError::Json)?;
-        let canonical = cjson::encode_canonical(&value)?;
-        Ok(Unsigned {
-            signed,
-            value,
-            canonical,
-        })
+        let canonical = direct::to_canonical(&signed)?;
+        Ok(Unsigned { signed, canonical })
     }
 
     /// The bytes signatures cover (what [`Metadata::signed_bytes`] returns).
@@ -132,13 +128,14 @@ impl<T: Signed> Unsigned<T> {
     /// The document with `signatures`, and its storage bytes (what
     /// [`Metadata::to_storage_bytes`] returns for it).
     pub fn finish(self, signatures: Vec<Signature>) -> Result<(Metadata<T>, Vec<u8>), SchemaError> {
-        let mut doc = serde_json::Map::new();
-        doc.insert(
-            "signatures".into(),
-            serde_json::to_value(&signatures).map_err(SchemaError::Json)?,
-        );
-        doc.insert("signed".into(), self.value);
-        let bytes = pyjson::to_storage_json(&Value::Object(doc))?;
+        let signature_bytes = direct::to_canonical(&signatures)?;
+        let mut envelope = Vec::with_capacity(self.canonical.len() + signature_bytes.len() + 32);
+        envelope.extend_from_slice(b"{\"signatures\":");
+        envelope.extend_from_slice(&signature_bytes);
+        envelope.extend_from_slice(b",\"signed\":");
+        envelope.extend_from_slice(&self.canonical);
+        envelope.push(b'}');
+        let bytes = direct::storage_from_canonical(&envelope);
         let md = Metadata {
             signatures,
             signed: self.signed,
@@ -221,7 +218,7 @@ impl<T: Signed> Metadata<T> {
     /// The document as the reference worker stores it (indent 1, sorted keys, ASCII only,
     /// no trailing newline).
     pub fn to_storage_bytes(&self) -> Result<Vec<u8>, SchemaError> {
-        Ok(pyjson::to_storage_json(&self.to_value()?)?)
+        Ok(direct::storage_from_canonical(&direct::to_canonical(self)?))
     }
 
     /// Signs the canonical bytes with `sign` and stores the signature under `keyid`, replacing
@@ -265,6 +262,9 @@ pub enum SignError<E> {
 
 /// Canonical JSON of any serializable payload.
 pub fn canonical_bytes<T: Serialize>(signed: &T) -> Result<Vec<u8>, SchemaError> {
+    if let Some(bytes) = direct::try_canonical(signed) {
+        return Ok(bytes);
+    }
     let value = serde_json::to_value(signed).map_err(SchemaError::Json)?;
     Ok(cjson::encode_canonical(&value)?)
 }

@@ -12,14 +12,14 @@ use super::common::{Expires, TypeTag};
 /// (RSTUF writes the version only).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetaFile {
-    /// Version of the referenced metadata (at least 1).
-    pub version: u64,
-    /// Length in bytes, if given.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub length: Option<u64>,
     /// Hashes by algorithm, if given (non-empty).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hashes: Option<BTreeMap<String, String>>,
+    /// Length in bytes, if given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub length: Option<u64>,
+    /// Version of the referenced metadata (at least 1).
+    pub version: u64,
     /// Fields we do not model.
     #[serde(flatten)]
     pub unrecognized: BTreeMap<String, Value>,
@@ -61,14 +61,14 @@ pub struct Snapshot {
     /// Always `snapshot`.
     #[serde(rename = "_type")]
     pub type_tag: TypeTag<Snapshot>,
-    /// Specification version.
-    pub spec_version: String,
-    /// Metadata version.
-    pub version: u64,
     /// Expiry.
     pub expires: Expires,
     /// `<role>.json` to its meta entry.
     pub meta: BTreeMap<String, MetaFile>,
+    /// Specification version.
+    pub spec_version: String,
+    /// Metadata version.
+    pub version: u64,
     /// Fields we do not model.
     #[serde(flatten)]
     pub unrecognized: BTreeMap<String, Value>,
@@ -111,14 +111,14 @@ pub struct Timestamp {
     /// Always `timestamp`.
     #[serde(rename = "_type")]
     pub type_tag: TypeTag<Timestamp>,
-    /// Specification version.
-    pub spec_version: String,
-    /// Metadata version.
-    pub version: u64,
     /// Expiry.
     pub expires: Expires,
     /// Exactly `{"snapshot.json": ...}`.
     pub meta: BTreeMap<String, MetaFile>,
+    /// Specification version.
+    pub spec_version: String,
+    /// Metadata version.
+    pub version: u64,
     /// Fields we do not model.
     #[serde(flatten)]
     pub unrecognized: BTreeMap<String, Value>,

@@ -19,10 +19,10 @@ use crate::succinct::SuccinctRoles;
 /// and re-signing every bin parses a million of them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TargetFile {
-    /// Length in bytes.
-    pub length: u64,
     /// Hashes by algorithm (non-empty).
     pub hashes: BTreeMap<String, String>,
+    /// Length in bytes.
+    pub length: u64,
     /// `custom` and any other field we do not model.
     #[serde(flatten)]
     pub unrecognized: BTreeMap<String, Value>,
@@ -236,17 +236,17 @@ pub struct Targets {
     /// Always `targets` (delegated roles use the same type).
     #[serde(rename = "_type")]
     pub type_tag: TypeTag<Targets>,
-    /// Specification version.
-    pub spec_version: String,
-    /// Metadata version.
-    pub version: u64,
-    /// Expiry.
-    pub expires: Expires,
-    /// Artifacts by path.
-    pub targets: BTreeMap<String, TargetFile>,
     /// Delegations, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delegations: Option<Delegations>,
+    /// Expiry.
+    pub expires: Expires,
+    /// Specification version.
+    pub spec_version: String,
+    /// Artifacts by path.
+    pub targets: BTreeMap<String, TargetFile>,
+    /// Metadata version.
+    pub version: u64,
     /// Fields we do not model.
     #[serde(flatten)]
     pub unrecognized: BTreeMap<String, Value>,
