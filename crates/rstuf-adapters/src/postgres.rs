@@ -84,6 +84,44 @@ fn naive(t: DateTime<Utc>) -> NaiveDateTime {
 }
 
 impl PgIndex {
+    /// The rows of `roles`; only the unpublished ones (through the partial index) when asked.
+    async fn rows_of(
+        &self,
+        roles: &[String],
+        unpublished_only: bool,
+    ) -> Result<Vec<ArtifactRow>, PortError> {
+        // Two statements, so that each has its own plan: the unpublished rows come from the
+        // partial index without touching the published ones.
+        let sql = if unpublished_only {
+            "SELECT f.path, f.info::text AS info, f.action::text AS action, f.published, r.rolename \
+             FROM rstuf_target_roles r JOIN rstuf_target_files f ON f.targets_role = r.id \
+             WHERE r.rolename = ANY($1) AND NOT f.published"
+        } else {
+            "SELECT f.path, f.info::text AS info, f.action::text AS action, f.published, r.rolename \
+             FROM rstuf_target_roles r JOIN rstuf_target_files f ON f.targets_role = r.id \
+             WHERE r.rolename = ANY($1)"
+        };
+        let rows = sqlx::query(sql)
+            .bind(roles)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| sql_error("reading artifacts", e))?;
+        Ok(rows
+            .iter()
+            .map(|r| ArtifactRow {
+                path: r.get("path"),
+                info: r.get("info"),
+                action: if r.get::<String, _>("action") == "REMOVE" {
+                    ArtifactAction::Remove
+                } else {
+                    ArtifactAction::Add
+                },
+                published: r.get("published"),
+                role: r.get("rolename"),
+            })
+            .collect())
+    }
+
     /// Connects to `url` (`postgresql://user:password@host/db`).
     pub async fn connect(url: &str) -> Result<Self, PortError> {
         let pool = PgPoolOptions::new()
@@ -305,29 +343,11 @@ impl ArtifactIndex for PgIndex {
     }
 
     async fn artifacts_of(&self, roles: &[String]) -> Result<Vec<ArtifactRow>, PortError> {
-        let rows = sqlx::query(
-            "SELECT f.path, f.info::text AS info, f.action::text AS action, f.published, r.rolename \
-             FROM rstuf_target_roles r JOIN rstuf_target_files f ON f.targets_role = r.id \
-             WHERE r.rolename = ANY($1)",
-        )
-        .bind(roles)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| sql_error("reading artifacts", e))?;
-        Ok(rows
-            .iter()
-            .map(|r| ArtifactRow {
-                path: r.get("path"),
-                info: r.get("info"),
-                action: if r.get::<String, _>("action") == "REMOVE" {
-                    ArtifactAction::Remove
-                } else {
-                    ArtifactAction::Add
-                },
-                published: r.get("published"),
-                role: r.get("rolename"),
-            })
-            .collect())
+        self.rows_of(roles, false).await
+    }
+
+    async fn unpublished_of(&self, roles: &[String]) -> Result<Vec<ArtifactRow>, PortError> {
+        self.rows_of(roles, true).await
     }
 
     async fn commit_publication(

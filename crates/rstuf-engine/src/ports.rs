@@ -186,6 +186,13 @@ pub trait ArtifactIndex: Send + Sync {
     async fn roles_with_unpublished(&self) -> Result<Vec<String>, PortError>;
     /// Every row of the named roles.
     async fn artifacts_of(&self, roles: &[String]) -> Result<Vec<ArtifactRow>, PortError>;
+    /// The unpublished rows of the named roles (what a publish applies to their published
+    /// versions); the default filters [`ArtifactIndex::artifacts_of`].
+    async fn unpublished_of(&self, roles: &[String]) -> Result<Vec<ArtifactRow>, PortError> {
+        let mut rows = self.artifacts_of(roles).await?;
+        rows.retain(|r| !r.published);
+        Ok(rows)
+    }
     /// Records a publication: sets each role's version, expiry and activity (a deleted role
     /// becomes inactive; its name is never used again), and marks published each
     /// row of `published` that still holds the same action and info.

@@ -1,10 +1,17 @@
 //! `publish_artifacts` (spec section 1.7): publish every role with unpublished artifact rows,
 //! whoever wrote them (our add and remove tasks, or the RSTUF CLI's `import-artifacts`).
 //!
-//! Under the repository lock: read the rows of the changed roles only, rebuild each role from
-//! its `Add` rows, publish the new versions, the snapshot and the timestamp, and then, in one
-//! transaction, record the versions and mark exactly the rows that were read as published
-//! (defect 5). The cost follows the roles that changed, not the size of the repository.
+//! Under the repository lock: read the unpublished rows of the changed roles only, apply them
+//! to each role's published version (added or replaced artifacts, removed ones), publish the
+//! new versions, the snapshot and the timestamp, and then, in one transaction, record the
+//! versions and mark exactly the rows that were read as published (defect 5). The cost follows
+//! the artifacts that changed and the roles they are in, not the size of the repository or of
+//! a role. A role never published, or signed offline, is rebuilt from all its `Add` rows.
+//!
+//! Applying rows to the published version gives what rebuilding from every row would give:
+//! a row is marked published only in the transaction after the version holding it was
+//! written, so the published version holds every published row; a row left unpublished by an
+//! interrupted run is applied again, which changes nothing.
 //!
 //! A role whose rows cannot be turned into metadata (rows written by another tool with bad
 //! info) is left out and reported; the other roles are published (defect 2). A role the online
@@ -106,50 +113,102 @@ pub(crate) async fn publish_roles_locked(
     let mut role_days = RoleDays::new(ports, &current);
     let mut covered = Vec::new();
     for chunk in roles.chunks(ROLE_CHUNK) {
-        let mut by_role: BTreeMap<String, Vec<ArtifactRow>> = BTreeMap::new();
-        for row in ports.index.artifacts_of(chunk).await? {
-            by_role.entry(row.role.clone()).or_default().push(row);
+        // An online role with a published version gets its unpublished rows applied to that
+        // version; a role never published, or signed offline, is rebuilt from all its rows.
+        let mut patched = Vec::new();
+        let mut rebuilt = Vec::new();
+        for role in chunk {
+            match current.online_role(&online, role) {
+                // A deleted delegation: its rows stay as they are.
+                None => {
+                    report
+                        .failed
+                        .insert(role.clone(), "the role is not delegated by targets".into());
+                }
+                Some(true) => match current.snapshot.signed.role_version(role) {
+                    Some(version) => patched.push((role.clone(), version)),
+                    None => rebuilt.push(role.clone()),
+                },
+                Some(false) => rebuilt.push(role.clone()),
+            }
         }
         let mut updates = Vec::new();
-        for role in chunk {
-            let rows = by_role.remove(role).unwrap_or_default();
-            let Some(online_only) = current.online_role(&online, role) else {
-                // A deleted delegation: its rows stay as they are.
-                report
-                    .failed
-                    .insert(role.clone(), "the role is not delegated by targets".into());
-                continue;
-            };
-            let artifacts = match build_targets(&rows) {
-                Ok(artifacts) => artifacts,
+        let names: Vec<String> = patched.iter().map(|(role, _)| role.clone()).collect();
+        let mut changes = rows_by_role(ports.index.unpublished_of(&names).await?);
+        for (role, version) in patched {
+            let rows = changes.remove(&role).unwrap_or_default();
+            let patch = match parse_changes(&rows) {
+                Ok(patch) => patch,
                 Err(reason) => {
-                    report.failed.insert(role.clone(), reason);
+                    report.failed.insert(role, reason);
                     continue;
                 }
             };
-            let days = role_days.of(role).await?;
+            let expires = expires_in(now, role_days.of(&role).await?);
+            let file = format!("{version}.{role}.json");
+            covered.extend(rows);
+            report.published.push(role.clone());
+            updates.push(RoleUpdate::patched(role, file, patch, expires));
+        }
+        let mut all_rows = rows_by_role(if rebuilt.is_empty() {
+            Vec::new()
+        } else {
+            ports.index.artifacts_of(&rebuilt).await?
+        });
+        for role in rebuilt {
+            let rows = all_rows.remove(&role).unwrap_or_default();
+            let artifacts = match build_targets(&rows) {
+                Ok(artifacts) => artifacts,
+                Err(reason) => {
+                    report.failed.insert(role, reason);
+                    continue;
+                }
+            };
+            let days = role_days.of(&role).await?;
             let mut signed = Targets::new(0, expires_in(now, days));
             signed.targets = artifacts;
-            if online_only {
+            if current.online_role(&online, &role) == Some(true) {
                 covered.extend(rows.into_iter().filter(|r| !r.published));
-                updates.push(RoleUpdate::new(role.clone(), signed.expires, signed));
                 report.published.push(role.clone());
+                updates.push(RoleUpdate::new(role, signed.expires, signed));
             } else {
-                let version = current.snapshot.signed.role_version(role).unwrap_or(0) + 1;
-                signed.version = version;
-                set_pending(ports, &online, &current, role, signed).await?;
-                report.pending.push(role.clone());
+                signed.version = current.snapshot.signed.role_version(&role).unwrap_or(0) + 1;
+                set_pending(ports, &online, &current, &role, signed).await?;
+                report.pending.push(role);
             }
         }
         if !updates.is_empty() {
             publication.publish_roles(updates).await?;
         }
     }
+    report.published.sort();
+    report.pending.sort();
     if report.published.is_empty() {
         return Ok(report);
     }
     publication.finish(guard, false, false, &covered).await?;
     Ok(report)
+}
+
+/// Rows grouped by role.
+fn rows_by_role(rows: Vec<ArtifactRow>) -> BTreeMap<String, Vec<ArtifactRow>> {
+    let mut by_role: BTreeMap<String, Vec<ArtifactRow>> = BTreeMap::new();
+    for row in rows {
+        by_role.entry(row.role.clone()).or_default().push(row);
+    }
+    by_role
+}
+
+/// What unpublished rows change in a role: artifacts added or replaced, and removed.
+fn parse_changes(rows: &[ArtifactRow]) -> Result<Vec<(String, Option<TargetFile>)>, String> {
+    rows.iter()
+        .map(|row| match row.action {
+            ArtifactAction::Add => crate::artifacts::parse_info_text(&row.info)
+                .map(|file| (row.path.clone(), Some(file)))
+                .map_err(|e| format!("artifact {:?} has invalid info: {e}", row.path)),
+            ArtifactAction::Remove => Ok((row.path.clone(), None)),
+        })
+        .collect()
 }
 
 /// The artifacts of a role from its rows (`Add` rows only).

@@ -18,8 +18,8 @@ use chrono::{DateTime, Duration, Utc};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use rstuf_metadata::keys::Key;
 use rstuf_metadata::schema::{
-    DelegatedRole, Expires, MetaFile, Metadata, Root, Signature, Signed, Snapshot, Targets,
-    Timestamp, Unsigned,
+    DelegatedRole, Expires, MetaFile, Metadata, Root, Signature, Signed, Snapshot, TargetFile,
+    Targets, Timestamp, Unsigned,
 };
 use serde_json::Value;
 
@@ -262,6 +262,21 @@ pub(crate) enum RoleContent {
     /// The content of this stored file, unchanged (a bump re-signs it): read, parsed and
     /// re-encoded on the CPU job that signs it.
     Stored(String),
+    /// The content of this stored file (the role's published version) with these artifacts
+    /// added or replaced (`Some`) or removed (`None`): a publish applies a role's unpublished
+    /// rows to what clients already have, reading neither the rest of its rows nor more than
+    /// the one file.
+    Patched(String, Vec<(String, Option<TargetFile>)>),
+}
+
+impl RoleContent {
+    /// The stored file the content starts from, if any.
+    fn file(&self) -> Option<&str> {
+        match self {
+            RoleContent::Model(_) => None,
+            RoleContent::Stored(file) | RoleContent::Patched(file, _) => Some(file),
+        }
+    }
 }
 
 /// A new version of a delegated role to publish: its content; the publication sets version
@@ -288,6 +303,20 @@ impl RoleUpdate {
         RoleUpdate {
             name,
             content: RoleContent::Stored(file),
+            expires,
+        }
+    }
+
+    /// A new version with the content of the stored file `file` changed by `changes`.
+    pub fn patched(
+        name: String,
+        file: String,
+        changes: Vec<(String, Option<TargetFile>)>,
+        expires: Expires,
+    ) -> Self {
+        RoleUpdate {
+            name,
+            content: RoleContent::Patched(file, changes),
             expires,
         }
     }
@@ -331,17 +360,25 @@ fn encode_roles(
             content,
             expires,
         } = update;
-        let (mut signed, keep) = match (content, stored) {
-            (RoleContent::Model(signed), _) => (*signed, true),
-            (RoleContent::Stored(file), Some(bytes)) => {
-                let md = Metadata::<Targets>::from_stored_bytes(&bytes)
-                    .map_err(|e| TaskError::Metadata(format!("{file}: {e}")))?;
-                (md.signed, false)
-            }
-            (RoleContent::Stored(file), None) => {
-                return Err(TaskError::Metadata(format!(
-                    "{file} is missing from storage"
-                )));
+        let parse = |file: &str, bytes: Option<Vec<u8>>| {
+            let bytes = bytes
+                .ok_or_else(|| TaskError::Metadata(format!("{file} is missing from storage")))?;
+            Metadata::<Targets>::from_stored_bytes(&bytes)
+                .map(|md| md.signed)
+                .map_err(|e| TaskError::Metadata(format!("{file}: {e}")))
+        };
+        let (mut signed, keep) = match content {
+            RoleContent::Model(signed) => (*signed, true),
+            RoleContent::Stored(file) => (parse(&file, stored)?, false),
+            RoleContent::Patched(file, changes) => {
+                let mut signed = parse(&file, stored)?;
+                for (path, change) in changes {
+                    match change {
+                        Some(info) => signed.targets.insert(path, info),
+                        None => signed.targets.remove(&path),
+                    };
+                }
+                (signed, false)
             }
         };
         signed.set_version_and_expires(version, expires);
@@ -502,10 +539,7 @@ impl<'a> Publication<'a> {
         let encoded: Vec<Vec<Encoded>> = stream::iter(groups.into_iter().map(|group| async move {
             let files: Vec<String> = group
                 .iter()
-                .filter_map(|(u, _)| match &u.content {
-                    RoleContent::Stored(file) => Some(file.clone()),
-                    RoleContent::Model(_) => None,
-                })
+                .filter_map(|(u, _)| u.content.file().map(str::to_string))
                 .collect();
             let mut stored = if files.is_empty() {
                 Vec::new()
@@ -516,10 +550,7 @@ impl<'a> Publication<'a> {
             let group: Vec<(RoleUpdate, u64, Option<Vec<u8>>)> = group
                 .into_iter()
                 .map(|(u, version)| {
-                    let bytes = match u.content {
-                        RoleContent::Stored(_) => stored.next().flatten(),
-                        RoleContent::Model(_) => None,
-                    };
+                    let bytes = u.content.file().and_then(|_| stored.next().flatten());
                     (u, version, bytes)
                 })
                 .collect();

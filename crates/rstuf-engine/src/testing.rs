@@ -612,6 +612,19 @@ pub async fn artifact_index_conformance(index: &dyn ArtifactIndex) {
     let a = index.artifacts_of(&["bins-1".into()]).await.unwrap();
     assert!(a[0].published, "{a:?}");
     assert_eq!(index.roles_with_unpublished().await.unwrap(), ["bins-0"]);
+    // Only the unpublished rows, of the named roles only.
+    let changes = index
+        .unpublished_of(&["bins-0".into(), "bins-1".into()])
+        .await
+        .unwrap();
+    assert_eq!(changes, b);
+    assert!(
+        index
+            .unpublished_of(&["bins-1".into()])
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // Re-adding moves a row to its new role, unpublished.
     index
