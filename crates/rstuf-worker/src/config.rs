@@ -4,6 +4,14 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Tasks run at once unless `RSTUF_WORKER_CONCURRENCY` says otherwise. Tasks are async and
+/// mostly wait (for the repository lock, the database, Redis), so this is not a process
+/// count as in Celery: add tasks waiting for the lock are published together by whoever holds
+/// it, and the more of them wait, the fewer publications a burst costs (BENCHMARKS.md,
+/// "Sustained ingest": 100 tasks of 100 artifacts at 3,000 artifacts/s with 8 at once, 5,500
+/// with 100).
+pub const DEFAULT_CONCURRENCY: usize = 64;
+
 /// Where metadata is stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Storage {
@@ -30,7 +38,8 @@ pub struct Runtime {
     pub result_url: String,
     /// `RSTUF_WORKER_ID` (default: the host name); the node name is `rstuf@<id>`.
     pub worker_id: String,
-    /// `RSTUF_WORKER_CONCURRENCY`: tasks run at once (default: the number of CPUs).
+    /// `RSTUF_WORKER_CONCURRENCY`: tasks run at once (default: [`DEFAULT_CONCURRENCY`], or
+    /// the number of CPUs if larger).
     pub concurrency: usize,
     /// `RSTUF_TASK_TIME_LIMIT` (seconds, default 1800): a task still running is stopped and
     /// answered with FAILURE `TimeLimitExceeded`.
@@ -262,7 +271,10 @@ impl Config {
                     }
                 };
                 let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-                let concurrency = number("RSTUF_WORKER_CONCURRENCY", cpus as u64)?;
+                let concurrency = number(
+                    "RSTUF_WORKER_CONCURRENCY",
+                    DEFAULT_CONCURRENCY.max(cpus) as u64,
+                )?;
                 if concurrency == 0 || concurrency > 1024 {
                     return Err(error(
                         "RSTUF_WORKER_CONCURRENCY",
