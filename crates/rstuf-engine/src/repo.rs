@@ -19,7 +19,7 @@ use futures_util::stream::{self, StreamExt, TryStreamExt};
 use rstuf_metadata::keys::Key;
 use rstuf_metadata::schema::{
     DelegatedRole, Expires, MetaFile, Metadata, Root, Signature, Signed, Snapshot, TargetFile,
-    Targets, Timestamp, Unsigned,
+    Targets, Timestamp, Unsigned, storage_bytes_of,
 };
 use serde_json::Value;
 
@@ -367,6 +367,26 @@ fn encode_roles(
                 .map(|md| md.signed)
                 .map_err(|e| TaskError::Metadata(format!("{file}: {e}")))
         };
+        // A bump re-signs stored content as it is: straight from the bytes when the signer
+        // can sign here and the content has the usual form, else through the model.
+        if let (RoleContent::Stored(_), Some(bytes)) = (&content, &stored)
+            && let Some(payload) =
+                rstuf_metadata::resign::resign_targets_payload(bytes, version, expires)
+            && let Some(sig) = signer.sign_here(&payload)
+        {
+            let sig = Signature::new(keyid, &sig?);
+            let bytes = storage_bytes_of(&payload, &[sig]).map_err(metadata)?;
+            out.push(Encoded {
+                name,
+                version,
+                expires,
+                state: EncodedState::Signed {
+                    bytes: Arc::new(bytes),
+                    signed: None,
+                },
+            });
+            continue;
+        }
         let (mut signed, keep) = match content {
             RoleContent::Model(signed) => (*signed, true),
             RoleContent::Stored(file) => (parse(&file, stored)?, false),

@@ -158,8 +158,12 @@ pub(crate) const fn has_zero_byte(x: u64) -> bool {
 }
 
 pub(crate) fn write_string(s: &str, out: &mut Vec<u8>) {
+    write_string_bytes(s.as_bytes(), out);
+}
+
+/// [`write_string`] of text known to be UTF-8, given as bytes.
+pub(crate) fn write_string_bytes(bytes: &[u8], out: &mut Vec<u8>) {
     out.push(b'"');
-    let bytes = s.as_bytes();
     let mut start = 0;
     let mut i = 0;
     while i < bytes.len() {

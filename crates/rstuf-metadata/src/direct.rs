@@ -621,9 +621,7 @@ pub fn storage_from_canonical(canonical: &[u8]) -> Vec<u8> {
             }
             b':' => out.extend_from_slice(b": "),
             b'"' => {
-                let end = string_end(b, i + 1);
-                pyjson::write_ascii_from_canonical(&b[i + 1..end], &mut out);
-                i = end + 1;
+                i = pyjson::write_ascii_canonical_string(b, i + 1, &mut out);
                 continue;
             }
             other => out.push(other),
@@ -631,18 +629,6 @@ pub fn storage_from_canonical(canonical: &[u8]) -> Vec<u8> {
         i += 1;
     }
     out
-}
-
-/// The index of the quote closing the canonical string whose content starts at `i`.
-fn string_end(b: &[u8], mut i: usize) -> usize {
-    while i < b.len() {
-        match b[i] {
-            b'"' => return i,
-            b'\\' => i += 2,
-            _ => i += 1,
-        }
-    }
-    b.len()
 }
 
 fn newline_indent(level: usize, out: &mut Vec<u8>) {

@@ -11,6 +11,7 @@ pub mod direct;
 pub mod keys;
 pub mod pattern;
 pub mod pyjson;
+pub mod resign;
 pub mod schema;
 pub mod succinct;
 pub mod verify;

@@ -204,19 +204,39 @@ fn write_ascii_string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
-/// The quoted ASCII form of a string given as the content of a canonical JSON string (where
-/// `"` and `\` appear escaped, as `\"` and `\\`, which is also how Python escapes them).
-pub(crate) fn write_ascii_from_canonical(content: &[u8], out: &mut Vec<u8>) {
+/// Writes, quoted and ASCII-escaped, the canonical JSON string whose content starts at `b[i]`
+/// (just after its opening quote), in one pass; returns the index just past its closing
+/// quote. Canonical JSON escapes only `"` and `\`, as `\"` and `\\`, which is also how
+/// Python escapes them, so those escapes are copied as they are.
+pub(crate) fn write_ascii_canonical_string(b: &[u8], mut i: usize, out: &mut Vec<u8>) -> usize {
     out.push(b'"');
-    let mut rest = content;
-    while !rest.is_empty() {
-        let plain = rest.iter().position(|&b| b == b'\\').unwrap_or(rest.len());
-        write_ascii_body(&rest[..plain], out);
-        let escape = rest.len().min(plain + 2);
-        out.extend_from_slice(&rest[plain..escape]);
-        rest = &rest[escape..];
+    let mut start = i;
+    loop {
+        i = skip_plain_words(b, i);
+        let Some(&c) = b.get(i) else {
+            out.extend_from_slice(&b[start.min(b.len())..]);
+            out.push(b'"');
+            return b.len();
+        };
+        match c {
+            b'"' => {
+                out.extend_from_slice(&b[start..i]);
+                out.push(b'"');
+                return i + 1;
+            }
+            b'\\' => i += 2,
+            _ => {
+                let action = ESCAPE[usize::from(c)];
+                if action == 0 {
+                    i += 1;
+                    continue;
+                }
+                out.extend_from_slice(&b[start..i]);
+                i += write_escape(b, i, action, out);
+                start = i;
+            }
+        }
     }
-    out.push(b'"');
 }
 
 /// The character starting at `i` (a lead byte) of UTF-8 text and its length; U+FFFD where the text is not
@@ -248,28 +268,34 @@ fn write_ascii_body(bytes: &[u8], out: &mut Vec<u8>) {
             continue;
         }
         out.extend_from_slice(&bytes[start..i]);
-        match action {
-            U => {
-                push_u16_escape(u16::from(b), out);
-                i += 1;
-            }
-            N => {
-                // `i` is at a character boundary: we only stop on ASCII bytes and lead bytes.
-                let (c, len) = char_at(bytes, i);
-                let mut units = [0u16; 2];
-                for unit in c.encode_utf16(&mut units) {
-                    push_u16_escape(*unit, out);
-                }
-                i += len;
-            }
-            letter => {
-                out.extend_from_slice(&[b'\\', letter]);
-                i += 1;
-            }
-        }
+        i += write_escape(bytes, i, action, out);
         start = i;
     }
     out.extend_from_slice(&bytes[start..]);
+}
+
+/// Writes the escape of the character at `bytes[i]` (its [`ESCAPE`] action); returns the
+/// character's length in bytes.
+fn write_escape(bytes: &[u8], i: usize, action: u8, out: &mut Vec<u8>) -> usize {
+    match action {
+        U => {
+            push_u16_escape(u16::from(bytes[i]), out);
+            1
+        }
+        N => {
+            // `i` is at a character boundary: we only stop on ASCII bytes and lead bytes.
+            let (c, len) = char_at(bytes, i);
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                push_u16_escape(*unit, out);
+            }
+            len
+        }
+        letter => {
+            out.extend_from_slice(&[b'\\', letter]);
+            1
+        }
+    }
 }
 
 #[cfg(test)]

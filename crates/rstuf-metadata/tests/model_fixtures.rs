@@ -230,3 +230,28 @@ fn bad_documents_are_refused_with_clear_errors() {
         );
     }
 }
+
+#[test]
+fn a_bump_of_every_reference_targets_file_signs_what_the_model_would() {
+    let expires = rstuf_metadata::schema::Expires::at(
+        chrono::DateTime::parse_from_rfc3339("2031-02-03T04:05:06Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc),
+    );
+    let mut checked = 0;
+    for path in storage_files() {
+        if ["root", "snapshot", "timestamp"].contains(&role_of(&path).as_str()) {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        let mut md = Metadata::<Targets>::from_stored_bytes(&bytes).unwrap();
+        md.signed
+            .set_version_and_expires(md.signed.version + 1, expires);
+        let want = md.signed_bytes().unwrap();
+        let fast =
+            rstuf_metadata::resign::resign_targets_payload(&bytes, md.signed.version, expires);
+        assert_eq!(fast.as_deref(), Some(want.as_slice()), "{}", path.display());
+        checked += 1;
+    }
+    assert!(checked > 3, "only {checked} targets files");
+}

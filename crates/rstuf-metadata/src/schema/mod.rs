@@ -128,14 +128,7 @@ impl<T: Signed> Unsigned<T> {
     /// The document with `signatures`, and its storage bytes (what
     /// [`Metadata::to_storage_bytes`] returns for it).
     pub fn finish(self, signatures: Vec<Signature>) -> Result<(Metadata<T>, Vec<u8>), SchemaError> {
-        let signature_bytes = direct::to_canonical(&signatures)?;
-        let mut envelope = Vec::with_capacity(self.canonical.len() + signature_bytes.len() + 32);
-        envelope.extend_from_slice(b"{\"signatures\":");
-        envelope.extend_from_slice(&signature_bytes);
-        envelope.extend_from_slice(b",\"signed\":");
-        envelope.extend_from_slice(&self.canonical);
-        envelope.push(b'}');
-        let bytes = direct::storage_from_canonical(&envelope);
+        let bytes = storage_bytes_of(&self.canonical, &signatures)?;
         let md = Metadata {
             signatures,
             signed: self.signed,
@@ -143,6 +136,22 @@ impl<T: Signed> Unsigned<T> {
         };
         Ok((md, bytes))
     }
+}
+
+/// The storage bytes of a document whose `signed` part has the canonical bytes `canonical`
+/// (computed by [`Unsigned::new`], or by [`crate::resign`] for a bump), with `signatures`.
+pub fn storage_bytes_of(
+    canonical: &[u8],
+    signatures: &[Signature],
+) -> Result<Vec<u8>, SchemaError> {
+    let signature_bytes = direct::to_canonical(signatures)?;
+    let mut envelope = Vec::with_capacity(canonical.len() + signature_bytes.len() + 32);
+    envelope.extend_from_slice(b"{\"signatures\":");
+    envelope.extend_from_slice(&signature_bytes);
+    envelope.extend_from_slice(b",\"signed\":");
+    envelope.extend_from_slice(canonical);
+    envelope.push(b'}');
+    Ok(direct::storage_from_canonical(&envelope))
 }
 
 /// A metadata document: the signed role plus the signatures over its canonical form.
