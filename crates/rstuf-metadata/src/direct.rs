@@ -220,6 +220,25 @@ impl SeqWriter<'_> {
     }
 }
 
+/// Methods that refuse a scalar (a float, or a map key that is not a string).
+macro_rules! refuse_scalars {
+    ($($method:ident: $ty:ty),* $(,)?) => {$(
+        fn $method(self, _v: $ty) -> Result<(), Refused> {
+            Err(Refused)
+        }
+    )*};
+}
+
+/// Methods that write an integer, widened to 64 bits.
+macro_rules! integers {
+    ($($method:ident: $ty:ty => $write:ident),* $(,)?) => {$(
+        fn $method(self, v: $ty) -> Result<(), Refused> {
+            self.$write(v.into());
+            Ok(())
+        }
+    )*};
+}
+
 impl<'a> ser::Serializer for &'a mut Writer {
     type Ok = ();
     type Error = Refused;
@@ -236,51 +255,23 @@ impl<'a> ser::Serializer for &'a mut Writer {
             .extend_from_slice(if v { b"true" } else { b"false" });
         Ok(())
     }
-    fn serialize_i8(self, v: i8) -> Result<(), Refused> {
-        self.write_i64(v.into());
-        Ok(())
-    }
-    fn serialize_i16(self, v: i16) -> Result<(), Refused> {
-        self.write_i64(v.into());
-        Ok(())
-    }
-    fn serialize_i32(self, v: i32) -> Result<(), Refused> {
-        self.write_i64(v.into());
-        Ok(())
-    }
-    fn serialize_i64(self, v: i64) -> Result<(), Refused> {
-        self.write_i64(v);
-        Ok(())
-    }
-    fn serialize_u8(self, v: u8) -> Result<(), Refused> {
-        self.write_u64(v.into());
-        Ok(())
-    }
-    fn serialize_u16(self, v: u16) -> Result<(), Refused> {
-        self.write_u64(v.into());
-        Ok(())
-    }
-    fn serialize_u32(self, v: u32) -> Result<(), Refused> {
-        self.write_u64(v.into());
-        Ok(())
-    }
-    fn serialize_u64(self, v: u64) -> Result<(), Refused> {
-        self.write_u64(v);
-        Ok(())
-    }
+    integers!(
+        serialize_i8: i8 => write_i64,
+        serialize_i16: i16 => write_i64,
+        serialize_i32: i32 => write_i64,
+        serialize_i64: i64 => write_i64,
+        serialize_u8: u8 => write_u64,
+        serialize_u16: u16 => write_u64,
+        serialize_u32: u32 => write_u64,
+        serialize_u64: u64 => write_u64,
+    );
     // Floats have no canonical form; 128-bit integers take the `Value` path, which decides.
-    fn serialize_i128(self, _v: i128) -> Result<(), Refused> {
-        Err(Refused)
-    }
-    fn serialize_u128(self, _v: u128) -> Result<(), Refused> {
-        Err(Refused)
-    }
-    fn serialize_f32(self, _v: f32) -> Result<(), Refused> {
-        Err(Refused)
-    }
-    fn serialize_f64(self, _v: f64) -> Result<(), Refused> {
-        Err(Refused)
-    }
+    refuse_scalars!(
+        serialize_i128: i128,
+        serialize_u128: u128,
+        serialize_f32: f32,
+        serialize_f64: f64,
+    );
     fn serialize_char(self, v: char) -> Result<(), Refused> {
         self.write_str(v.encode_utf8(&mut [0; 4]));
         Ok(())
@@ -382,41 +373,28 @@ impl<'a> ser::Serializer for &'a mut Writer {
     }
 }
 
-impl ser::SerializeSeq for SeqWriter<'_> {
-    type Ok = ();
-    type Error = Refused;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Refused> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), Refused> {
-        SeqWriter::end(self);
-        Ok(())
-    }
+/// The three sequence forms serde distinguishes are one JSON array.
+macro_rules! seq_forms {
+    ($($form:ident :: $method:ident),*) => {$(
+        impl ser::$form for SeqWriter<'_> {
+            type Ok = ();
+            type Error = Refused;
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Refused> {
+                self.element(value)
+            }
+            fn end(self) -> Result<(), Refused> {
+                SeqWriter::end(self);
+                Ok(())
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTuple for SeqWriter<'_> {
-    type Ok = ();
-    type Error = Refused;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Refused> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), Refused> {
-        SeqWriter::end(self);
-        Ok(())
-    }
-}
-
-impl ser::SerializeTupleStruct for SeqWriter<'_> {
-    type Ok = ();
-    type Error = Refused;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Refused> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), Refused> {
-        SeqWriter::end(self);
-        Ok(())
-    }
-}
+seq_forms!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field
+);
 
 impl ser::SerializeMap for MapWriter<'_> {
     type Ok = ();
@@ -466,45 +444,24 @@ impl ser::Serializer for KeyText<'_> {
     type SerializeStruct = Impossible<(), Refused>;
     type SerializeStructVariant = Impossible<(), Refused>;
 
+    refuse_scalars!(
+        serialize_bool: bool,
+        serialize_i8: i8,
+        serialize_i16: i16,
+        serialize_i32: i32,
+        serialize_i64: i64,
+        serialize_u8: u8,
+        serialize_u16: u16,
+        serialize_u32: u32,
+        serialize_u64: u64,
+        serialize_f32: f32,
+        serialize_f64: f64,
+        serialize_char: char
+    );
+
     fn serialize_str(self, v: &str) -> Result<(), Refused> {
         self.0.push_str(v);
         Ok(())
-    }
-    fn serialize_bool(self, _v: bool) -> Result<(), Refused> {
-        Err(Refused)
-    }
-    fn serialize_i8(self, _v: i8) -> Result<(), Refused> {
-        Err(Refused)
-    }
-    fn serialize_i16(self, _v: i16) -> Result<(), Refused> {
-        Err(Refused)
-    }
-    fn serialize_i32(self, _v: i32) -> Result<(), Refused> {
-        Err(Refused)
-    }
-    fn serialize_i64(self, _v: i64) -> Result<(), Refused> {
-        Err(Refused)
-    }
-    fn serialize_u8(self, _v: u8) -> Result<(), Refused> {
-        Err(Refused)
-    }
-    fn serialize_u16(self, _v: u16) -> Result<(), Refused> {
-        Err(Refused)
-    }
-    fn serialize_u32(self, _v: u32) -> Result<(), Refused> {
-        Err(Refused)
-    }
-    fn serialize_u64(self, _v: u64) -> Result<(), Refused> {
-        Err(Refused)
-    }
-    fn serialize_f32(self, _v: f32) -> Result<(), Refused> {
-        Err(Refused)
-    }
-    fn serialize_f64(self, _v: f64) -> Result<(), Refused> {
-        Err(Refused)
-    }
-    fn serialize_char(self, _v: char) -> Result<(), Refused> {
-        Err(Refused)
     }
     fn serialize_bytes(self, _v: &[u8]) -> Result<(), Refused> {
         Err(Refused)
