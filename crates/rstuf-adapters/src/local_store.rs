@@ -123,9 +123,9 @@ impl LocalStore {
         Ok(tmp)
     }
 
-    /// An unnamed file in the directory holding `bytes` (fsynced when `sync`), or `None` when
-    /// the filesystem or kernel has no `O_TMPFILE` (then named files are used from now on).
-    fn write_unnamed(&self, bytes: &[u8], sync: bool) -> io::Result<Option<File>> {
+    /// An unnamed file in the directory holding `bytes` (not yet synced), or `None` when the
+    /// filesystem or kernel has no `O_TMPFILE` (then named files are used from now on).
+    fn write_unnamed(&self, bytes: &[u8]) -> io::Result<Option<File>> {
         use rustix::fs::{Mode, OFlags};
         if !self.unnamed.load(Ordering::Relaxed) {
             return Ok(None);
@@ -152,17 +152,15 @@ impl LocalStore {
         };
         let mut f = File::from(fd);
         f.write_all(bytes)?;
-        if sync {
-            f.sync_all()?;
-        }
         Ok(Some(f))
     }
 
-    /// Content for a batch or a single file: unnamed if possible, else a named temporary file.
-    fn write_content(&self, name: &str, bytes: &[u8], sync: bool) -> io::Result<Temp> {
-        match self.write_unnamed(bytes, sync)? {
+    /// Content for a batch or a single file, not yet durable ([`LocalStore::make_durable`]):
+    /// unnamed if possible, else a named temporary file.
+    fn write_content(&self, name: &str, bytes: &[u8]) -> io::Result<Temp> {
+        match self.write_unnamed(bytes)? {
             Some(f) => Ok(Temp::Unnamed(f)),
-            None => self.write_temp_with(name, bytes, sync).map(Temp::Named),
+            None => self.write_temp_with(name, bytes, false).map(Temp::Named),
         }
     }
 
@@ -254,7 +252,7 @@ impl LocalStore {
     ) -> Result<(), PortError> {
         let mut temps: Vec<Temp> = Vec::with_capacity(groups.len());
         for (bytes, names) in groups {
-            match self.write_content(names[0], bytes, false) {
+            match self.write_content(names[0], bytes) {
                 Ok(tmp) => temps.push(tmp),
                 Err(e) => {
                     Self::discard(temps);
@@ -320,14 +318,12 @@ impl LocalStore {
         File::open(&self.dir)?.sync_all()
     }
 
+    /// One file: a round of one.
     fn put_versioned_blocking(&self, name: &str, bytes: &[u8]) -> Result<(), PortError> {
         check_name(name)?;
-        let tmp = self
-            .write_content(name, bytes, true)
-            .map_err(|e| other(&format!("writing {name}"), e))?;
-        let linked = self.link_once(&tmp, name, bytes);
-        Self::discard(vec![tmp]);
-        if linked? {
+        let mut linked = false;
+        self.write_round(&[(bytes, vec![name])], &mut linked)?;
+        if linked {
             self.sync_dir()
                 .map_err(|e| other("syncing the metadata directory", e))?;
         }

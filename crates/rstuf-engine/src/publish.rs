@@ -127,14 +127,18 @@ pub(crate) async fn publish_roles_locked(
                 }
                 Some(true) => match current.snapshot.signed.role_version(role) {
                     Some(version) => patched.push((role.clone(), version)),
-                    None => rebuilt.push(role.clone()),
+                    None => rebuilt.push((role.clone(), true)),
                 },
-                Some(false) => rebuilt.push(role.clone()),
+                Some(false) => rebuilt.push((role.clone(), false)),
             }
         }
         let mut updates = Vec::new();
         let names: Vec<String> = patched.iter().map(|(role, _)| role.clone()).collect();
-        let mut changes = rows_by_role(ports.index.unpublished_of(&names).await?);
+        let mut changes = if names.is_empty() {
+            BTreeMap::new()
+        } else {
+            rows_by_role(ports.index.unpublished_of(&names).await?)
+        };
         for (role, version) in patched {
             let rows = changes.remove(&role).unwrap_or_default();
             let patch = match parse_changes(&rows) {
@@ -150,12 +154,13 @@ pub(crate) async fn publish_roles_locked(
             report.published.push(role.clone());
             updates.push(RoleUpdate::patched(role, file, patch, expires));
         }
-        let mut all_rows = rows_by_role(if rebuilt.is_empty() {
-            Vec::new()
+        let names: Vec<String> = rebuilt.iter().map(|(role, _)| role.clone()).collect();
+        let mut all_rows = if names.is_empty() {
+            BTreeMap::new()
         } else {
-            ports.index.artifacts_of(&rebuilt).await?
-        });
-        for role in rebuilt {
+            rows_by_role(ports.index.artifacts_of(&names).await?)
+        };
+        for (role, online_only) in rebuilt {
             let rows = all_rows.remove(&role).unwrap_or_default();
             let artifacts = match build_targets(&rows) {
                 Ok(artifacts) => artifacts,
@@ -167,7 +172,7 @@ pub(crate) async fn publish_roles_locked(
             let days = role_days.of(&role).await?;
             let mut signed = Targets::new(0, expires_in(now, days));
             signed.targets = artifacts;
-            if current.online_role(&online, &role) == Some(true) {
+            if online_only {
                 covered.extend(rows.into_iter().filter(|r| !r.published));
                 report.published.push(role.clone());
                 updates.push(RoleUpdate::new(role, signed.expires, signed));

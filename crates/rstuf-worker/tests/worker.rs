@@ -11,6 +11,10 @@ use common::{Client, Producer, Services, Transport, bootstrap_payload, client_ac
 use rstuf_test_support as support;
 use serde_json::{Value, json};
 
+/// Key ids of the fixture root keys the tests sign with, as the RSTUF CLI would.
+const JH: &str = "c6d8bf2e4f48b41ac2ce8eca21415ca8ef68c133b47fc33df03d4070a7e1e9cc";
+const JC: &str = "2f685fa7546f1856b123223ab086b3def14c89d24eef18f49c32508c2f60e241";
+
 const LIMIT: Duration = Duration::from_secs(60);
 
 /// The reference worker's final record of the API's task (not a subtask's), from a
@@ -533,7 +537,6 @@ async fn shutdown_hands_back_and_the_time_limit_stops_a_task() {
 /// and python-tuf trusts the repository.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_ceremony_bootstrap_finishes_with_a_cli_signature() {
-    const JH: &str = "c6d8bf2e4f48b41ac2ce8eca21415ca8ef68c133b47fc33df03d4070a7e1e9cc";
     let services = Services::new("ceremony", Transport::Redis, 9, 9).await;
     let _worker = services.worker("c1", &[]);
     let mut python = Producer::new(&services);
@@ -598,8 +601,6 @@ async fn a_ceremony_bootstrap_finishes_with_a_cli_signature() {
 /// refreshing from what it trusted before, finds exactly the artifacts it should.
 #[tokio::test(flavor = "multi_thread")]
 async fn custom_delegations_evolve_under_a_client_that_keeps_its_trust() {
-    const JH: &str = "c6d8bf2e4f48b41ac2ce8eca21415ca8ef68c133b47fc33df03d4070a7e1e9cc";
-    const JC: &str = "2f685fa7546f1856b123223ab086b3def14c89d24eef18f49c32508c2f60e241";
     let services = Services::new("delegations", Transport::Redis, 4, 4).await;
     let _worker = services.worker("d1", &[]);
     let mut python = Producer::new(&services);
@@ -821,9 +822,7 @@ async fn custom_delegations_evolve_under_a_client_that_keeps_its_trust() {
 #[tokio::test(flavor = "multi_thread")]
 async fn root_rotations_keep_clients_trusting() {
     use rstuf_metadata::schema::{Metadata, Root};
-    const JH: &str = "c6d8bf2e4f48b41ac2ce8eca21415ca8ef68c133b47fc33df03d4070a7e1e9cc";
     const JJ: &str = "50d7e110ad65f3b2dba5c3cfc8c5ca259be9774cc26be3410044ffd4be3aa5f3";
-    const JC: &str = "2f685fa7546f1856b123223ab086b3def14c89d24eef18f49c32508c2f60e241";
     const NEW_ONLINE: &str = "cb20fa1061dde8e6267e0bef0981766aaadae168e917030f7f26edc7a0bab9c2";
     // The last free database of this test binary: broker, results and settings share it.
     let services = Services::new("rotation", Transport::Redis, 5, 5).await;
