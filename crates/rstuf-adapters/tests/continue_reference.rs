@@ -139,6 +139,7 @@ async fn a_reference_repository_is_continued_without_clients_noticing() {
         clock: clock.clone(),
         cache: Default::default(),
         cpu: Arc::new(rstuf_adapters::cpu::BlockingPool::new()),
+        queue: Default::default(),
     };
 
     let mut oracle = support::PythonOracle::start("client_oracle.py");

@@ -61,6 +61,7 @@ async fn python_tuf_never_sees_expired_metadata_over_thirty_days_of_bumps() {
         clock: clock.clone(),
         cache: Default::default(),
         cpu: Arc::new(rstuf_adapters::cpu::BlockingPool::new()),
+        queue: Default::default(),
     };
     ports
         .settings

@@ -183,6 +183,7 @@ async fn ports(dir: &std::path::Path) -> anyhow::Result<Ports> {
         clock: Arc::new(SystemClock),
         cache: Default::default(),
         cpu: Arc::new(rstuf_adapters::cpu::BlockingPool::new()),
+        queue: Default::default(),
     })
 }
 

@@ -1,12 +1,12 @@
 //! `add_artifacts` and `remove_artifacts` (spec sections 1.5 and 1.6).
 //!
 //! Every artifact in the request is checked before anything is written (defects 3 and 4): a
-//! bad path or bad info refuses the whole request and changes nothing. Rows are written in one
-//! transaction; then, unless the request says `publish_artifacts: false`, the task publishes
-//! right away under the repository lock and returns once its artifacts are in published
-//! metadata (no polling, defect 15). Whoever holds the lock publishes every waiting task's
-//! rows, and a task whose rows were published while it waited publishes nothing. With `publish_artifacts: false` it returns at once; the
-//! rows wait for the next publish.
+//! bad path or bad info refuses the whole request and changes nothing. Unless the request says
+//! `publish_artifacts: false`, the task's rows join the process's next round of writing and
+//! publishing ([`crate::queue`]) and the task returns once its artifacts are in published
+//! metadata (no polling, defect 15); a burst of tasks shares one transaction and one
+//! publication. With `publish_artifacts: false` the rows are written in one transaction and the
+//! task returns at once; they wait for the next publish.
 
 use rstuf_metadata::cjson::check_no_floats;
 use rstuf_metadata::pyjson::to_python_json;
@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use crate::outcome::{TaskError, TaskOutcome};
 use crate::ports::{NewArtifact, Ports};
-use crate::publish::{publish_roles_locked, with_lock};
+use crate::queue::write_and_publish;
 use crate::repo::Current;
 use crate::settings;
 
@@ -130,7 +130,7 @@ async fn require_bootstrap(ports: &Ports) -> Result<Option<String>, TaskError> {
 /// worker's RUNNING state, message "Publishing").
 #[async_trait::async_trait]
 pub trait Progress: Send + Sync {
-    /// The rows are recorded and `roles` are about to be published.
+    /// The request is accepted and its change to `roles` is about to be written and published.
     async fn publishing(&self, roles: &[String]);
 }
 
@@ -141,23 +141,6 @@ pub struct Unwatched;
 #[async_trait::async_trait]
 impl Progress for Unwatched {
     async fn publishing(&self, _roles: &[String]) {}
-}
-
-/// Publishes, under the lock, every role with unpublished rows, unless none of `roles` (this
-/// task's) has any left: tasks that waited for the lock while another published their rows
-/// return at once instead of publishing what arrived since. So a burst of tasks costs one
-/// publication per turn of the lock, not one each.
-async fn publish_for(ports: &Ports, roles: &[String]) -> Result<(), TaskError> {
-    with_lock!(ports, |guard| {
-        let pending = ports.index.roles_with_unpublished().await?;
-        if roles.iter().any(|r| pending.contains(r)) {
-            publish_roles_locked(ports, guard, pending)
-                .await
-                .map(|_| ())
-        } else {
-            Ok(())
-        }
-    })
 }
 
 /// Runs the `add_artifacts` action.
@@ -240,10 +223,11 @@ pub async fn add_artifacts_watched(
         .collect();
     unique.reverse();
     if !unique.is_empty() {
-        ports.index.add_artifacts(&unique).await?;
         if publish_requested(payload) {
             progress.publishing(&roles).await;
-            publish_for(ports, &roles).await?;
+            write_and_publish(ports, unique, roles.clone()).await?;
+        } else {
+            ports.index.add_artifacts(&unique).await?;
         }
     }
     Ok(TaskOutcome::ok(
@@ -316,7 +300,7 @@ pub async fn remove_artifacts_watched(
             }
         }
         progress.publishing(&roles).await;
-        publish_for(ports, &roles).await?;
+        write_and_publish(ports, Vec::new(), roles).await?;
     }
     Ok(TaskOutcome::ok(
         REMOVED,

@@ -13,6 +13,7 @@ pub mod delegation;
 pub mod outcome;
 pub mod ports;
 pub mod publish;
+pub mod queue;
 mod repo;
 pub mod roles;
 pub mod rotation;

@@ -355,6 +355,9 @@ pub struct Ports {
     pub cache: Arc<MetadataCache>,
     /// Where roles are encoded and signed in bulk.
     pub cpu: Arc<dyn Cpu>,
+    /// The add and remove tasks' shared rounds of writing and publishing (share one per
+    /// repository; `Default` to start).
+    pub queue: Arc<crate::queue::PublishQueue>,
 }
 
 impl fmt::Debug for Ports {

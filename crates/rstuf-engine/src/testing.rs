@@ -16,6 +16,7 @@ use crate::ports::{
     MetadataCache, MetadataStore, NewArtifact, PortError, PortErrorKind, Ports, RepoLock,
     RoleRecord, SettingsStore, Signer, SignerResolver,
 };
+use crate::queue::PublishQueue;
 
 /// Metadata files in memory, with the order they were written.
 #[derive(Debug, Default)]
@@ -376,6 +377,8 @@ pub struct MemoryRepo {
     pub clock: Arc<FixedClock>,
     /// Parsed metadata shared by the tasks run on these ports.
     pub cache: Arc<MetadataCache>,
+    /// The add and remove tasks' shared rounds.
+    pub queue: Arc<PublishQueue>,
 }
 
 impl MemoryRepo {
@@ -389,6 +392,7 @@ impl MemoryRepo {
             lock: Arc::default(),
             clock: Arc::new(FixedClock::at(now)),
             cache: Arc::default(),
+            queue: Arc::default(),
         }
     }
 
@@ -403,6 +407,7 @@ impl MemoryRepo {
             clock: self.clock.clone(),
             cache: self.cache.clone(),
             cpu: Arc::new(InlineCpu),
+            queue: self.queue.clone(),
         }
     }
 }

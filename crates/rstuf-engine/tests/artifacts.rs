@@ -10,7 +10,7 @@ use rstuf_engine::TaskError;
 use rstuf_engine::artifacts::{add_artifacts, remove_artifacts};
 use rstuf_engine::bootstrap::bootstrap;
 use rstuf_engine::bump::{bump_online_roles, force_online_metadata_update};
-use rstuf_engine::ports::{ArtifactAction, ArtifactRow, MetadataStore, SettingsStore};
+use rstuf_engine::ports::{ArtifactAction, ArtifactRow, MetadataStore, RepoLock, SettingsStore};
 use rstuf_engine::publish::publish_artifacts;
 use rstuf_engine::testing::MemoryRepo;
 use rstuf_metadata::schema::{Metadata, Snapshot, Targets, Timestamp};
@@ -490,45 +490,54 @@ async fn publishes_and_bumps_spanning_many_role_chunks_cover_every_role() {
     accepted_at(&repo, now());
 }
 
-/// Another worker publishes this task's rows while it waits for the lock, and a later task's
-/// row arrives meanwhile: this task then publishes nothing (the later task will), so a burst
-/// of tasks costs one publication per turn of the lock.
+/// Another worker publishes this task's rows while its round waits for the lock, and a later
+/// row arrives meanwhile: the round then publishes nothing (whoever wrote the later row will),
+/// so a burst spread over several workers costs one publication per turn of the lock.
 #[tokio::test]
-async fn a_task_whose_rows_were_published_while_it_waited_publishes_nothing() {
-    use rstuf_engine::artifacts::{Progress, add_artifacts_watched};
-    use rstuf_engine::ports::{ArtifactIndex, NewArtifact, Ports};
+async fn a_round_whose_rows_another_worker_published_publishes_nothing() {
+    use rstuf_engine::ports::{ArtifactIndex, LockGuard, NewArtifact, PortError, Ports, RepoLock};
+    use std::sync::{Arc, Mutex};
 
-    struct Meanwhile(Ports);
+    /// The lock as this worker sees it: on the first turn, another worker (`other`) takes it
+    /// first, publishes, and adds a row before this worker gets it.
+    struct OtherWorkerFirst {
+        inner: Arc<rstuf_engine::testing::MemoryLock>,
+        other: Mutex<Option<Ports>>,
+    }
     #[async_trait::async_trait]
-    impl Progress for Meanwhile {
-        async fn publishing(&self, _roles: &[String]) {
-            publish_artifacts(&self.0).await.unwrap();
-            self.0
-                .index
-                .add_artifacts(&[NewArtifact {
-                    path: "later.tar.gz".into(),
-                    info: r#"{"length": 1, "hashes": {"sha256": "cc"}}"#.into(),
-                    role: "bins-0".into(),
-                }])
-                .await
-                .unwrap();
+    impl RepoLock for OtherWorkerFirst {
+        async fn acquire(&self) -> Result<Box<dyn LockGuard>, PortError> {
+            let other = self.other.lock().unwrap().take();
+            if let Some(other) = other {
+                publish_artifacts(&other).await.unwrap();
+                other
+                    .index
+                    .add_artifacts(&[NewArtifact {
+                        path: "later.tar.gz".into(),
+                        info: r#"{"length": 1, "hashes": {"sha256": "cc"}}"#.into(),
+                        role: "bins-0".into(),
+                    }])
+                    .await
+                    .unwrap();
+            }
+            self.inner.acquire().await
         }
     }
 
     let repo = bootstrapped().await;
-    let snapshots = |repo: &MemoryRepo| {
-        repo.store
-            .files()
-            .keys()
-            .filter(|n| n.ends_with(".snapshot.json"))
-            .count()
-    };
     let before = snapshots(&repo);
-    let out = add_artifacts_watched(
-        &repo.ports(),
+    let ports = Ports {
+        lock: Arc::new(OtherWorkerFirst {
+            inner: repo.lock.clone(),
+            other: Mutex::new(Some(repo.ports())),
+        }),
+        queue: Default::default(),
+        ..repo.ports()
+    };
+    let out = add_artifacts(
+        &ports,
         &json!({"artifacts": [{"path": "file1.tar.gz",
             "info": {"length": 3, "hashes": {"sha256": "ab"}}}]}),
-        &Meanwhile(repo.ports()),
     )
     .await
     .unwrap();
@@ -548,4 +557,101 @@ async fn a_task_whose_rows_were_published_while_it_waited_publishes_nothing() {
         repo.index.roles_with_unpublished().await.unwrap(),
         ["bins-0"]
     );
+}
+
+fn snapshots(repo: &MemoryRepo) -> usize {
+    repo.store
+        .files()
+        .keys()
+        .filter(|n| n.ends_with(".snapshot.json"))
+        .count()
+}
+
+fn one_artifact(i: usize) -> Value {
+    json!({"artifacts": [artifact(&format!("burst/{i}.tar.gz"), i as u64, "ab")]})
+}
+
+/// Yields until `ready` holds (the spawned tasks run on this test's thread).
+async fn until(mut ready: impl FnMut() -> bool) {
+    for _ in 0..10_000 {
+        if ready() {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!("the tasks never got there");
+}
+
+/// Twenty add tasks arriving while the lock is taken: the first leads a round of its own and
+/// waits for the lock; the nineteen others wait in the queue and share the next round, one
+/// database write and one publication, and every task returns with its artifact published.
+#[tokio::test]
+async fn a_burst_of_tasks_shares_one_write_and_one_publication() {
+    let repo = bootstrapped().await;
+    let before = snapshots(&repo);
+    let held = repo.lock.acquire().await.unwrap();
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let ports = repo.ports();
+            tokio::spawn(async move { add_artifacts(&ports, &one_artifact(i)).await })
+        })
+        .collect();
+    until(|| repo.queue.waiting() == 19).await;
+    let rows = repo.index.files();
+    assert_eq!(
+        rows.keys().filter(|p| p.starts_with("burst/")).count(),
+        1,
+        "only the leader's row is written before the lock is free"
+    );
+    drop(held);
+    for task in tasks {
+        let out = task.await.unwrap().unwrap();
+        assert!(out.status(), "{out:?}");
+    }
+    assert_eq!(snapshots(&repo), before + 2, "two rounds, two publications");
+    let published = published(&repo).await;
+    for i in 0..20 {
+        assert!(published.contains_key(&format!("burst/{i}.tar.gz")), "{i}");
+    }
+    assert_eq!(repo.queue.waiting(), 0);
+    accepted_at(&repo, now());
+}
+
+/// The leader of a round is cancelled (time limit) while it waits for the lock: the tasks that
+/// waited for its round are not answered by it, hand their rows in again, and are published by
+/// a round one of them leads. The cancelled task's row, already written, is published too.
+#[tokio::test]
+async fn a_cancelled_leader_passes_the_lead_on() {
+    let repo = bootstrapped().await;
+    let held = repo.lock.acquire().await.unwrap();
+    let leader = {
+        let ports = repo.ports();
+        tokio::spawn(async move { add_artifacts(&ports, &one_artifact(0)).await })
+    };
+    until(|| repo.index.files().contains_key("burst/0.tar.gz")).await;
+    let followers: Vec<_> = (1..4)
+        .map(|i| {
+            let ports = repo.ports();
+            tokio::spawn(async move { add_artifacts(&ports, &one_artifact(i)).await })
+        })
+        .collect();
+    until(|| repo.queue.waiting() == 3).await;
+    leader.abort();
+    assert!(leader.await.unwrap_err().is_cancelled());
+    drop(held);
+    for task in followers {
+        let out = task.await.unwrap().unwrap();
+        assert!(out.status(), "{out:?}");
+    }
+    let published = published(&repo).await;
+    for i in 0..4 {
+        assert!(published.contains_key(&format!("burst/{i}.tar.gz")), "{i}");
+    }
+    assert_eq!(repo.queue.waiting(), 0);
+    // The queue is free again: a later task leads at once.
+    let out = add_artifacts(&repo.ports(), &one_artifact(9))
+        .await
+        .unwrap();
+    assert!(out.status(), "{out:?}");
+    accepted_at(&repo, now());
 }

@@ -50,6 +50,7 @@ pub async fn ports(config: &Config) -> anyhow::Result<Ports> {
         clock: Arc::new(SystemClock),
         cache: Default::default(),
         cpu: Arc::new(rstuf_adapters::cpu::BlockingPool::new()),
+        queue: Default::default(),
         lock: Arc::new(lock),
     })
 }

@@ -1,0 +1,226 @@
+//! Group publishing: the add and remove tasks of one process share their database writes and
+//! their publications.
+//!
+//! A task hands its rows to the [`PublishQueue`] and waits. One task at a time leads: it takes
+//! every row handed in so far, writes them in one transaction, publishes under the repository
+//! lock everything unpublished, answers every task whose rows it took, and passes the lead to
+//! a task that arrived meanwhile. So a burst of one-artifact tasks costs one transaction and
+//! one publication per round, and a task whose rows a round covered never queues for the lock.
+//!
+//! A task answered has its rows in published metadata (or shares the round's error). A leader
+//! that is cancelled (time limit, shutdown) answers nobody: the tasks of its round hand their
+//! rows in again, which rewrites the same rows (adding a row is idempotent), and the lead
+//! passes on.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use futures_channel::oneshot;
+
+use crate::outcome::TaskError;
+use crate::ports::{NewArtifact, Ports};
+use crate::publish::{publish_roles_locked, with_lock};
+
+/// What a waiting task is told.
+enum Turn {
+    /// Its round finished, with this result.
+    Done(Result<(), TaskError>),
+    /// It leads the next round.
+    Lead,
+}
+
+/// What a task hands in: rows to write, and the roles its change is in.
+struct Change {
+    rows: Vec<NewArtifact>,
+    roles: Vec<String>,
+}
+
+struct Waiter {
+    change: Arc<Change>,
+    reply: oneshot::Sender<Turn>,
+}
+
+#[derive(Default)]
+struct State {
+    waiting: Vec<Waiter>,
+    leading: bool,
+}
+
+/// The rounds of one process (share one per repository, like the metadata cache).
+#[derive(Default)]
+pub struct PublishQueue {
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for PublishQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.state.lock().expect("publish queue");
+        f.debug_struct("PublishQueue")
+            .field("waiting", &state.waiting.len())
+            .field("leading", &state.leading)
+            .finish()
+    }
+}
+
+impl PublishQueue {
+    /// How many tasks wait for the next round.
+    pub fn waiting(&self) -> usize {
+        self.state().waiting.len()
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // The critical sections below cannot panic halfway; a poisoned lock holds a
+        // consistent state.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Passes the lead to the first waiting task that is still there, or gives it up.
+    fn pass_lead(&self) {
+        let mut state = self.state();
+        while !state.waiting.is_empty() {
+            let next = state.waiting.remove(0);
+            if next.reply.send(Turn::Lead).is_ok() {
+                return;
+            }
+            // That task was cancelled while it waited: its rows go with it.
+        }
+        state.leading = false;
+    }
+}
+
+/// Passes the lead on when a round ends, however it ends.
+struct Leading<'a>(&'a PublishQueue);
+
+impl Drop for Leading<'_> {
+    fn drop(&mut self) {
+        self.0.pass_lead();
+    }
+}
+
+/// Writes `rows` (may be empty: the caller wrote its own change) and publishes every role
+/// with unpublished rows, sharing the write and the publication with the tasks of this process
+/// that do the same at the same time. Returns once the change to `roles` is in published
+/// metadata; if another worker published it while the round waited for the lock, the round
+/// publishes nothing (what arrived since is left to whoever wrote it).
+pub(crate) async fn write_and_publish(
+    ports: &Ports,
+    rows: Vec<NewArtifact>,
+    roles: Vec<String>,
+) -> Result<(), TaskError> {
+    let queue = ports.queue.as_ref();
+    let change = Arc::new(Change { rows, roles });
+    loop {
+        let (reply, answer) = oneshot::channel();
+        let lead_now = {
+            let mut state = queue.state();
+            if state.leading {
+                state.waiting.push(Waiter {
+                    change: change.clone(),
+                    reply,
+                });
+                false
+            } else {
+                state.leading = true;
+                true
+            }
+        };
+        let turn = if lead_now {
+            Turn::Lead
+        } else {
+            match answer.await {
+                Ok(turn) => turn,
+                // The leader of our round was cancelled: hand the rows in again.
+                Err(oneshot::Canceled) => continue,
+            }
+        };
+        match turn {
+            Turn::Done(result) => return result,
+            Turn::Lead => return lead(ports, queue, &change).await,
+        }
+    }
+}
+
+/// Runs one round: this task's change and those of every task waiting now.
+async fn lead(ports: &Ports, queue: &PublishQueue, own: &Arc<Change>) -> Result<(), TaskError> {
+    let _leading = Leading(queue);
+    let mut round = std::mem::take(&mut queue.state().waiting);
+    // A task cancelled while it waited (time limit, shutdown) failed: its rows stay out.
+    round.retain(|w| !w.reply.is_canceled());
+    let changes: Vec<&Change> = std::iter::once(own.as_ref())
+        .chain(round.iter().map(|w| w.change.as_ref()))
+        .collect();
+    let rows = merge(&changes);
+    let mut roles: Vec<&str> = changes
+        .iter()
+        .flat_map(|c| c.roles.iter().map(String::as_str))
+        .collect();
+    roles.sort_unstable();
+    roles.dedup();
+    let result = round_result(ports, &rows, &roles).await;
+    for waiter in round {
+        let _ = waiter.reply.send(Turn::Done(result.clone()));
+    }
+    result
+}
+
+async fn round_result(
+    ports: &Ports,
+    rows: &[NewArtifact],
+    roles: &[&str],
+) -> Result<(), TaskError> {
+    if !rows.is_empty() {
+        ports.index.add_artifacts(rows).await?;
+    }
+    with_lock!(ports, |guard| {
+        let pending = ports.index.roles_with_unpublished().await?;
+        if roles.iter().any(|r| pending.iter().any(|p| p == r)) {
+            publish_roles_locked(ports, guard, pending)
+                .await
+                .map(|_| ())
+        } else {
+            Ok(())
+        }
+    })
+}
+
+/// The rows of a round in arrival order, a path given more than once keeping its last info
+/// (as the tasks' separate writes would have).
+fn merge(changes: &[&Change]) -> Vec<NewArtifact> {
+    let all: Vec<&NewArtifact> = changes.iter().flat_map(|c| c.rows.iter()).collect();
+    let mut seen = HashSet::with_capacity(all.len());
+    let mut rows: Vec<NewArtifact> = all
+        .into_iter()
+        .rev()
+        .filter(|r| seen.insert(r.path.as_str()))
+        .cloned()
+        .collect();
+    rows.reverse();
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(path: &str, info: &str) -> NewArtifact {
+        NewArtifact {
+            path: path.into(),
+            info: info.into(),
+            role: "bins-0".into(),
+        }
+    }
+
+    #[test]
+    fn merge_keeps_arrival_order_and_the_last_info_of_a_path() {
+        let change = |rows| Change {
+            rows,
+            roles: vec!["bins-0".into()],
+        };
+        let a = change(vec![row("x", "1"), row("y", "1")]);
+        let b = change(vec![row("z", "2"), row("x", "2")]);
+        let merged = merge(&[&a, &b]);
+        assert_eq!(merged, vec![row("y", "1"), row("z", "2"), row("x", "2")]);
+    }
+}
