@@ -7,6 +7,7 @@
 //! Also the result backend: `celery-task-meta-<id>` records written with `SETEX` and
 //! `PUBLISH`, never over a stored SUCCESS.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -18,6 +19,38 @@ use rstuf_celery::{MessageError, Received};
 use rstuf_engine::ports::PortError;
 
 use crate::redis_settings::redis_error;
+
+/// The `status` of the JSON record in `stored` (false when there is none or it is not one).
+const STORED_STATUS: &str = r"
+local function stored_status(stored)
+    if not stored then
+        return false
+    end
+    local ok, record = pcall(cjson.decode, stored)
+    if ok and type(record) == 'table' and type(record.status) == 'string' then
+        return record.status
+    end
+    return false
+end
+";
+
+/// Writes PRE_RUN (plain `SET`) unless the stored record is a SUCCESS; returns the status that
+/// was stored. One round trip instead of a read and a write.
+const PRE_RUN: &str = r"
+local status = stored_status(redis.call('get', KEYS[1]))
+if status ~= 'SUCCESS' then
+    redis.call('set', KEYS[1], ARGV[1])
+end
+return status";
+
+/// `SETEX` and `PUBLISH` a record unless the stored record is a SUCCESS; returns 1 if written.
+const STORE: &str = r"
+if stored_status(redis.call('get', KEYS[1])) == 'SUCCESS' then
+    return 0
+end
+redis.call('setex', KEYS[1], ARGV[1], ARGV[2])
+redis.call('publish', KEYS[1], ARGV[2])
+return 1";
 
 /// Moves an unacknowledged message back to its queue if it is still unacknowledged.
 const RESTORE: &str = r"
@@ -321,6 +354,8 @@ impl RedisBroker {
 #[derive(Clone)]
 pub struct RedisResults {
     conn: ConnectionManager,
+    pre_run: Arc<redis::Script>,
+    store: Arc<redis::Script>,
 }
 
 impl std::fmt::Debug for RedisResults {
@@ -337,7 +372,11 @@ impl RedisResults {
             .get_connection_manager()
             .await
             .map_err(|e| redis_error("connecting to the result backend", e))?;
-        Ok(RedisResults { conn })
+        Ok(RedisResults {
+            conn,
+            pre_run: Arc::new(redis::Script::new(&format!("{STORED_STATUS}{PRE_RUN}"))),
+            store: Arc::new(redis::Script::new(&format!("{STORED_STATUS}{STORE}"))),
+        })
     }
 
     /// The state stored for a task (`SUCCESS`, `FAILURE`, ...), if any.
@@ -354,22 +393,15 @@ impl RedisResults {
         }))
     }
 
-    /// PRE_RUN, as the reference worker's signal handler writes it: plain `SET`, no expiry.
-    pub async fn pre_run(&self, task_id: &str) -> Result<(), PortError> {
+    /// PRE_RUN, as the reference worker's signal handler writes it: plain `SET`, no expiry;
+    /// not over a stored SUCCESS. Returns the state that was stored, if any (one round trip
+    /// for what [`RedisResults::state`] and the write would take two).
+    pub async fn pre_run(&self, task_id: &str) -> Result<Option<String>, PortError> {
         let mut conn = self.conn.clone();
-        let key = result::result_key(task_id);
-        let stored: Option<Vec<u8>> = redis::cmd("GET")
-            .arg(&key)
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| redis_error("reading a task result", e))?;
-        if stored.as_deref().is_some_and(result::is_success) {
-            return Ok(());
-        }
-        redis::cmd("SET")
-            .arg(&key)
+        self.pre_run
+            .key(result::result_key(task_id))
             .arg(result::pre_run(task_id))
-            .query_async(&mut conn)
+            .invoke_async(&mut conn)
             .await
             .map_err(|e| redis_error("writing a task result", e))
     }
@@ -378,30 +410,14 @@ impl RedisResults {
     /// SUCCESS. Returns whether it was written.
     pub async fn store(&self, record: &Record) -> Result<bool, PortError> {
         let mut conn = self.conn.clone();
-        let key = result::result_key(&record.task_id);
-        let stored: Option<Vec<u8>> = redis::cmd("GET")
-            .arg(&key)
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| redis_error("reading a task result", e))?;
-        if stored.as_deref().is_some_and(result::is_success) {
-            return Ok(false);
-        }
-        let bytes = record.to_bytes();
-        let _: () = redis::pipe()
-            .atomic()
-            .cmd("SETEX")
-            .arg(&key)
+        let written: i64 = self
+            .store
+            .key(result::result_key(&record.task_id))
             .arg(RESULT_TTL_SECS)
-            .arg(&bytes)
-            .ignore()
-            .cmd("PUBLISH")
-            .arg(&key)
-            .arg(&bytes)
-            .ignore()
-            .query_async(&mut conn)
+            .arg(record.to_bytes())
+            .invoke_async(&mut conn)
             .await
             .map_err(|e| redis_error("writing a task result", e))?;
-        Ok(true)
+        Ok(written == 1)
     }
 }

@@ -66,7 +66,11 @@ async fn python_producer_and_result_reader_understand_us() {
         python.ask(&json!({"op": "result", "broker": url, "backend": url, "task_id": id}))
     };
     assert_eq!(read(&mut python, &env.message.id)["state"], "PENDING");
-    results.pre_run(&env.message.id).await.unwrap();
+    assert_eq!(
+        results.pre_run(&env.message.id).await.unwrap(),
+        None,
+        "nothing was stored before"
+    );
     assert_eq!(read(&mut python, &env.message.id)["state"], "PRE_RUN");
     results
         .store(&Record::started(&env.message.id, 42, "rstuf@test"))
@@ -103,6 +107,12 @@ async fn python_producer_and_result_reader_understand_us() {
             ))
             .await
             .unwrap()
+    );
+    assert_eq!(read(&mut python, &env.message.id)["state"], "SUCCESS");
+    // A redelivered success: PRE_RUN is not written over it, and the worker learns it was done.
+    assert_eq!(
+        results.pre_run(&env.message.id).await.unwrap().as_deref(),
+        Some("SUCCESS")
     );
     assert_eq!(read(&mut python, &env.message.id)["state"], "SUCCESS");
     broker.ack(&env).await.unwrap();

@@ -27,18 +27,6 @@ pub fn isoformat(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, false)
 }
 
-/// Whether a stored record is a SUCCESS, which no later state may replace.
-pub fn is_success(stored: &[u8]) -> bool {
-    serde_json::from_slice::<Value>(stored)
-        .ok()
-        .and_then(|v| {
-            v.get("status")
-                .and_then(Value::as_str)
-                .map(|s| s == "SUCCESS")
-        })
-        .unwrap_or(false)
-}
-
 /// `{"status": "PRE_RUN", "task_id": id, "result": null}`, written with a plain `SET`.
 pub fn pre_run(task_id: &str) -> Vec<u8> {
     format!(
@@ -232,9 +220,6 @@ mod tests {
             text.ends_with(r#""children": [[["publish_artifacts-1111",null],null]], "date_done": "2026-11-25T01:31:36.206589+00:00", "task_id": "1111"}"#),
             "{text}"
         );
-        assert!(is_success(text.as_bytes()));
-        assert!(!is_success(&pre_run("1111")));
-        assert!(!is_success(b"garbage"));
 
         let failure: Value = serde_json::from_slice(
             &Record::failure(

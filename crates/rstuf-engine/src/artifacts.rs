@@ -196,8 +196,8 @@ pub async fn add_artifacts_watched(
     if let Some(reason) = require_bootstrap(ports).await? {
         return Ok(TaskOutcome::refused(ADD_FAILED, reason));
     }
-    let current = Current::load(ports).await?;
-    let delegations = current.targets.signed.delegations.as_ref();
+    let targets = Current::targets(ports).await?;
+    let delegations = targets.signed.delegations.as_ref();
     let mut added = Vec::new();
     let mut invalid = Vec::new();
     let mut roles: Vec<String> = Vec::new();
@@ -280,8 +280,8 @@ pub async fn remove_artifacts_watched(
     if let Some(reason) = require_bootstrap(ports).await? {
         return Ok(TaskOutcome::refused(REMOVE_FAILED, reason));
     }
-    let current = Current::load(ports).await?;
-    let delegations = current.targets.signed.delegations.as_ref();
+    let targets = Current::targets(ports).await?;
+    let delegations = targets.signed.delegations.as_ref();
     let candidates: Vec<String> = paths
         .iter()
         .filter(|p| delegations.and_then(|d| d.role_for_target(p)).is_some())

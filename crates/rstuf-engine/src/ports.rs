@@ -330,10 +330,39 @@ impl Clock for SystemClock {
 /// The latest snapshot and targets this process read or wrote, parsed. Versioned files are
 /// write-once, so a copy kept under its version never goes stale; a publish then costs no
 /// re-parse of a snapshot listing 16,384 bins.
+///
+/// Each slot keeps the newest version seen: a task that reads an older one (the timestamp it
+/// read still named it) does not push out the one the next publication needs. The targets
+/// version each recent snapshot names is remembered too, so a task that only needs the
+/// delegations finds them without parsing the snapshot the timestamp names.
 #[derive(Debug, Default)]
 pub struct MetadataCache {
     pub(crate) snapshot: Mutex<Option<Arc<Metadata<Snapshot>>>>,
     pub(crate) targets: Mutex<Option<Arc<Metadata<Targets>>>>,
+    targets_of: Mutex<std::collections::VecDeque<(u64, u64)>>,
+}
+
+/// How many snapshot versions' targets versions the cache remembers.
+const REMEMBERED_SNAPSHOTS: usize = 32;
+
+impl MetadataCache {
+    /// Notes that snapshot version `snapshot` names targets version `targets`.
+    pub(crate) fn note_targets_version(&self, snapshot: u64, targets: u64) {
+        let mut known = self.targets_of.lock().expect("cache lock");
+        if known.iter().any(|(s, _)| *s == snapshot) {
+            return;
+        }
+        if known.len() == REMEMBERED_SNAPSHOTS {
+            known.pop_front();
+        }
+        known.push_back((snapshot, targets));
+    }
+
+    /// The targets version snapshot version `snapshot` names, if noted.
+    pub(crate) fn targets_version_of(&self, snapshot: u64) -> Option<u64> {
+        let known = self.targets_of.lock().expect("cache lock");
+        known.iter().find(|(s, _)| *s == snapshot).map(|(_, t)| *t)
+    }
 }
 
 /// Everything a task needs, borrowed for the task's duration.

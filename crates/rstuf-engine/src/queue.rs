@@ -1,11 +1,14 @@
 //! Group publishing: the add and remove tasks of one process share their database writes and
 //! their publications.
 //!
-//! A task hands its rows to the [`PublishQueue`] and waits. One task at a time leads: it takes
-//! every row handed in so far, writes them in one transaction, publishes under the repository
-//! lock everything unpublished, answers every task whose rows it took, and passes the lead to
-//! a task that arrived meanwhile. So a burst of one-artifact tasks costs one transaction and
-//! one publication per round, and a task whose rows a round covered never queues for the lock.
+//! A task hands its rows to the [`PublishQueue`] and waits. One task at a time leads a round:
+//! it takes every row handed in so far, writes them in one transaction, takes the repository
+//! lock, passes the lead to a task that arrived meanwhile, publishes everything unpublished and
+//! answers every task whose rows it took. So a burst of one-artifact tasks costs one
+//! transaction and one publication per round, a task whose rows a round covered never queues
+//! for the lock, and the next round gathers and writes its rows while this one publishes (at
+//! most one round waits for the lock). A round whose roles an earlier round or another worker
+//! published while it waited for the lock publishes nothing.
 //!
 //! A task answered has its rows in published metadata (or shares the round's error). A leader
 //! that is cancelled (time limit, shutdown) answers nobody: the tasks of its round hand their
@@ -18,8 +21,8 @@ use std::sync::{Arc, Mutex};
 use futures_channel::oneshot;
 
 use crate::outcome::TaskError;
-use crate::ports::{NewArtifact, Ports};
-use crate::publish::{publish_roles_locked, with_lock};
+use crate::ports::{LockGuard, NewArtifact, Ports};
+use crate::publish::publish_roles_locked;
 
 /// What a waiting task is told.
 enum Turn {
@@ -90,12 +93,25 @@ impl PublishQueue {
     }
 }
 
-/// Passes the lead on when a round ends, however it ends.
-struct Leading<'a>(&'a PublishQueue);
+/// The lead of a round: passed on once the round holds the repository lock (the next round
+/// gathers and writes its rows while this one publishes), or when the round ends, however it
+/// ends.
+struct Leading<'a> {
+    queue: &'a PublishQueue,
+    passed: bool,
+}
+
+impl Leading<'_> {
+    fn pass(&mut self) {
+        if !std::mem::replace(&mut self.passed, true) {
+            self.queue.pass_lead();
+        }
+    }
+}
 
 impl Drop for Leading<'_> {
     fn drop(&mut self) {
-        self.0.pass_lead();
+        self.pass();
     }
 }
 
@@ -144,7 +160,10 @@ pub(crate) async fn write_and_publish(
 
 /// Runs one round: this task's change and those of every task waiting now.
 async fn lead(ports: &Ports, queue: &PublishQueue, own: &Arc<Change>) -> Result<(), TaskError> {
-    let _leading = Leading(queue);
+    let mut leading = Leading {
+        queue,
+        passed: false,
+    };
     let mut round = std::mem::take(&mut queue.state().waiting);
     // A task cancelled while it waited (time limit, shutdown) failed: its rows stay out.
     round.retain(|w| !w.reply.is_canceled());
@@ -158,31 +177,39 @@ async fn lead(ports: &Ports, queue: &PublishQueue, own: &Arc<Change>) -> Result<
         .collect();
     roles.sort_unstable();
     roles.dedup();
-    let result = round_result(ports, &rows, &roles).await;
+    let result = run_round(ports, &mut leading, &rows, &roles).await;
     for waiter in round {
         let _ = waiter.reply.send(Turn::Done(result.clone()));
     }
     result
 }
 
-async fn round_result(
+/// Writes the round's rows, then, under the lock, publishes every role with unpublished rows
+/// unless another round or worker already published the round's roles.
+async fn run_round(
     ports: &Ports,
+    leading: &mut Leading<'_>,
     rows: &[NewArtifact],
     roles: &[&str],
 ) -> Result<(), TaskError> {
     if !rows.is_empty() {
         ports.index.add_artifacts(rows).await?;
     }
-    with_lock!(ports, |guard| {
+    let held = ports.lock.acquire().await?;
+    leading.pass();
+    let guard: &dyn LockGuard = held.as_ref();
+    let result = async {
         let pending = ports.index.roles_with_unpublished().await?;
         if roles.iter().any(|r| pending.iter().any(|p| p == r)) {
-            publish_roles_locked(ports, guard, pending)
-                .await
-                .map(|_| ())
-        } else {
-            Ok(())
+            publish_roles_locked(ports, guard, pending).await?;
         }
-    })
+        Ok(())
+    }
+    .await;
+    // A failed release (lock already expired) does not undo what was published: the
+    // timestamp was written only after `still_held` confirmed the lock.
+    let _ = held.release().await;
+    result
 }
 
 /// The rows of a round in arrival order, a path given more than once keeping its last info

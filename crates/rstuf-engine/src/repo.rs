@@ -142,8 +142,19 @@ pub(crate) struct Current {
     pub targets: Arc<Metadata<Targets>>,
 }
 
+/// Puts `md` in `slot` unless the slot holds a newer version.
+pub(crate) fn keep<T: Signed>(slot: &Mutex<Option<Arc<Metadata<T>>>>, md: Arc<Metadata<T>>) {
+    let mut slot = slot.lock().expect("cache lock");
+    if slot
+        .as_ref()
+        .is_none_or(|kept| kept.signed.version() <= md.signed.version())
+    {
+        *slot = Some(md);
+    }
+}
+
 /// `<version>.<role>.json`, from the cache when it holds that version, else from storage
-/// (and then kept).
+/// (and then kept, unless the cache holds a newer version).
 async fn cached<T: Signed>(
     ports: &Ports,
     slot: &Mutex<Option<Arc<Metadata<T>>>>,
@@ -162,30 +173,58 @@ async fn cached<T: Signed>(
             md.signed.version()
         )));
     }
-    *slot.lock().expect("cache lock") = Some(md.clone());
+    keep(slot, md.clone());
     Ok(md)
+}
+
+/// The snapshot version `timestamp` names.
+fn snapshot_version(timestamp: &Metadata<Timestamp>) -> Result<u64, TaskError> {
+    timestamp
+        .signed
+        .snapshot_meta()
+        .map(|m| m.version)
+        .ok_or_else(|| TaskError::Metadata("timestamp.json names no snapshot".into()))
+}
+
+/// `<version>.snapshot.json`, its targets version noted in the cache.
+async fn snapshot_at(ports: &Ports, version: u64) -> Result<Arc<Metadata<Snapshot>>, TaskError> {
+    let snapshot = cached(ports, &ports.cache.snapshot, "snapshot", version).await?;
+    let targets = snapshot
+        .signed
+        .role_version("targets")
+        .ok_or_else(|| TaskError::Metadata("the snapshot names no targets".into()))?;
+    ports.cache.note_targets_version(version, targets);
+    Ok(snapshot)
 }
 
 impl Current {
     /// Follows `timestamp.json` to its snapshot and targets.
     pub async fn load(ports: &Ports) -> Result<Current, TaskError> {
         let timestamp: Metadata<Timestamp> = load(ports, "timestamp.json").await?;
-        let snapshot_version = timestamp
-            .signed
-            .snapshot_meta()
-            .map(|m| m.version)
-            .ok_or_else(|| TaskError::Metadata("timestamp.json names no snapshot".into()))?;
-        let snapshot = cached(ports, &ports.cache.snapshot, "snapshot", snapshot_version).await?;
-        let targets_version = snapshot
-            .signed
-            .role_version("targets")
-            .ok_or_else(|| TaskError::Metadata("the snapshot names no targets".into()))?;
+        let snapshot = snapshot_at(ports, snapshot_version(&timestamp)?).await?;
+        let targets_version = snapshot.signed.role_version("targets").unwrap_or_default();
         let targets = cached(ports, &ports.cache.targets, "targets", targets_version).await?;
         Ok(Current {
             timestamp,
             snapshot,
             targets,
         })
+    }
+
+    /// The targets `timestamp.json` leads to, without the snapshot when the cache knows which
+    /// targets version it names (what an add or remove task needs to find artifacts' roles).
+    pub async fn targets(ports: &Ports) -> Result<Arc<Metadata<Targets>>, TaskError> {
+        let timestamp: Metadata<Timestamp> = load(ports, "timestamp.json").await?;
+        let snapshot_version = snapshot_version(&timestamp)?;
+        let targets_version = match ports.cache.targets_version_of(snapshot_version) {
+            Some(version) => version,
+            None => snapshot_at(ports, snapshot_version)
+                .await?
+                .signed
+                .role_version("targets")
+                .unwrap_or_default(),
+        };
+        cached(ports, &ports.cache.targets, "targets", targets_version).await
     }
 
     /// The custom delegated role `name`, if targets delegates it.
@@ -666,7 +705,7 @@ impl<'a> Publication<'a> {
             write_next_version(self.ports, self.online, "targets", signed, start, expires).await?;
         self.meta
             .insert("targets.json".into(), MetaFile::version_only(version));
-        *self.ports.cache.targets.lock().expect("cache lock") = Some(Arc::new(md.clone()));
+        keep(&self.ports.cache.targets, Arc::new(md.clone()));
         self.targets = Some(md);
         Ok(())
     }
@@ -700,7 +739,10 @@ impl<'a> Publication<'a> {
                 expires,
             )
             .await?;
-            *self.ports.cache.snapshot.lock().expect("cache lock") = Some(Arc::new(md));
+            if let Some(targets) = md.signed.role_version("targets") {
+                self.ports.cache.note_targets_version(version, targets);
+            }
+            keep(&self.ports.cache.snapshot, Arc::new(md));
             snapshot_version = version;
             out.snapshot = Some(version);
         }
@@ -822,5 +864,49 @@ async fn write_next_version<T: Signed>(
             }
             Err(e) => return Err(e.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::MetadataCache;
+
+    fn targets(version: u64) -> Arc<Metadata<Targets>> {
+        let expires = expires_in(chrono::Utc::now(), 1);
+        Arc::new(Metadata::new(Targets::new(version, expires)))
+    }
+
+    #[test]
+    fn the_cache_keeps_the_newest_version_it_was_given() {
+        let cache = MetadataCache::default();
+        keep(&cache.targets, targets(2));
+        keep(&cache.targets, targets(1));
+        let kept = cache.targets.lock().unwrap().clone().unwrap();
+        assert_eq!(
+            kept.signed.version, 2,
+            "an older version does not push it out"
+        );
+        keep(&cache.targets, targets(3));
+        let kept = cache.targets.lock().unwrap().clone().unwrap();
+        assert_eq!(kept.signed.version, 3);
+    }
+
+    #[test]
+    fn the_cache_remembers_the_targets_version_of_recent_snapshots() {
+        let cache = MetadataCache::default();
+        for snapshot in 1..=40 {
+            cache.note_targets_version(snapshot, snapshot / 10 + 1);
+        }
+        assert_eq!(cache.targets_version_of(40), Some(5));
+        assert_eq!(cache.targets_version_of(8), None, "only the last 32");
+        assert_eq!(cache.targets_version_of(9), Some(1));
+        assert_eq!(cache.targets_version_of(41), None);
+        cache.note_targets_version(40, 99);
+        assert_eq!(
+            cache.targets_version_of(40),
+            Some(5),
+            "a version's answer never changes"
+        );
     }
 }

@@ -376,10 +376,24 @@ async fn process<B: Broker>(
         None => record,
     };
 
+    let expired = message
+        .expires()
+        .ok()
+        .flatten()
+        .filter(|expires| *expires < Utc::now());
+    let eta = message.eta().ok().flatten();
+    // A task that runs now gets its PRE_RUN record with the same round trip that reads what
+    // was stored before; one that waits for its ETA gets it when it starts.
+    let starts_now = message.task == WORKER_TASK && expired.is_none() && eta.is_none();
     if message.task == WORKER_TASK {
         // Delivered again after it finished (its worker died between the record and the
         // acknowledgement): done once, do not run it twice.
-        if let Ok(Some(state)) = ctx.setup.results.state(&id).await
+        let stored = if starts_now {
+            ctx.setup.results.pre_run(&id).await
+        } else {
+            ctx.setup.results.state(&id).await
+        };
+        if let Ok(Some(state)) = stored
             && state == "SUCCESS"
         {
             log(&format!(
@@ -389,9 +403,7 @@ async fn process<B: Broker>(
             return;
         }
     }
-    if let Ok(Some(expires)) = message.expires()
-        && expires < Utc::now()
-    {
+    if let Some(expires) = expired {
         log(&format!("task {id} expired at {expires}; revoked"));
         store(
             ctx,
@@ -401,7 +413,7 @@ async fn process<B: Broker>(
         ack(ctx, &handle).await;
         return;
     }
-    if let Ok(Some(eta)) = message.eta() {
+    if let Some(eta) = eta {
         let wait = (eta - Utc::now()).to_std().unwrap_or_default();
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
@@ -413,7 +425,7 @@ async fn process<B: Broker>(
     }
 
     let started = std::time::Instant::now();
-    if message.task == WORKER_TASK {
+    if message.task == WORKER_TASK && !starts_now {
         let _ = ctx.setup.results.pre_run(&id).await;
     }
     store(

@@ -502,7 +502,19 @@ async fn shutdown_hands_back_and_the_time_limit_stops_a_task() {
     let r = python.wait_final(&slow, LIMIT);
     assert_eq!(r["api_state"], "FAILURE", "{r}\n{}", third.log_text());
     assert_eq!(r["exception"], "TimeLimitExceeded", "{r}");
-    // Its rows wait for the next publish, which a worker without the limit completes.
+    // Its rows were written in one transaction or not at all, depending on whether the limit
+    // struck while they were written or while they were published; written rows wait for the
+    // next publish, which a worker without the limit completes.
+    let db = sqlx::PgPool::connect(&services.db).await.unwrap();
+    let (written,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM rstuf_target_files WHERE path LIKE 'slow/%'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert!(
+        written == 0 || written == 20_000,
+        "{written} rows of 20,000"
+    );
     third.signal("TERM");
     drop(third);
     let fourth = services.worker("t4", &[]);
@@ -522,14 +534,17 @@ async fn shutdown_hands_back_and_the_time_limit_stops_a_task() {
         "{:?}",
         started.elapsed()
     );
-    client_accepts(
-        services.dir.path(),
-        &services.storage,
-        json!({"slow/19999.tar.gz": {"length": 20_000, "hashes": {"sha256": format!("{:064x}", 19_999)}},
-               "big/39999.tar.gz": {"length": 40_000, "hashes": {"sha256": format!("{:064x}", 39_999)}},
-               "quick.tar.gz": {"length": 5, "hashes": {"sha256": "ab"}}}),
-        json!([]),
-    );
+    let mut present = json!({
+        "big/39999.tar.gz": {"length": 40_000, "hashes": {"sha256": format!("{:064x}", 39_999)}},
+        "quick.tar.gz": {"length": 5, "hashes": {"sha256": "ab"}}});
+    let slow_last = json!({"length": 20_000, "hashes": {"sha256": format!("{:064x}", 19_999)}});
+    let absent = if written > 0 {
+        present["slow/19999.tar.gz"] = slow_last;
+        json!([])
+    } else {
+        json!(["slow/0.tar.gz", "slow/19999.tar.gz"])
+    };
+    client_accepts(services.dir.path(), &services.storage, present, absent);
 }
 
 /// A distributed-signing bootstrap through the broker, signed like the RSTUF CLI signs
