@@ -53,7 +53,7 @@ pub struct Options {
     /// with `--inflight 100`).
     #[arg(long, default_value_t = 1)]
     artifacts_per_task: usize,
-    /// `RSTUF_WORKER_CONCURRENCY` of the worker (default: the number of CPUs).
+    /// `RSTUF_WORKER_CONCURRENCY` of the worker (default: the worker's own default).
     #[arg(long)]
     concurrency: Option<usize>,
     /// The worker binary (default: `target/release/rstuf-worker` of the workspace).
@@ -227,12 +227,16 @@ impl WorkerProcess {
         binary: &Path,
         dir: &Path,
         broker_url: &str,
-        concurrency: usize,
+        concurrency: Option<usize>,
         log: PathBuf,
     ) -> anyhow::Result<WorkerProcess> {
-        let mut child = Command::new(binary)
+        let mut command = Command::new(binary);
+        command.env_clear();
+        if let Some(concurrency) = concurrency {
+            command.env("RSTUF_WORKER_CONCURRENCY", concurrency.to_string());
+        }
+        let mut child = command
             .arg("worker")
-            .env_clear()
             .env("RSTUF_STORAGE_BACKEND", "LocalStorage")
             .env("RSTUF_LOCAL_STORAGE_BACKEND_PATH", dir)
             .env("RSTUF_REDIS_SERVER", "redis://127.0.0.1")
@@ -246,7 +250,6 @@ impl WorkerProcess {
             .env("RSTUF_ONLINE_KEY_DIR", support::fixture("keys"))
             .env("RSTUF_WORKER_ID", "bench")
             .env("RSTUF_BUMP_ONLINE_ROLES_INTERVAL", "0")
-            .env("RSTUF_WORKER_CONCURRENCY", concurrency.to_string())
             // No settings.ini is read from the default /data.
             .env("DATA_DIR", dir)
             .stdin(Stdio::null())
@@ -408,9 +411,7 @@ async fn measure(
             options.amqp_broker.as_str()
         }
     };
-    let concurrency = options.concurrency.unwrap_or_else(|| {
-        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-    });
+    let concurrency = options.concurrency;
     let log = PathBuf::from(format!("{}-worker-{}.log", dir.display(), broker.name()));
     let mut worker = WorkerProcess::start(binary, dir, url, concurrency, log)?;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -529,7 +530,7 @@ async fn measure(
 fn report(
     broker: Broker,
     options: &Options,
-    concurrency: usize,
+    concurrency: Option<usize>,
     idle_rss: f64,
     peak_rss: f64,
     timings: &Timings,
