@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use crate::outcome::{TaskError, TaskOutcome};
 use crate::ports::{NewArtifact, Ports};
-use crate::queue::write_and_publish;
+use crate::queue::{last_per_path, write_and_publish};
 use crate::repo::Current;
 use crate::settings;
 
@@ -215,13 +215,7 @@ pub async fn add_artifacts_watched(
         }
     }
     // A path given twice keeps its last info, as sequential writes would.
-    let mut seen = std::collections::HashSet::new();
-    let mut unique: Vec<NewArtifact> = rows
-        .into_iter()
-        .rev()
-        .filter(|r| seen.insert(r.path.clone()))
-        .collect();
-    unique.reverse();
+    let unique = last_per_path(rows);
     if !unique.is_empty() {
         if publish_requested(payload) {
             progress.publishing(&roles).await;

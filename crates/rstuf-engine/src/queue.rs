@@ -57,7 +57,7 @@ pub struct PublishQueue {
 
 impl std::fmt::Debug for PublishQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let state = self.state.lock().expect("publish queue");
+        let state = self.state();
         f.debug_struct("PublishQueue")
             .field("waiting", &state.waiting.len())
             .field("leading", &state.leading)
@@ -215,16 +215,25 @@ async fn run_round(
 /// The rows of a round in arrival order, a path given more than once keeping its last info
 /// (as the tasks' separate writes would have).
 fn merge(changes: &[&Change]) -> Vec<NewArtifact> {
-    let all: Vec<&NewArtifact> = changes.iter().flat_map(|c| c.rows.iter()).collect();
-    let mut seen = HashSet::with_capacity(all.len());
-    let mut rows: Vec<NewArtifact> = all
+    last_per_path(
+        changes
+            .iter()
+            .flat_map(|c| c.rows.iter().cloned())
+            .collect(),
+    )
+}
+
+/// `rows` with each path once, at the place and with the info of its last occurrence, as
+/// writing them one after another would leave them.
+pub(crate) fn last_per_path(rows: Vec<NewArtifact>) -> Vec<NewArtifact> {
+    let mut seen = HashSet::with_capacity(rows.len());
+    let mut unique: Vec<NewArtifact> = rows
         .into_iter()
         .rev()
-        .filter(|r| seen.insert(r.path.as_str()))
-        .cloned()
+        .filter(|r| seen.insert(r.path.clone()))
         .collect();
-    rows.reverse();
-    rows
+    unique.reverse();
+    unique
 }
 
 #[cfg(test)]

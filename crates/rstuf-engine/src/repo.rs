@@ -186,23 +186,25 @@ fn snapshot_version(timestamp: &Metadata<Timestamp>) -> Result<u64, TaskError> {
         .ok_or_else(|| TaskError::Metadata("timestamp.json names no snapshot".into()))
 }
 
-/// `<version>.snapshot.json`, its targets version noted in the cache.
-async fn snapshot_at(ports: &Ports, version: u64) -> Result<Arc<Metadata<Snapshot>>, TaskError> {
+/// `<version>.snapshot.json` and the targets version it names (noted in the cache).
+async fn snapshot_at(
+    ports: &Ports,
+    version: u64,
+) -> Result<(Arc<Metadata<Snapshot>>, u64), TaskError> {
     let snapshot = cached(ports, &ports.cache.snapshot, "snapshot", version).await?;
     let targets = snapshot
         .signed
         .role_version("targets")
         .ok_or_else(|| TaskError::Metadata("the snapshot names no targets".into()))?;
     ports.cache.note_targets_version(version, targets);
-    Ok(snapshot)
+    Ok((snapshot, targets))
 }
 
 impl Current {
     /// Follows `timestamp.json` to its snapshot and targets.
     pub async fn load(ports: &Ports) -> Result<Current, TaskError> {
         let timestamp: Metadata<Timestamp> = load(ports, "timestamp.json").await?;
-        let snapshot = snapshot_at(ports, snapshot_version(&timestamp)?).await?;
-        let targets_version = snapshot.signed.role_version("targets").unwrap_or_default();
+        let (snapshot, targets_version) = snapshot_at(ports, snapshot_version(&timestamp)?).await?;
         let targets = cached(ports, &ports.cache.targets, "targets", targets_version).await?;
         Ok(Current {
             timestamp,
@@ -218,11 +220,7 @@ impl Current {
         let snapshot_version = snapshot_version(&timestamp)?;
         let targets_version = match ports.cache.targets_version_of(snapshot_version) {
             Some(version) => version,
-            None => snapshot_at(ports, snapshot_version)
-                .await?
-                .signed
-                .role_version("targets")
-                .unwrap_or_default(),
+            None => snapshot_at(ports, snapshot_version).await?.1,
         };
         cached(ports, &ports.cache.targets, "targets", targets_version).await
     }
