@@ -52,6 +52,51 @@ redis.call('setex', KEYS[1], ARGV[1], ARGV[2])
 redis.call('publish', KEYS[1], ARGV[2])
 return 1";
 
+/// Records the message already popped (`ARGV[3]` its tag, `''` for none; `ARGV[4]` its
+/// unacknowledged value), then pops up to `ARGV[2]` more from the queue keys (`KEYS[3..]`, in
+/// `BRPOP`'s order) and records each whose delivery tag it can read, with the value kombu
+/// writes (`[message, "", routing key]`), at time `ARGV[1]`. Returns `{key, message, tag
+/// recorded or ''}` for each one popped.
+const TAKE: &str = r#"
+local now = ARGV[1]
+if ARGV[3] ~= '' then
+    redis.call('zadd', KEYS[2], now, ARGV[3])
+    redis.call('hset', KEYS[1], ARGV[3], ARGV[4])
+end
+local taken = {}
+for _ = 1, tonumber(ARGV[2]) do
+    local key, message
+    for i = 3, #KEYS do
+        message = redis.call('rpop', KEYS[i])
+        if message then
+            key = KEYS[i]
+            break
+        end
+    end
+    if not message then
+        break
+    end
+    local recorded = ''
+    local ok, decoded = pcall(cjson.decode, message)
+    if ok and type(decoded) == 'table' and type(decoded.properties) == 'table' then
+        local properties = decoded.properties
+        local tag = properties.delivery_tag
+        local info = properties.delivery_info
+        local routing_key = type(info) == 'table' and info.routing_key
+        if type(routing_key) ~= 'string' then
+            routing_key = string.match(key, '^(.-)\6\22') or key
+        end
+        if type(tag) == 'string' then
+            redis.call('zadd', KEYS[2], now, tag)
+            redis.call('hset', KEYS[1], tag,
+                '[' .. message .. ', "", ' .. cjson.encode(routing_key) .. ']')
+            recorded = tag
+        end
+    end
+    taken[#taken + 1] = {key, message, recorded}
+end
+return taken"#;
+
 /// Moves an unacknowledged message back to its queue if it is still unacknowledged.
 const RESTORE: &str = r"
 local removed = redis.call('hdel', KEYS[1], ARGV[1])
@@ -67,12 +112,48 @@ fn now_secs() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
+/// A popped list element as a delivery: a task message, or a malformed one (removed for good).
+fn accept(key: &str, bytes: &[u8]) -> Received<Envelope> {
+    let queue = key
+        .split(redis_envelope::PRIORITY_SEP)
+        .next()
+        .unwrap_or(key)
+        .to_string();
+    let envelope = match Envelope::parse(bytes) {
+        Ok(envelope) => envelope,
+        Err(error) => {
+            let task_id = serde_json::from_slice::<serde_json::Value>(bytes)
+                .ok()
+                .and_then(|v| v.get("headers")?.get("id")?.as_str().map(String::from));
+            return Received::Malformed {
+                queue,
+                error,
+                task_id,
+            };
+        }
+    };
+    if envelope.delivery_tag().is_none() {
+        return Received::Malformed {
+            queue,
+            error: MessageError::Envelope("no delivery tag".into()),
+            task_id: Some(envelope.message.id.clone()),
+        };
+    }
+    let message = envelope.message.clone();
+    Received::Task {
+        message,
+        queue,
+        handle: envelope,
+    }
+}
+
 /// A consumer and producer on the Redis broker.
 #[derive(Clone)]
 pub struct RedisBroker {
     /// For blocking pops only (a `BRPOP` holds its connection).
     pop: ConnectionManager,
     conn: ConnectionManager,
+    take: Arc<redis::Script>,
     queues: Vec<String>,
     keys: Vec<String>,
 }
@@ -107,6 +188,7 @@ impl RedisBroker {
         Ok(RedisBroker {
             pop,
             conn,
+            take: Arc::new(redis::Script::new(TAKE)),
             queues: queues.iter().map(|q| q.to_string()).collect(),
             keys,
         })
@@ -132,6 +214,14 @@ impl RedisBroker {
     /// list element that is not a usable message is removed and reported as
     /// [`Received::Malformed`], never retried.
     pub async fn next(&self) -> Result<Option<Received<Envelope>>, PortError> {
+        Ok(self.next_batch(1).await?.into_iter().next())
+    }
+
+    /// As [`RedisBroker::next`], then up to `max - 1` more messages already waiting, taken
+    /// and recorded as unacknowledged in the same round trip as the first one's record (one
+    /// script: no message is ever popped without its record). Empty after [`POP_TIMEOUT`]
+    /// without a message.
+    pub async fn next_batch(&self, max: usize) -> Result<Vec<Received<Envelope>>, PortError> {
         let mut pop = self.pop.clone();
         let popped: Option<(String, Vec<u8>)> = redis::cmd("BRPOP")
             .arg(&self.keys)
@@ -140,32 +230,56 @@ impl RedisBroker {
             .await
             .map_err(|e| redis_error("waiting for a message", e))?;
         let Some((key, bytes)) = popped else {
-            return Ok(None);
+            return Ok(Vec::new());
         };
-        let queue = key
-            .split(redis_envelope::PRIORITY_SEP)
-            .next()
-            .unwrap_or(&key)
-            .to_string();
-        let envelope = match Envelope::parse(&bytes) {
-            Ok(envelope) => envelope,
-            Err(error) => {
-                let task_id = serde_json::from_slice::<serde_json::Value>(&bytes)
-                    .ok()
-                    .and_then(|v| v.get("headers")?.get("id")?.as_str().map(String::from));
-                return Ok(Some(Received::Malformed {
-                    queue,
-                    error,
-                    task_id,
-                }));
+        let mut received = Vec::with_capacity(max.max(1));
+        let first = accept(&key, &bytes);
+        let unrecorded = match &first {
+            Received::Task { handle, queue, .. } => handle
+                .delivery_tag()
+                .map(|tag| (tag.to_string(), handle.unacked_value(queue))),
+            Received::Malformed { .. } => None,
+        };
+        received.push(first);
+        let more = max.saturating_sub(1);
+        if unrecorded.is_none() && more == 0 {
+            return Ok(received);
+        }
+        let (tag, value) = unrecorded.unwrap_or_default();
+        let mut conn = self.conn.clone();
+        let taken: Vec<(String, Vec<u8>, String)> = self
+            .take
+            .key(UNACKED)
+            .key(UNACKED_INDEX)
+            .key(&self.keys)
+            .arg(now_secs())
+            .arg(more)
+            .arg(&tag)
+            .arg(value)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| redis_error("recording the delivery", e))?;
+        for (key, bytes, recorded) in taken {
+            let message = accept(&key, &bytes);
+            match (&message, !recorded.is_empty()) {
+                // Recorded by the script, which found a delivery tag, but not a task message
+                // after all: its record goes, or a Python worker would restore it forever.
+                (Received::Malformed { .. }, true) => self.forget(&recorded).await?,
+                // A message the script could not read (its JSON library is stricter about
+                // nesting than ours): recorded here instead.
+                (Received::Task { handle, queue, .. }, false) => {
+                    self.record(handle, queue).await?;
+                }
+                _ => {}
             }
-        };
-        let Some(tag) = envelope.delivery_tag().map(String::from) else {
-            return Ok(Some(Received::Malformed {
-                queue,
-                error: MessageError::Envelope("no delivery tag".into()),
-                task_id: Some(envelope.message.id.clone()),
-            }));
+            received.push(message);
+        }
+        Ok(received)
+    }
+
+    async fn record(&self, envelope: &Envelope, queue: &str) -> Result<(), PortError> {
+        let Some(tag) = envelope.delivery_tag() else {
+            return Ok(());
         };
         let mut conn = self.conn.clone();
         let _: () = redis::pipe()
@@ -173,29 +287,20 @@ impl RedisBroker {
             .cmd("ZADD")
             .arg(UNACKED_INDEX)
             .arg(now_secs())
-            .arg(&tag)
+            .arg(tag)
             .ignore()
             .cmd("HSET")
             .arg(UNACKED)
-            .arg(&tag)
-            .arg(envelope.unacked_value(&queue))
+            .arg(tag)
+            .arg(envelope.unacked_value(queue))
             .ignore()
             .query_async(&mut conn)
             .await
             .map_err(|e| redis_error("recording the delivery", e))?;
-        let message = envelope.message.clone();
-        Ok(Some(Received::Task {
-            message,
-            queue,
-            handle: envelope,
-        }))
+        Ok(())
     }
 
-    /// Acknowledges a delivered message: it is done and is never delivered again.
-    pub async fn ack(&self, envelope: &Envelope) -> Result<(), PortError> {
-        let Some(tag) = envelope.delivery_tag() else {
-            return Ok(());
-        };
+    async fn forget(&self, tag: &str) -> Result<(), PortError> {
         let mut conn = self.conn.clone();
         let _: () = redis::pipe()
             .atomic()
@@ -211,6 +316,14 @@ impl RedisBroker {
             .await
             .map_err(|e| redis_error("acknowledging a message", e))?;
         Ok(())
+    }
+
+    /// Acknowledges a delivered message: it is done and is never delivered again.
+    pub async fn ack(&self, envelope: &Envelope) -> Result<(), PortError> {
+        match envelope.delivery_tag() {
+            Some(tag) => self.forget(tag).await,
+            None => Ok(()),
+        }
     }
 
     /// Marks a delivered message as still being worked on, so no consumer restores it while

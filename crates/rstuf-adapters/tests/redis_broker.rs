@@ -208,3 +208,109 @@ async fn unacknowledged_messages_come_back_and_bad_ones_never_block_the_queue() 
     assert_eq!(unacked(&url).await, 0);
     assert!(broker.next().await.unwrap().is_none(), "delivered once");
 }
+
+async fn unacked_tags(url: &str) -> Vec<String> {
+    let client = redis::Client::open(url).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let mut tags: Vec<String> = redis::cmd("HKEYS")
+        .arg("unacked")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let mut indexed: Vec<String> = redis::cmd("ZRANGE")
+        .arg("unacked_index")
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    tags.sort();
+    indexed.sort();
+    assert_eq!(tags, indexed, "unacked and its index agree");
+    tags
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_takes_what_is_waiting_in_order_and_records_every_task_it_returns() {
+    use rstuf_celery::TaskMessage;
+    let url = flush(7).await;
+    let queue = "metadata_repository";
+    let broker = RedisBroker::connect(&url, &[queue, "rstuf_internals"])
+        .await
+        .unwrap();
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let message = |id: &str| {
+        let mut kwargs = serde_json::Map::new();
+        kwargs.insert("action".into(), json!("publish_artifacts"));
+        TaskMessage::new(id, "app.repository_service_tuf_worker", kwargs, None, "t@h")
+    };
+    // Sent in order 1..=4, a malformed element between 2 and 3 (no delivery tag), and one on
+    // the second queue's priority sub-queue.
+    for id in ["m1", "m2"] {
+        broker
+            .publish(&Envelope::build(message(id), queue), queue)
+            .await
+            .unwrap();
+    }
+    let _: () = redis::cmd("LPUSH")
+        .arg(queue)
+        .arg(r#"{"body": "e30=", "headers": {"id": "no-tag"}, "properties": {}}"#)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    for id in ["m3", "m4"] {
+        broker
+            .publish(&Envelope::build(message(id), queue), queue)
+            .await
+            .unwrap();
+    }
+    let internal = Envelope::build(message("m5"), "rstuf_internals");
+    let _: () = redis::cmd("LPUSH")
+        .arg("rstuf_internals\x06\x163")
+        .arg(internal.to_bytes())
+        .query_async(&mut c)
+        .await
+        .unwrap();
+
+    let ids = |batch: &[Received<Envelope>]| -> Vec<String> {
+        batch
+            .iter()
+            .map(|r| match r {
+                Received::Task { message, .. } => message.id.clone(),
+                Received::Malformed { task_id, .. } => format!("bad:{}", task_id.clone().unwrap()),
+            })
+            .collect()
+    };
+    let first = broker.next_batch(3).await.unwrap();
+    assert_eq!(ids(&first), ["m1", "m2", "bad:no-tag"]);
+    assert_eq!(
+        unacked_tags(&url).await.len(),
+        2,
+        "the malformed one is not recorded"
+    );
+    let second = broker.next_batch(10).await.unwrap();
+    assert_eq!(ids(&second), ["m3", "m4", "m5"]);
+    let tags = unacked_tags(&url).await;
+    assert_eq!(tags.len(), 5);
+    for received in first.iter().chain(&second) {
+        if let Received::Task { handle, queue, .. } = received {
+            assert!(tags.contains(&handle.delivery_tag().unwrap().to_string()));
+            // The record restores to the right queue, as kombu reads it.
+            let client = redis::Client::open(url.as_str()).unwrap();
+            let mut c = client.get_multiplexed_async_connection().await.unwrap();
+            let value: Vec<u8> = redis::cmd("HGET")
+                .arg("unacked")
+                .arg(handle.delivery_tag().unwrap())
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            let (back, routed) = rstuf_celery::redis_envelope::parse_unacked(&value).unwrap();
+            assert_eq!(&back, handle);
+            assert_eq!(&routed, queue);
+            broker.ack(handle).await.unwrap();
+        }
+    }
+    assert!(unacked_tags(&url).await.is_empty());
+    assert!(broker.next_batch(10).await.unwrap().is_empty());
+}

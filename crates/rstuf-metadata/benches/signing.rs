@@ -7,13 +7,18 @@
 //! - `empty_bins_16384`: building, canonically encoding, signing (ed25519) and storage-encoding
 //!   16,384 empty bin roles, on one thread.
 //! - `ed25519_sign_only_16384`: the 16,384 signatures alone, to show what bounds the above.
+//! - `bin_patch_62_*`: one bin of a 1,000,000-artifact repository (62 artifacts, about 10 KB
+//!   stored) given one more artifact, as a publication does it, and each step of it: parse
+//!   the stored bytes, canonical encoding, signature, storage encoding.
 
 use std::collections::BTreeMap;
 
 use chrono::{TimeZone, Utc};
 use criterion::{Criterion, criterion_group, criterion_main};
 use rstuf_metadata::keys::PrivateKey;
-use rstuf_metadata::schema::{Expires, MetaFile, Metadata, Signature, Snapshot, Targets, Unsigned};
+use rstuf_metadata::schema::{
+    Expires, MetaFile, Metadata, Signature, Signed, Snapshot, Targets, Unsigned,
+};
 use rstuf_metadata::succinct::SuccinctRoles;
 
 const BINS: u64 = 16_384;
@@ -86,6 +91,65 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.finish();
+
+    // One bin of a 1,000,000-artifact repository in 16,384 bins.
+    let mut bin = Targets::new(7, expires);
+    for i in 0..62u64 {
+        let path = format!("bench/{}/artifact-{}.tar.gz", i * 977 % 1000, i * 16_411);
+        bin.targets.insert(path, target_file(i));
+    }
+    let mut md = Metadata::new(bin);
+    md.sign_with(&keyid, |m| key.sign(m)).unwrap();
+    let stored = md.to_storage_bytes().unwrap();
+    let patch = |stored: &[u8]| {
+        let mut signed = Metadata::<Targets>::from_stored_bytes(stored)
+            .unwrap()
+            .signed;
+        signed
+            .targets
+            .insert("bench/500/artifact-new.tar.gz".into(), target_file(99));
+        signed.set_version_and_expires(8, expires);
+        signed
+    };
+    let mut group = c.benchmark_group("bin_patch");
+    group.bench_function("bin_patch_62_whole", |b| {
+        b.iter(|| {
+            let unsigned = Unsigned::new(patch(&stored)).unwrap();
+            let sig = key.sign(unsigned.payload()).unwrap();
+            unsigned
+                .finish(vec![Signature::new(keyid.clone(), &sig)])
+                .unwrap()
+                .1
+        })
+    });
+    group.bench_function("bin_patch_62_parse", |b| b.iter(|| patch(&stored)));
+    let patched = patch(&stored);
+    group.bench_function("bin_patch_62_canonical", |b| {
+        b.iter(|| Unsigned::new(patched.clone()).unwrap())
+    });
+    let unsigned = Unsigned::new(patched.clone()).unwrap();
+    group.bench_function("bin_patch_62_sign", |b| {
+        b.iter(|| key.sign(unsigned.payload()).unwrap())
+    });
+    let sig = key.sign(unsigned.payload()).unwrap();
+    group.bench_function("bin_patch_62_storage", |b| {
+        b.iter(|| {
+            unsigned
+                .clone()
+                .finish(vec![Signature::new(keyid.clone(), &sig)])
+                .unwrap()
+                .1
+        })
+    });
+    group.finish();
+}
+
+fn target_file(i: u64) -> rstuf_metadata::schema::TargetFile {
+    serde_json::from_value(serde_json::json!({
+        "hashes": {"sha256": format!("{:064x}", i * 7919)},
+        "length": i * 1013 + 17,
+    }))
+    .unwrap()
 }
 
 criterion_group!(benches, bench);

@@ -39,6 +39,8 @@ pub const BUMP_TASK: &str = "app.bump_online_roles";
 /// How many times a task that failed on a transient error (a service restarting) runs
 /// again, as the reference retries `OperationalError` three times.
 const RETRIES: u32 = 3;
+/// The most messages taken from the broker in one go (never more than there are free slots).
+const INTAKE_BATCH: usize = 64;
 
 /// A broker transport as the consumer loop uses it.
 #[async_trait]
@@ -47,6 +49,12 @@ pub trait Broker: Send + Sync + 'static {
     type Handle: Send + Sync + 'static;
     /// The next delivery, or `None` after about a second without one.
     async fn next(&self) -> Result<Option<Received<Self::Handle>>, PortError>;
+    /// The next delivery and up to `max - 1` more already waiting (empty after about a
+    /// second without one). Every one returned is the consumer's to run.
+    async fn next_batch(&self, max: usize) -> Result<Vec<Received<Self::Handle>>, PortError> {
+        let _ = max;
+        Ok(self.next().await?.into_iter().collect())
+    }
     /// Done: never deliver again.
     async fn ack(&self, handle: &Self::Handle) -> Result<(), PortError>;
     /// Not done: deliver again (to any worker).
@@ -73,6 +81,9 @@ impl Broker for RedisTransport {
     type Handle = Envelope;
     async fn next(&self) -> Result<Option<Received<Envelope>>, PortError> {
         self.broker.next().await
+    }
+    async fn next_batch(&self, max: usize) -> Result<Vec<Received<Envelope>>, PortError> {
+        self.broker.next_batch(max).await
     }
     async fn ack(&self, handle: &Envelope) -> Result<(), PortError> {
         self.broker.ack(handle).await
@@ -220,28 +231,45 @@ async fn consume<B: Broker>(
             _ = stop.changed() => break,
         };
         // Not raced against the stop signal: a pop in flight must reach the unacked record.
-        match ctx.broker.next().await {
-            Ok(None) => failures = 0,
-            Ok(Some(Received::Task {
-                message,
-                queue,
-                handle,
-            })) => {
+        // As many messages as there are free slots (this loop alone takes permits, so the
+        // free ones stay free until it takes them).
+        let max = (1 + permits.available_permits()).min(INTAKE_BATCH);
+        let mut permit = Some(permit);
+        match ctx.broker.next_batch(max).await {
+            Ok(batch) => {
                 failures = 0;
-                let ctx = ctx.clone();
-                let abandon = abandon_rx.clone();
-                jobs.spawn(async move {
-                    process(&ctx, message, &queue, handle, abandon).await;
-                    drop(permit);
-                });
-            }
-            Ok(Some(Received::Malformed {
-                queue,
-                error,
-                task_id,
-            })) => {
-                failures = 0;
-                answer_malformed(&ctx, &queue, &error.to_string(), task_id.as_deref()).await;
+                for received in batch {
+                    match received {
+                        Received::Task {
+                            message,
+                            queue,
+                            handle,
+                        } => {
+                            let permit = match permit.take() {
+                                Some(permit) => permit,
+                                None => permits
+                                    .clone()
+                                    .acquire_owned()
+                                    .await
+                                    .expect("semaphore open"),
+                            };
+                            let ctx = ctx.clone();
+                            let abandon = abandon_rx.clone();
+                            jobs.spawn(async move {
+                                process(&ctx, message, &queue, handle, abandon).await;
+                                drop(permit);
+                            });
+                        }
+                        Received::Malformed {
+                            queue,
+                            error,
+                            task_id,
+                        } => {
+                            answer_malformed(&ctx, &queue, &error.to_string(), task_id.as_deref())
+                                .await;
+                        }
+                    }
+                }
             }
             Err(e) => {
                 failures += 1;
