@@ -43,14 +43,16 @@ if status ~= 'SUCCESS' then
 end
 return status";
 
-/// `SETEX` and `PUBLISH` a record unless the stored record is a SUCCESS; returns 1 if written.
+/// `SETEX` and `PUBLISH` a record unless the stored record is a SUCCESS; returns the status
+/// that was stored.
 const STORE: &str = r"
-if stored_status(redis.call('get', KEYS[1])) == 'SUCCESS' then
-    return 0
+local status = stored_status(redis.call('get', KEYS[1]))
+if status == 'SUCCESS' then
+    return status
 end
 redis.call('setex', KEYS[1], ARGV[1], ARGV[2])
 redis.call('publish', KEYS[1], ARGV[2])
-return 1";
+return status";
 
 /// Records the message already popped (`ARGV[3]` its tag, `''` for none; `ARGV[4]` its
 /// unacknowledged value), then pops up to `ARGV[2]` more from the queue keys (`KEYS[3..]`, in
@@ -522,15 +524,21 @@ impl RedisResults {
     /// Stores a state record (`SETEX` 1 day and `PUBLISH`), unless the stored record is a
     /// SUCCESS. Returns whether it was written.
     pub async fn store(&self, record: &Record) -> Result<bool, PortError> {
+        let before = self.replace(record).await?;
+        Ok(before.as_deref() != Some("SUCCESS"))
+    }
+
+    /// As [`RedisResults::store`], returning the state that was stored, if any: a task that
+    /// starts at once stores STARTED and learns whether it already succeeded (a redelivery) in
+    /// one round trip. (Its PRE_RUN record, optional, would be overwritten at once.)
+    pub async fn replace(&self, record: &Record) -> Result<Option<String>, PortError> {
         let mut conn = self.conn.clone();
-        let written: i64 = self
-            .store
+        self.store
             .key(result::result_key(&record.task_id))
             .arg(RESULT_TTL_SECS)
             .arg(record.to_bytes())
             .invoke_async(&mut conn)
             .await
-            .map_err(|e| redis_error("writing a task result", e))?;
-        Ok(written == 1)
+            .map_err(|e| redis_error("writing a task result", e))
     }
 }

@@ -115,6 +115,20 @@ async fn python_producer_and_result_reader_understand_us() {
         Some("SUCCESS")
     );
     assert_eq!(read(&mut python, &env.message.id)["state"], "SUCCESS");
+    // A task starting at once stores STARTED and learns what was stored, in one step.
+    let started = Record::started(&env.message.id, 43, "rstuf@test");
+    assert_eq!(
+        results.replace(&started).await.unwrap().as_deref(),
+        Some("SUCCESS")
+    );
+    assert_eq!(read(&mut python, &env.message.id)["state"], "SUCCESS");
+    let fresh = Record::started(&"c".repeat(32), 43, "rstuf@test");
+    assert_eq!(results.replace(&fresh).await.unwrap(), None);
+    assert_eq!(read(&mut python, &"c".repeat(32))["state"], "STARTED");
+    assert_eq!(
+        results.replace(&fresh).await.unwrap().as_deref(),
+        Some("STARTED")
+    );
     broker.ack(&env).await.unwrap();
     assert_eq!(unacked(&url).await, 0);
 
@@ -233,7 +247,7 @@ async fn unacked_tags(url: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_batch_takes_what_is_waiting_in_order_and_records_every_task_it_returns() {
     use rstuf_celery::TaskMessage;
-    let url = flush(7).await;
+    let url = flush(3).await;
     let queue = "metadata_repository";
     let broker = RedisBroker::connect(&url, &[queue, "rstuf_internals"])
         .await

@@ -404,11 +404,11 @@ fn encode_roles(
                 .map(|md| md.signed)
                 .map_err(|e| TaskError::Metadata(format!("{file}: {e}")))
         };
-        // A bump re-signs stored content as it is: straight from the bytes when the signer
-        // can sign here and the content has the usual form, else through the model.
-        if let (RoleContent::Stored(_), Some(bytes)) = (&content, &stored)
-            && let Some(payload) =
-                rstuf_metadata::resign::resign_targets_payload(bytes, version, expires)
+        // A bump re-signs stored content as it is, a publication with its artifacts changed:
+        // straight from the bytes when the signer can sign here and the content has the
+        // usual form, else through the model.
+        if let Some(bytes) = &stored
+            && let Some(payload) = payload_from_stored(&content, bytes, version, expires)
             && let Some(sig) = signer.sign_here(&payload)
         {
             let sig = Signature::new(keyid, &sig?);
@@ -459,6 +459,36 @@ fn encode_roles(
         });
     }
     Ok(out)
+}
+
+/// The canonical payload of a stored role's next version with `content`'s changes, read
+/// straight from the stored bytes (see [`rstuf_metadata::resign`]); `None` when the model
+/// path must build it (content built by the task, or stored content of unusual form).
+fn payload_from_stored(
+    content: &RoleContent,
+    stored: &[u8],
+    version: u64,
+    expires: Expires,
+) -> Option<Vec<u8>> {
+    match content {
+        RoleContent::Model(_) => None,
+        RoleContent::Stored(_) => {
+            rstuf_metadata::resign::resign_targets_payload(stored, version, expires)
+        }
+        RoleContent::Patched(_, changes) => {
+            // Each path once, sorted, its last change winning (as applying them in order).
+            let mut last: BTreeMap<&str, Option<Vec<u8>>> = BTreeMap::new();
+            for (path, change) in changes {
+                let entry = match change {
+                    Some(file) => Some(rstuf_metadata::direct::to_canonical(file).ok()?),
+                    None => None,
+                };
+                last.insert(path, entry);
+            }
+            let changes: Vec<_> = last.iter().map(|(p, e)| (*p, e.as_deref())).collect();
+            rstuf_metadata::resign::patch_targets_payload(stored, version, expires, &changes)
+        }
+    }
 }
 
 /// A batch of role files being written while the next batch is encoded.

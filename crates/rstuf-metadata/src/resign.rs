@@ -1,12 +1,15 @@
-//! The payload of a stored role's next version when only its version and expiry change (a
-//! bump), computed from the stored bytes without building the model.
+//! The payload of a stored role's next version when its version and expiry change (a bump),
+//! and when some of its artifacts change too (a publication), computed from the stored bytes
+//! without building the model.
 //!
-//! A bump of 16,384 bins re-signs every bin's stored content unchanged. Parsing each bin into
-//! the model and encoding it again allocates and frees every artifact entry; here the stored
-//! JSON is read once and its `signed` object is written out as canonical JSON, with `version`
-//! and `expires` replaced. Anything unusual (keys out of order, a float, a lone surrogate,
-//! a missing field, a `_type` other than `targets`) gives `None`, and the caller takes the
-//! model path, so the result is always what the model path would sign.
+//! A bump of 16,384 bins re-signs every bin's stored content unchanged, and a publication
+//! re-signs each changed bin with a few artifacts added or removed. Parsing each bin into the
+//! model and encoding it again allocates and frees every artifact entry; here the stored JSON
+//! is read once and its `signed` object is written out as canonical JSON, with `version` and
+//! `expires` replaced and the changed entries of `targets` merged in at their place. Anything
+//! unusual (keys out of order, a float, a lone surrogate, a missing field, a `_type` other
+//! than `targets`) gives `None`, and the caller takes the model path, so the result is always
+//! what the model path would sign.
 
 use crate::cjson;
 use crate::schema::{Expires, format_expires};
@@ -14,6 +17,25 @@ use crate::schema::{Expires, format_expires};
 /// The canonical bytes of the `signed` object of the stored targets metadata `stored`, with
 /// `version` and `expires` replaced; `None` when the model path must decide.
 pub fn resign_targets_payload(stored: &[u8], version: u64, expires: Expires) -> Option<Vec<u8>> {
+    patch_targets_payload(stored, version, expires, &[])
+}
+
+/// One artifact's change: its path and its new entry as canonical JSON, or `None` when it is
+/// removed.
+pub type ArtifactChange<'a> = (&'a str, Option<&'a [u8]>);
+
+/// As [`resign_targets_payload`], with `changes` applied to `targets`: each path's entry
+/// replaced, added or removed (removing a path that is not there changes nothing). `changes`
+/// must be sorted by path, each path once (else `None`).
+pub fn patch_targets_payload(
+    stored: &[u8],
+    version: u64,
+    expires: Expires,
+    changes: &[ArtifactChange<'_>],
+) -> Option<Vec<u8>> {
+    if changes.windows(2).any(|w| w[0].0 >= w[1].0) {
+        return None;
+    }
     let mut r = Reader {
         b: stored,
         i: 0,
@@ -42,6 +64,7 @@ pub fn resign_targets_payload(stored: &[u8], version: u64, expires: Expires) -> 
             let replace = Replace {
                 version,
                 expires: format_expires(expires.0),
+                changes,
             };
             r.object(&mut out, Some(&replace))?;
             signed = Some(start);
@@ -62,10 +85,11 @@ pub fn resign_targets_payload(stored: &[u8], version: u64, expires: Expires) -> 
     signed.map(|_| out)
 }
 
-/// The top-level fields of `signed` to replace.
-struct Replace {
+/// The top-level fields of `signed` to replace, and the changes to `targets`.
+struct Replace<'c> {
     version: u64,
     expires: String,
+    changes: &'c [ArtifactChange<'c>],
 }
 
 struct Reader<'a> {
@@ -253,7 +277,7 @@ impl Reader<'_> {
     /// Copies an object as canonical JSON: its keys must already be in canonical order. At
     /// the top of `signed` (`replace`), `version` and `expires` are replaced and `_type`
     /// must be `targets`.
-    fn object(&mut self, out: &mut Vec<u8>, replace: Option<&Replace>) -> Option<()> {
+    fn object(&mut self, out: &mut Vec<u8>, replace: Option<&Replace<'_>>) -> Option<()> {
         self.expect(b'{')?;
         out.push(b'{');
         let mark = self.keys.len();
@@ -305,6 +329,10 @@ impl Reader<'_> {
                     }
                     seen |= 4;
                 }
+                (Some(r), b"targets") if !r.changes.is_empty() => {
+                    self.targets(out, r.changes)?;
+                    seen |= 8;
+                }
                 _ => self.value(out)?,
             }
             self.key = key;
@@ -317,7 +345,76 @@ impl Reader<'_> {
         }
         self.keys.truncate(mark);
         out.push(b'}');
-        (replace.is_none() || seen == 7).then_some(())
+        match replace {
+            None => Some(()),
+            // Changes need a `targets` object to go into.
+            Some(r) => ((seen & 7) == 7 && (r.changes.is_empty() || (seen & 8) == 8)).then_some(()),
+        }
+    }
+
+    /// Copies the `targets` object as canonical JSON with `changes` (sorted by path) merged
+    /// in: an entry whose path changes is replaced or left out, new paths go in at their
+    /// place in key order.
+    fn targets(&mut self, out: &mut Vec<u8>, changes: &[ArtifactChange<'_>]) -> Option<()> {
+        fn entry(out: &mut Vec<u8>, path: &[u8], value: &[u8]) {
+            if out.last() != Some(&b'{') {
+                out.push(b',');
+            }
+            write_canonical_str(path, out);
+            out.push(b':');
+            out.extend_from_slice(value);
+        }
+        self.expect(b'{')?;
+        out.push(b'{');
+        let mut pending = changes.iter().peekable();
+        let mut prev: Option<Vec<u8>> = None;
+        self.ws();
+        if self.peek()? == b'}' {
+            self.i += 1;
+        } else {
+            loop {
+                self.ws();
+                self.string_into_key()?;
+                let path = std::mem::take(&mut self.key);
+                if prev.as_ref().is_some_and(|p| *p >= path) {
+                    return None;
+                }
+                while let Some((new, value)) = pending.next_if(|(p, _)| p.as_bytes() < &path[..]) {
+                    if let Some(value) = value {
+                        entry(out, new.as_bytes(), value);
+                    }
+                }
+                self.ws();
+                self.expect(b':')?;
+                self.ws();
+                match pending.next_if(|(p, _)| p.as_bytes() == &path[..]) {
+                    Some((_, change)) => {
+                        self.skip_value()?;
+                        if let Some(value) = change {
+                            entry(out, &path, value);
+                        }
+                    }
+                    None => {
+                        entry(out, &path, b"");
+                        self.value(out)?;
+                    }
+                }
+                self.key = prev.replace(path).unwrap_or_default();
+                self.ws();
+                match self.next()? {
+                    b',' => continue,
+                    b'}' => break,
+                    _ => return None,
+                }
+            }
+        }
+        for (new, value) in pending {
+            if let Some(value) = value {
+                entry(out, new.as_bytes(), value);
+            }
+        }
+        out.push(b'}');
+        Some(())
     }
 
     /// Skips a value (checked as JSON, not kept).
@@ -338,7 +435,7 @@ fn write_canonical_str(s: &[u8], out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::{Metadata, Signature, Signed, Targets};
+    use crate::schema::{Metadata, Signature, Signed, TargetFile, Targets};
     use serde_json::json;
 
     fn expires() -> Expires {
@@ -399,6 +496,125 @@ mod tests {
             resign_targets_payload(doc, 42, expires()).unwrap(),
             model(doc)
         );
+    }
+
+    /// What the model path signs for a publication: the stored role with `changes` applied
+    /// in order.
+    fn model_patched(stored: &[u8], changes: &[(String, Option<TargetFile>)]) -> Vec<u8> {
+        let mut md = Metadata::<Targets>::from_stored_bytes(stored).unwrap();
+        for (path, change) in changes {
+            match change {
+                Some(file) => md.signed.targets.insert(path.clone(), file.clone()),
+                None => md.signed.targets.remove(path),
+            };
+        }
+        md.signed.set_version_and_expires(42, expires());
+        md.signed_bytes().unwrap()
+    }
+
+    fn file(n: u64) -> TargetFile {
+        serde_json::from_value(json!({
+            "length": n,
+            "hashes": {"sha256": format!("{n:064x}")},
+            "custom": {"n": n, "s": "é\u{1F600}\"\n"},
+        }))
+        .unwrap()
+    }
+
+    fn patched(stored: &[u8], changes: &[(String, Option<TargetFile>)]) -> Option<Vec<u8>> {
+        let encoded: Vec<(String, Option<Vec<u8>>)> = changes
+            .iter()
+            .map(|(p, f)| {
+                (
+                    p.clone(),
+                    f.as_ref().map(|f| crate::direct::to_canonical(f).unwrap()),
+                )
+            })
+            .collect();
+        let refs: Vec<ArtifactChange<'_>> = encoded
+            .iter()
+            .map(|(p, f)| (p.as_str(), f.as_deref()))
+            .collect();
+        patch_targets_payload(stored, 42, expires(), &refs)
+    }
+
+    #[test]
+    fn patching_gives_what_the_model_path_signs() {
+        let existing = ["a/b c.tgz", "m\"q", "é/x", "zz"];
+        let doc = |paths: &[&str]| {
+            let targets: serde_json::Map<String, serde_json::Value> = paths
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (p.to_string(), serde_json::to_value(file(i as u64)).unwrap()))
+                .collect();
+            stored(json!({
+                "_type": "targets", "spec_version": "1.0.31", "version": 7,
+                "expires": "2030-01-01T00:00:00Z", "targets": targets,
+                "x-rstuf-extra": {"z": [1, {}]}
+            }))
+        };
+        // Paths before, between and after the stored ones, the stored ones themselves, and
+        // non-ASCII ones (escaped in storage, raw in canonical JSON).
+        let pool = [
+            "",
+            "0",
+            "a/b c.tgz",
+            "a/b c.tgz0",
+            "m\"q",
+            "m\\q",
+            "é/x",
+            "é/y",
+            "z",
+            "zz",
+            "zzz",
+            "\u{1F600}",
+        ];
+        let mut checked = 0;
+        for stored_paths in [&existing[..], &existing[..1], &[][..]] {
+            let doc = doc(stored_paths);
+            // Every subset of the pool up to three paths, each added and removed.
+            let mut seed = 7u64;
+            for a in 0..pool.len() {
+                for b in a..pool.len() {
+                    for c in b..pool.len() {
+                        let mut paths: Vec<&str> = vec![pool[a], pool[b], pool[c]];
+                        paths.sort_unstable();
+                        paths.dedup();
+                        let changes: Vec<(String, Option<TargetFile>)> = paths
+                            .iter()
+                            .map(|p| {
+                                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                                let change = !(seed >> 33).is_multiple_of(3);
+                                (p.to_string(), change.then(|| file(seed >> 40)))
+                            })
+                            .collect();
+                        assert_eq!(
+                            patched(&doc, &changes).as_deref(),
+                            Some(&model_patched(&doc, &changes)[..]),
+                            "{stored_paths:?} {changes:?}"
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 500);
+    }
+
+    #[test]
+    fn changes_out_of_order_or_without_targets_are_left_to_the_model_path() {
+        let doc = stored(json!({
+            "_type": "targets", "spec_version": "1.0.31", "version": 7,
+            "expires": "2030-01-01T00:00:00Z", "targets": {}
+        }));
+        let unsorted = [("b".to_string(), Some(file(1))), ("a".to_string(), None)];
+        assert_eq!(patched(&doc, &unsorted), None);
+        let twice = [("a".to_string(), Some(file(1))), ("a".to_string(), None)];
+        assert_eq!(patched(&doc, &twice), None);
+        let no_targets = br#"{"signatures": [], "signed": {"_type": "targets", "expires": "x", "spec_version": "1", "version": 1}}"#;
+        assert_eq!(patched(no_targets, &[("a".to_string(), None)]), None);
+        // Without changes, a document without targets is re-signed as it is (a bump).
+        assert!(resign_targets_payload(no_targets, 2, expires()).is_some());
     }
 
     #[test]

@@ -410,14 +410,23 @@ async fn process<B: Broker>(
         .flatten()
         .filter(|expires| *expires < Utc::now());
     let eta = message.eta().ok().flatten();
-    // A task that runs now gets its PRE_RUN record with the same round trip that reads what
-    // was stored before; one that waits for its ETA gets it when it starts.
+    let started_record = with_parent(Record::started(
+        &id,
+        std::process::id(),
+        &ctx.setup.hostname,
+    ));
+    // A task that runs now stores its STARTED record with the same round trip that reads
+    // what was stored before (its PRE_RUN record, optional, would be overwritten at once);
+    // one that waits for its ETA gets PRE_RUN and STARTED when it starts.
     let starts_now = message.task == WORKER_TASK && expired.is_none() && eta.is_none();
+    let mut started_stored = false;
     if message.task == WORKER_TASK {
         // Delivered again after it finished (its worker died between the record and the
         // acknowledgement): done once, do not run it twice.
         let stored = if starts_now {
-            ctx.setup.results.pre_run(&id).await
+            let before = ctx.setup.results.replace(&started_record).await;
+            started_stored = before.is_ok();
+            before
         } else {
             ctx.setup.results.state(&id).await
         };
@@ -456,15 +465,9 @@ async fn process<B: Broker>(
     if message.task == WORKER_TASK && !starts_now {
         let _ = ctx.setup.results.pre_run(&id).await;
     }
-    store(
-        ctx,
-        &with_parent(Record::started(
-            &id,
-            std::process::id(),
-            &ctx.setup.hostname,
-        )),
-    )
-    .await;
+    if !started_stored {
+        store(ctx, &started_record).await;
+    }
 
     let work = async {
         match message.task.as_str() {
