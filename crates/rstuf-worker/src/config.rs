@@ -7,10 +7,11 @@ use std::time::Duration;
 /// Tasks run at once unless `RSTUF_WORKER_CONCURRENCY` says otherwise. Tasks are async and
 /// mostly wait (for the repository lock, the database, Redis), so this is not a process
 /// count as in Celery: add tasks waiting for the lock are published together by whoever holds
-/// it, and the more of them wait, the fewer publications a burst costs (BENCHMARKS.md,
-/// "Sustained ingest": 100 tasks of 100 artifacts at 3,000 artifacts/s with 8 at once, 5,500
-/// with 100).
-pub const DEFAULT_CONCURRENCY: usize = 64;
+/// it, and the more of them wait, the fewer publications a burst costs (BENCHMARKS.md: 10,000
+/// one-artifact tasks sent at once, 709 artifacts/s with 64 at once, 1,516 with 256, 2,300
+/// with 1,024). Each running task holds its message and payload in memory (a peak of 58 MiB
+/// at 256 with one-artifact tasks), so a worker fed very large payloads may want fewer.
+pub const DEFAULT_CONCURRENCY: usize = 256;
 
 /// Where metadata is stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
