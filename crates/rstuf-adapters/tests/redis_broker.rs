@@ -259,8 +259,8 @@ async fn a_batch_takes_what_is_waiting_in_order_and_records_every_task_it_return
         kwargs.insert("action".into(), json!("publish_artifacts"));
         TaskMessage::new(id, "app.repository_service_tuf_worker", kwargs, None, "t@h")
     };
-    // Sent in order 1..=4, a malformed element between 2 and 3 (no delivery tag), and one on
-    // the second queue's priority sub-queue.
+    // Sent in order 1..=4, malformed elements between 2 and 3 (no delivery tag) and after 4,
+    // and one on the second queue's priority sub-queue.
     for id in ["m1", "m2"] {
         broker
             .publish(&Envelope::build(message(id), queue), queue)
@@ -279,6 +279,14 @@ async fn a_batch_takes_what_is_waiting_in_order_and_records_every_task_it_return
             .await
             .unwrap();
     }
+    // A delivery tag but a body that is not base64: taken and recorded by the script, then
+    // found malformed and its record dropped (never restored, never retried).
+    let _: () = redis::cmd("LPUSH")
+        .arg(queue)
+        .arg(r#"{"body": "***", "headers": {"id": "bad-body"}, "properties": {"body_encoding": "base64", "delivery_tag": "t-bad"}}"#)
+        .query_async(&mut c)
+        .await
+        .unwrap();
     let internal = Envelope::build(message("m5"), "rstuf_internals");
     let _: () = redis::cmd("LPUSH")
         .arg("rstuf_internals\x06\x163")
@@ -304,7 +312,7 @@ async fn a_batch_takes_what_is_waiting_in_order_and_records_every_task_it_return
         "the malformed one is not recorded"
     );
     let second = broker.next_batch(10).await.unwrap();
-    assert_eq!(ids(&second), ["m3", "m4", "m5"]);
+    assert_eq!(ids(&second), ["m3", "m4", "bad:bad-body", "m5"]);
     let tags = unacked_tags(&url).await;
     assert_eq!(tags.len(), 5);
     for received in first.iter().chain(&second) {
