@@ -259,41 +259,30 @@ async fn a_batch_takes_what_is_waiting_in_order_and_records_every_task_it_return
         kwargs.insert("action".into(), json!("publish_artifacts"));
         TaskMessage::new(id, "app.repository_service_tuf_worker", kwargs, None, "t@h")
     };
-    // Sent in order 1..=4, malformed elements between 2 and 3 (no delivery tag) and after 4,
-    // and one on the second queue's priority sub-queue.
-    for id in ["m1", "m2"] {
-        broker
-            .publish(&Envelope::build(message(id), queue), queue)
+    // Sent in order 1..=4, malformed elements between 2 and 3 (no delivery tag) and after 4
+    // (a delivery tag but a body that is not base64: taken and recorded by the script, then
+    // found malformed and its record dropped, never restored nor retried), and one on the
+    // second queue's priority sub-queue.
+    let task = |id: &str, queue: &str| Envelope::build(message(id), queue).to_bytes();
+    let no_tag = br#"{"body": "e30=", "headers": {"id": "no-tag"}, "properties": {}}"#;
+    let bad_body = br#"{"body": "***", "headers": {"id": "bad-body"}, "properties": {"body_encoding": "base64", "delivery_tag": "t-bad"}}"#;
+    let sent = [
+        (queue, task("m1", queue)),
+        (queue, task("m2", queue)),
+        (queue, no_tag.to_vec()),
+        (queue, task("m3", queue)),
+        (queue, task("m4", queue)),
+        (queue, bad_body.to_vec()),
+        ("rstuf_internals\x06\x163", task("m5", "rstuf_internals")),
+    ];
+    for (key, bytes) in sent {
+        let _: () = redis::cmd("LPUSH")
+            .arg(key)
+            .arg(bytes)
+            .query_async(&mut c)
             .await
             .unwrap();
     }
-    let _: () = redis::cmd("LPUSH")
-        .arg(queue)
-        .arg(r#"{"body": "e30=", "headers": {"id": "no-tag"}, "properties": {}}"#)
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    for id in ["m3", "m4"] {
-        broker
-            .publish(&Envelope::build(message(id), queue), queue)
-            .await
-            .unwrap();
-    }
-    // A delivery tag but a body that is not base64: taken and recorded by the script, then
-    // found malformed and its record dropped (never restored, never retried).
-    let _: () = redis::cmd("LPUSH")
-        .arg(queue)
-        .arg(r#"{"body": "***", "headers": {"id": "bad-body"}, "properties": {"body_encoding": "base64", "delivery_tag": "t-bad"}}"#)
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    let internal = Envelope::build(message("m5"), "rstuf_internals");
-    let _: () = redis::cmd("LPUSH")
-        .arg("rstuf_internals\x06\x163")
-        .arg(internal.to_bytes())
-        .query_async(&mut c)
-        .await
-        .unwrap();
 
     let ids = |batch: &[Received<Envelope>]| -> Vec<String> {
         batch
