@@ -491,6 +491,9 @@ fn payload_from_stored(
     }
 }
 
+/// The version planned for each role of a batch being written, by role name.
+type Planned = BTreeMap<String, u64>;
+
 /// A batch of role files being written while the next batch is encoded.
 type PendingWrite<'a> = std::pin::Pin<
     Box<dyn std::future::Future<Output = Result<Vec<Written>, TaskError>> + Send + 'a>,
@@ -521,9 +524,10 @@ pub(crate) struct Publication<'a> {
     meta: BTreeMap<String, MetaFile>,
     records: Vec<RoleRecord>,
     targets: Option<Metadata<Targets>>,
-    /// The batch of role files being written (see [`Publication::publish_roles`]). In a
-    /// mutex only so the publication is `Sync`; it is reached through `&mut self`.
-    pending: Mutex<Option<PendingWrite<'a>>>,
+    /// The batch of role files being written (see [`Publication::publish_roles`]), with the
+    /// version planned for each role. In a mutex only so the publication is `Sync`; it is
+    /// reached through `&mut self`.
+    pending: Mutex<Option<(PendingWrite<'a>, Planned)>>,
 }
 
 impl<'a> Publication<'a> {
@@ -567,31 +571,31 @@ impl<'a> Publication<'a> {
                 (u, version)
             })
             .collect();
-        let pending = self.take_pending();
-        let previous = async move {
-            match pending {
-                Some(write) => write.await.map(Some),
-                None => Ok(None),
-            }
-        };
-        let (previous, encoded) = futures_util::future::join(previous, self.encode(jobs)).await;
+        let previous = self.take_pending();
+        let (previous, encoded) =
+            futures_util::future::join(wait_for(previous), self.encode(jobs)).await;
         if let Some(written) = previous? {
             self.record(written);
         }
         let encoded = encoded?;
-        *self.pending.get_mut().expect("pending write") =
-            Some(Box::pin(write_batch(self.ports, self.online, encoded)));
+        let planned = encoded
+            .iter()
+            .map(|e| (e.name.clone(), e.version))
+            .collect();
+        *self.pending.get_mut().expect("pending write") = Some((
+            Box::pin(write_batch(self.ports, self.online, encoded)),
+            planned,
+        ));
         Ok(())
     }
 
-    fn take_pending(&mut self) -> Option<PendingWrite<'a>> {
+    fn take_pending(&mut self) -> Option<(PendingWrite<'a>, Planned)> {
         self.pending.get_mut().expect("pending write").take()
     }
 
     /// Waits for the batch being written, if any.
     async fn flush(&mut self) -> Result<(), TaskError> {
-        if let Some(write) = self.take_pending() {
-            let written = write.await?;
+        if let Some(written) = wait_for(self.take_pending()).await? {
             self.record(written);
         }
         Ok(())
@@ -748,25 +752,50 @@ impl<'a> Publication<'a> {
         force_timestamp: bool,
         published: &[ArtifactRow],
     ) -> Result<Published, TaskError> {
-        self.flush().await?;
         let settings = self.ports.settings.as_ref();
         let mut out = Published::default();
         let mut snapshot_version = self.current.snapshot.signed.version;
         if self.changed() || force_snapshot {
             let days = settings::days(settings, "SNAPSHOT_EXPIRATION", 1).await?;
             let expires = expires_in(self.now, days);
-            // The meta map is not needed after this (16,385 entries for 16,384 bins: moved,
-            // not copied).
-            let snapshot = Snapshot::new(0, expires, std::mem::take(&mut self.meta));
-            let (version, md) = write_next_version(
-                self.ports,
-                self.online,
-                "snapshot",
-                snapshot,
-                snapshot_version + 1,
-                expires,
-            )
-            .await?;
+            let start = snapshot_version + 1;
+            // The last batch of roles is made durable while the snapshot listing the versions
+            // planned for it is encoded and signed; a role that had to take a later version
+            // (its name left by an interrupted run) has the snapshot signed again. The meta
+            // map is not needed after this (16,385 entries for 16,384 bins: moved, not
+            // copied).
+            let pending = self.take_pending();
+            let mut meta = std::mem::take(&mut self.meta);
+            let planned = pending
+                .as_ref()
+                .map(|(_, planned)| planned.clone())
+                .unwrap_or_default();
+            for (name, version) in &planned {
+                meta.insert(format!("{name}.json"), MetaFile::version_only(*version));
+            }
+            let mut snapshot = Snapshot::new(0, expires, meta);
+            snapshot.set_version_and_expires(start, expires);
+            let online = self.online;
+            let (written, signed) =
+                futures_util::future::join(wait_for(pending), online.sign_stored(snapshot)).await;
+            let (mut md, mut bytes) = signed?;
+            if let Some(written) = written? {
+                let moved: Vec<(String, u64)> = written
+                    .iter()
+                    .filter(|w| planned.get(&w.name) != Some(&w.version))
+                    .map(|w| (format!("{}.json", w.name), w.version))
+                    .collect();
+                self.record(written);
+                if !moved.is_empty() {
+                    let mut snapshot = md.signed;
+                    for (file, version) in moved {
+                        snapshot.meta.insert(file, MetaFile::version_only(version));
+                    }
+                    (md, bytes) = online.sign_stored(snapshot).await?;
+                }
+            }
+            let (version, md) =
+                write_signed_or_next(self.ports, online, "snapshot", md, bytes, expires).await?;
             if let Some(targets) = md.signed.role_version("targets") {
                 self.ports.cache.note_targets_version(version, targets);
             }
@@ -864,6 +893,40 @@ async fn write_batch(
         Err(e) => return Err(e.into()),
     }
     Ok(written)
+}
+
+/// Waits for a batch being written, if any.
+async fn wait_for(
+    pending: Option<(PendingWrite<'_>, Planned)>,
+) -> Result<Option<Vec<Written>>, TaskError> {
+    match pending {
+        Some((write, _)) => write.await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Writes `md`, already signed as its version with storage bytes `bytes`, or its content as
+/// the first later version whose name is free.
+async fn write_signed_or_next<T: Signed>(
+    ports: &Ports,
+    online: &Online,
+    role: &str,
+    md: Metadata<T>,
+    bytes: Vec<u8>,
+    expires: Expires,
+) -> Result<(u64, Metadata<T>), TaskError> {
+    let version = md.signed.version();
+    match ports
+        .store
+        .put_versioned(&format!("{version}.{role}.json"), &bytes)
+        .await
+    {
+        Ok(()) => Ok((version, md)),
+        Err(e) if e.kind == PortErrorKind::Conflict => {
+            write_next_version(ports, online, role, md.signed, version + 1, expires).await
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Writes `signed` as version `start`, or the first later version whose name is free.
