@@ -521,6 +521,7 @@ pub(crate) struct Publication<'a> {
     online: &'a Online,
     current: &'a Current,
     now: DateTime<Utc>,
+    /// The snapshot entries this publication changed (the rest are the current snapshot's).
     meta: BTreeMap<String, MetaFile>,
     records: Vec<RoleRecord>,
     targets: Option<Metadata<Targets>>,
@@ -537,11 +538,18 @@ impl<'a> Publication<'a> {
             online,
             current,
             now: ports.clock.now(),
-            meta: current.snapshot.signed.meta.clone(),
+            meta: BTreeMap::new(),
             records: Vec::new(),
             targets: None,
             pending: Mutex::new(None),
         }
+    }
+
+    /// The snapshot entry of `file` as this publication leaves it so far.
+    fn meta_of(&self, file: &str) -> Option<&MetaFile> {
+        self.meta
+            .get(file)
+            .or_else(|| self.current.snapshot.signed.meta.get(file))
     }
 
     /// The time the publication started.
@@ -565,8 +573,7 @@ impl<'a> Publication<'a> {
             .into_iter()
             .map(|u| {
                 let version = self
-                    .meta
-                    .get(&format!("{}.json", u.name))
+                    .meta_of(&format!("{}.json", u.name))
                     .map_or(1, |m| m.version + 1);
                 (u, version)
             })
@@ -683,8 +690,7 @@ impl<'a> Publication<'a> {
         self.flush().await?;
         let version = md.signed.version;
         let next = self
-            .meta
-            .get(&format!("{name}.json"))
+            .meta_of(&format!("{name}.json"))
             .map_or(1, |m| m.version + 1);
         if version != next {
             return Ok(Err(format!(
@@ -728,8 +734,7 @@ impl<'a> Publication<'a> {
     pub async fn publish_targets(&mut self, signed: Targets, days: u32) -> Result<(), TaskError> {
         self.flush().await?;
         let start = self
-            .meta
-            .get("targets.json")
+            .meta_of("targets.json")
             .map_or(1, |m| m.version + 1)
             .max(self.current.targets.signed.version + 1);
         let expires = expires_in(self.now, days);
@@ -760,30 +765,39 @@ impl<'a> Publication<'a> {
             let expires = expires_in(self.now, days);
             let start = snapshot_version + 1;
             // The last batch of roles is made durable while the snapshot listing the versions
-            // planned for it is encoded and signed; a role that had to take a later version
-            // (its name left by an interrupted run) has the snapshot signed again. The meta
-            // map is not needed after this (16,385 entries for 16,384 bins: moved, not
-            // copied).
+            // planned for it is built, encoded and signed; a role that had to take a later
+            // version (its name left by an interrupted run) has the snapshot signed again.
             let pending = self.take_pending();
-            let mut meta = std::mem::take(&mut self.meta);
             let planned = pending
                 .as_ref()
                 .map(|(_, planned)| planned.clone())
                 .unwrap_or_default();
-            for (name, version) in &planned {
-                meta.insert(format!("{name}.json"), MetaFile::version_only(*version));
-            }
-            let mut snapshot = Snapshot::new(0, expires, meta);
-            snapshot.set_version_and_expires(start, expires);
+            let changed = std::mem::take(&mut self.meta);
+            let base = &self.current.snapshot.signed.meta;
+            let snapshot = async move {
+                // The 16,385-entry map of 16,384 bins copied while the batch is written.
+                let mut meta = base.clone();
+                meta.extend(changed);
+                for (name, version) in &planned {
+                    meta.insert(format!("{name}.json"), MetaFile::version_only(*version));
+                }
+                let mut snapshot = Snapshot::new(0, expires, meta);
+                snapshot.set_version_and_expires(start, expires);
+                snapshot
+            };
             let online = self.online;
-            let (written, signed) =
-                futures_util::future::join(wait_for(pending), online.sign_stored(snapshot)).await;
+            let (written, signed) = futures_util::future::join(wait_for(pending), async {
+                online.sign_stored(snapshot.await).await
+            })
+            .await;
             let (mut md, mut bytes) = signed?;
             if let Some(written) = written? {
                 let moved: Vec<(String, u64)> = written
                     .iter()
-                    .filter(|w| planned.get(&w.name) != Some(&w.version))
                     .map(|w| (format!("{}.json", w.name), w.version))
+                    .filter(|(file, version)| {
+                        md.signed.meta.get(file).map(|m| m.version) != Some(*version)
+                    })
                     .collect();
                 self.record(written);
                 if !moved.is_empty() {
