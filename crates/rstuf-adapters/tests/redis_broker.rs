@@ -279,7 +279,10 @@ async fn a_batch_takes_what_is_waiting_in_order_and_records_every_task_it_return
         (queue, task("m3", queue)),
         (queue, task("m4", queue)),
         (queue, bad_body.to_vec()),
-        ("rstuf_internals\x06\x163", serde_json::to_vec(&no_info).unwrap()),
+        (
+            "rstuf_internals\x06\x163",
+            serde_json::to_vec(&no_info).unwrap(),
+        ),
     ];
     for (key, bytes) in sent {
         let _: () = redis::cmd("LPUSH")
