@@ -491,9 +491,6 @@ fn payload_from_stored(
     }
 }
 
-/// The version planned for each role of a batch being written, by role name.
-type Planned = BTreeMap<String, u64>;
-
 /// A batch of role files being written while the next batch is encoded.
 type PendingWrite<'a> = std::pin::Pin<
     Box<dyn std::future::Future<Output = Result<Vec<Written>, TaskError>> + Send + 'a>,
@@ -521,14 +518,14 @@ pub(crate) struct Publication<'a> {
     online: &'a Online,
     current: &'a Current,
     now: DateTime<Utc>,
-    /// The snapshot entries this publication changed (the rest are the current snapshot's).
+    /// The snapshot entries this publication changed (the rest are the current snapshot's);
+    /// a batch being written has its planned versions here until it is recorded.
     meta: BTreeMap<String, MetaFile>,
     records: Vec<RoleRecord>,
     targets: Option<Metadata<Targets>>,
-    /// The batch of role files being written (see [`Publication::publish_roles`]), with the
-    /// version planned for each role. In a mutex only so the publication is `Sync`; it is
-    /// reached through `&mut self`.
-    pending: Mutex<Option<(PendingWrite<'a>, Planned)>>,
+    /// The batch of role files being written (see [`Publication::publish_roles`]). In a
+    /// mutex only so the publication is `Sync`; it is reached through `&mut self`.
+    pending: Mutex<Option<PendingWrite<'a>>>,
 }
 
 impl<'a> Publication<'a> {
@@ -585,18 +582,18 @@ impl<'a> Publication<'a> {
             self.record(written);
         }
         let encoded = encoded?;
-        let planned = encoded
-            .iter()
-            .map(|e| (e.name.clone(), e.version))
-            .collect();
-        *self.pending.get_mut().expect("pending write") = Some((
-            Box::pin(write_batch(self.ports, self.online, encoded)),
-            planned,
-        ));
+        for e in &encoded {
+            self.meta.insert(
+                format!("{}.json", e.name),
+                MetaFile::version_only(e.version),
+            );
+        }
+        *self.pending.get_mut().expect("pending write") =
+            Some(Box::pin(write_batch(self.ports, self.online, encoded)));
         Ok(())
     }
 
-    fn take_pending(&mut self) -> Option<(PendingWrite<'a>, Planned)> {
+    fn take_pending(&mut self) -> Option<PendingWrite<'a>> {
         self.pending.get_mut().expect("pending write").take()
     }
 
@@ -768,19 +765,12 @@ impl<'a> Publication<'a> {
             // planned for it is built, encoded and signed; a role that had to take a later
             // version (its name left by an interrupted run) has the snapshot signed again.
             let pending = self.take_pending();
-            let planned = pending
-                .as_ref()
-                .map(|(_, planned)| planned.clone())
-                .unwrap_or_default();
             let changed = std::mem::take(&mut self.meta);
             let base = &self.current.snapshot.signed.meta;
             let snapshot = async move {
                 // The 16,385-entry map of 16,384 bins copied while the batch is written.
                 let mut meta = base.clone();
                 meta.extend(changed);
-                for (name, version) in &planned {
-                    meta.insert(format!("{name}.json"), MetaFile::version_only(*version));
-                }
                 let mut snapshot = Snapshot::new(0, expires, meta);
                 snapshot.set_version_and_expires(start, expires);
                 snapshot
@@ -910,11 +900,9 @@ async fn write_batch(
 }
 
 /// Waits for a batch being written, if any.
-async fn wait_for(
-    pending: Option<(PendingWrite<'_>, Planned)>,
-) -> Result<Option<Vec<Written>>, TaskError> {
+async fn wait_for(pending: Option<PendingWrite<'_>>) -> Result<Option<Vec<Written>>, TaskError> {
     match pending {
-        Some((write, _)) => write.await.map(Some),
+        Some(write) => write.await.map(Some),
         None => Ok(None),
     }
 }
