@@ -5,6 +5,7 @@
 //! does.
 
 pub mod amqp_broker;
+pub mod coalesce;
 pub mod cpu;
 pub mod dynaconf;
 pub mod local_store;

@@ -18,6 +18,7 @@ use rstuf_celery::result::{self, RESULT_TTL_SECS, Record};
 use rstuf_celery::{MessageError, Received};
 use rstuf_engine::ports::PortError;
 
+use crate::coalesce::Coalescer;
 use crate::redis_settings::redis_error;
 
 /// The `status` of the JSON record in `stored` (false when there is none or it is not one).
@@ -43,16 +44,25 @@ if status ~= 'SUCCESS' then
 end
 return status";
 
-/// `SETEX` and `PUBLISH` a record unless the stored record is a SUCCESS; returns the status
-/// that was stored.
+/// For each record key `KEYS[i]`: `SETEX` (`ARGV[1]` seconds) and `PUBLISH` the record
+/// `ARGV[i + 1]` unless the stored record is a SUCCESS. Returns the status that was stored
+/// for each (nil for none).
 const STORE: &str = r"
-local status = stored_status(redis.call('get', KEYS[1]))
-if status == 'SUCCESS' then
-    return status
+local before = {}
+for i = 1, #KEYS do
+    local status = stored_status(redis.call('get', KEYS[i]))
+    if status ~= 'SUCCESS' then
+        redis.call('setex', KEYS[i], ARGV[1], ARGV[i + 1])
+        redis.call('publish', KEYS[i], ARGV[i + 1])
+    end
+    before[i] = status
 end
-redis.call('setex', KEYS[1], ARGV[1], ARGV[2])
-redis.call('publish', KEYS[1], ARGV[2])
-return status";
+return before";
+
+/// The most result records written by one script call.
+const STORE_BATCH: usize = 256;
+/// The most acknowledgements sent in one transaction.
+const ACK_BATCH: usize = 512;
 
 /// Records the message already popped (`ARGV[3]` its tag, `''` for none; `ARGV[4]` its
 /// unacknowledged value), then pops up to `ARGV[2]` more from the queue keys (`KEYS[3..]`, in
@@ -156,6 +166,8 @@ pub struct RedisBroker {
     pop: ConnectionManager,
     conn: ConnectionManager,
     take: Arc<redis::Script>,
+    /// Acknowledgements of concurrent tasks, sent together (delivery tags).
+    acks: Coalescer<String, ()>,
     queues: Vec<String>,
     keys: Vec<String>,
 }
@@ -187,10 +199,20 @@ impl RedisBroker {
             .await
             .map_err(|e| redis_error("connecting to the broker", e))?;
         let keys = queues.iter().flat_map(|q| queue_keys(q)).collect();
+        let ack_conn = conn.clone();
+        let acks = Coalescer::spawn(ACK_BATCH, move |tags: Vec<String>| {
+            let mut conn = ack_conn.clone();
+            async move {
+                let count = tags.len();
+                forget_all(&mut conn, &tags).await?;
+                Ok(vec![(); count])
+            }
+        });
         Ok(RedisBroker {
             pop,
             conn,
             take: Arc::new(redis::Script::new(TAKE)),
+            acks,
             queues: queues.iter().map(|q| q.to_string()).collect(),
             keys,
         })
@@ -303,27 +325,14 @@ impl RedisBroker {
     }
 
     async fn forget(&self, tag: &str) -> Result<(), PortError> {
-        let mut conn = self.conn.clone();
-        let _: () = redis::pipe()
-            .atomic()
-            .cmd("ZREM")
-            .arg(UNACKED_INDEX)
-            .arg(tag)
-            .ignore()
-            .cmd("HDEL")
-            .arg(UNACKED)
-            .arg(tag)
-            .ignore()
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| redis_error("acknowledging a message", e))?;
-        Ok(())
+        forget_all(&mut self.conn.clone(), &[tag]).await
     }
 
-    /// Acknowledges a delivered message: it is done and is never delivered again.
+    /// Acknowledges a delivered message: it is done and is never delivered again. The
+    /// acknowledgements of concurrent tasks go together in one transaction.
     pub async fn ack(&self, envelope: &Envelope) -> Result<(), PortError> {
         match envelope.delivery_tag() {
-            Some(tag) => self.forget(tag).await,
+            Some(tag) => self.acks.call(tag.to_string()).await,
             None => Ok(()),
         }
     }
@@ -465,12 +474,35 @@ impl RedisBroker {
     }
 }
 
+/// Removes the unacknowledged records of `tags` (kombu's acknowledgement), in one transaction.
+async fn forget_all<T: AsRef<str>>(
+    conn: &mut ConnectionManager,
+    tags: &[T],
+) -> Result<(), PortError> {
+    let tags: Vec<&str> = tags.iter().map(AsRef::as_ref).collect();
+    let _: () = redis::pipe()
+        .atomic()
+        .cmd("ZREM")
+        .arg(UNACKED_INDEX)
+        .arg(&tags)
+        .ignore()
+        .cmd("HDEL")
+        .arg(UNACKED)
+        .arg(&tags)
+        .ignore()
+        .query_async(conn)
+        .await
+        .map_err(|e| redis_error("acknowledging a message", e))?;
+    Ok(())
+}
+
 /// The Celery result backend on Redis.
 #[derive(Clone)]
 pub struct RedisResults {
     conn: ConnectionManager,
     pre_run: Arc<redis::Script>,
-    store: Arc<redis::Script>,
+    /// Records of concurrent tasks, written together ([`STORE`]).
+    store: Coalescer<(String, Vec<u8>), Option<String>>,
 }
 
 impl std::fmt::Debug for RedisResults {
@@ -487,10 +519,27 @@ impl RedisResults {
             .get_connection_manager()
             .await
             .map_err(|e| redis_error("connecting to the result backend", e))?;
+        let script = Arc::new(redis::Script::new(&format!("{STORED_STATUS}{STORE}")));
+        let store_conn = conn.clone();
+        let store = Coalescer::spawn(STORE_BATCH, move |records: Vec<(String, Vec<u8>)>| {
+            let mut conn = store_conn.clone();
+            let script = script.clone();
+            async move {
+                let mut invocation = script.prepare_invoke();
+                invocation.arg(RESULT_TTL_SECS);
+                for (key, record) in records {
+                    invocation.key(key).arg(record);
+                }
+                invocation
+                    .invoke_async(&mut conn)
+                    .await
+                    .map_err(|e| redis_error("writing a task result", e))
+            }
+        });
         Ok(RedisResults {
             conn,
             pre_run: Arc::new(redis::Script::new(&format!("{STORED_STATUS}{PRE_RUN}"))),
-            store: Arc::new(redis::Script::new(&format!("{STORED_STATUS}{STORE}"))),
+            store,
         })
     }
 
@@ -531,14 +580,12 @@ impl RedisResults {
     /// As [`RedisResults::store`], returning the state that was stored, if any: a task that
     /// starts at once stores STARTED and learns whether it already succeeded (a redelivery) in
     /// one round trip. (Its PRE_RUN record, optional, would be overwritten at once.)
+    ///
+    /// Records stored by concurrent tasks while one script call is on its way go together in
+    /// the next ([`Coalescer`]).
     pub async fn replace(&self, record: &Record) -> Result<Option<String>, PortError> {
-        let mut conn = self.conn.clone();
         self.store
-            .key(result::result_key(&record.task_id))
-            .arg(RESULT_TTL_SECS)
-            .arg(record.to_bytes())
-            .invoke_async(&mut conn)
+            .call((result::result_key(&record.task_id), record.to_bytes()))
             .await
-            .map_err(|e| redis_error("writing a task result", e))
     }
 }

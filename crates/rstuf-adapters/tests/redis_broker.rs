@@ -333,4 +333,61 @@ async fn a_batch_takes_what_is_waiting_in_order_and_records_every_task_it_return
     }
     assert!(unacked_tags(&url).await.is_empty());
     assert!(broker.next_batch(10).await.unwrap().is_empty());
+
+    // Acknowledgements and result records of many concurrent tasks go together (a few
+    // transactions and script calls); each still lands, on its own key, with its own answer.
+    for n in 0..300 {
+        let _: () = redis::cmd("LPUSH")
+            .arg(queue)
+            .arg(task(&format!("c{n}"), queue))
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    }
+    let mut handles = Vec::new();
+    while handles.len() < 300 {
+        for received in broker.next_batch(64).await.unwrap() {
+            match received {
+                Received::Task { handle, .. } => handles.push(handle),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    assert_eq!(unacked_tags(&url).await.len(), 300);
+    let results = RedisResults::connect(&url).await.unwrap();
+    // Every third task already succeeded: its SUCCESS must stay.
+    for n in (0..300).step_by(3) {
+        let done = Record::success(&format!("c{n}"), json!("first"), Utc::now());
+        assert_eq!(results.replace(&done).await.unwrap(), None);
+    }
+    let acks: Vec<_> = handles
+        .into_iter()
+        .map(|handle| {
+            let broker = broker.clone();
+            let results = results.clone();
+            tokio::spawn(async move {
+                let id = handle.message.id.clone();
+                let record = Record::success(&id, json!("second"), Utc::now());
+                let before = results.replace(&record).await.unwrap();
+                broker.ack(&handle).await.unwrap();
+                (id, before)
+            })
+        })
+        .collect();
+    for ack in acks {
+        let (id, before) = ack.await.unwrap();
+        let n: usize = id[1..].parse().unwrap();
+        let expected = if n.is_multiple_of(3) { Some("SUCCESS") } else { None };
+        assert_eq!(before.as_deref(), expected, "{id}");
+        let stored: Vec<u8> = redis::cmd("GET")
+            .arg(format!("celery-task-meta-{id}"))
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        let stored: Value = serde_json::from_slice(&stored).unwrap();
+        assert_eq!(stored["task_id"], json!(id));
+        let kept = if n.is_multiple_of(3) { "first" } else { "second" };
+        assert_eq!(stored["result"], json!(kept), "{id}");
+    }
+    assert!(unacked_tags(&url).await.is_empty());
 }

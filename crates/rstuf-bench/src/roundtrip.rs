@@ -382,6 +382,72 @@ async fn purge_redis_queue(url: &str) -> anyhow::Result<()> {
 }
 
 /// The results of one broker's run.
+/// CPU time (user + system) used so far by every process whose command name is `name`, ms.
+fn cpu_ms_named(name: &str) -> f64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim_end() == name)
+        })
+        .filter_map(|pid| cpu_ms(pid).ok())
+        .sum()
+}
+
+/// Busy CPU time of the whole machine so far (all cores; not idle, not waiting for I/O), ms.
+fn machine_busy_ms() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+        return 0.0;
+    };
+    let ticks: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    let busy: f64 = ticks.iter().take(8).sum::<f64>()
+        - ticks.get(3).copied().unwrap_or(0.0)
+        - ticks.get(4).copied().unwrap_or(0.0);
+    busy * 10.0
+}
+
+/// CPU time used by each process that takes part in a run, ms, at one instant.
+#[derive(Clone, Copy, Default)]
+struct CpuShares {
+    worker: f64,
+    redis: f64,
+    postgres: f64,
+    bench: f64,
+    machine: f64,
+}
+
+impl CpuShares {
+    fn now(worker: u32) -> anyhow::Result<Self> {
+        Ok(CpuShares {
+            worker: cpu_ms(worker)?,
+            redis: cpu_ms_named("redis-server"),
+            postgres: cpu_ms_named("postgres"),
+            bench: cpu_ms(std::process::id())?,
+            machine: machine_busy_ms(),
+        })
+    }
+
+    fn since(self, before: CpuShares) -> CpuShares {
+        CpuShares {
+            worker: self.worker - before.worker,
+            redis: self.redis - before.redis,
+            postgres: self.postgres - before.postgres,
+            bench: self.bench - before.bench,
+            machine: self.machine - before.machine,
+        }
+    }
+}
+
 struct Timings {
     /// Round trip of each measured task, ms, in sending order.
     round_trips: Vec<f64>,
@@ -391,8 +457,8 @@ struct Timings {
     warmup: Vec<f64>,
     /// Wall time of the measured tasks.
     elapsed: Duration,
-    /// CPU time the worker used during the measured tasks, ms.
-    cpu_ms: f64,
+    /// CPU time used during the measured tasks, ms.
+    cpu: CpuShares,
 }
 
 async fn measure(
@@ -439,14 +505,14 @@ async fn measure(
         ids: Vec::with_capacity(options.tasks),
         warmup: Vec::with_capacity(options.warmup),
         elapsed: Duration::ZERO,
-        cpu_ms: 0.0,
+        cpu: CpuShares::default(),
     };
     // Warm-up, one at a time; then the measured tasks with `inflight` outstanding.
     for (warming_up, count, inflight) in [
         (true, options.warmup, 1),
         (false, options.tasks, options.inflight),
     ] {
-        let cpu_before = cpu_ms(worker.pid())?;
+        let cpu_before = CpuShares::now(worker.pid())?;
         let started = Instant::now();
         let mut pending: HashMap<String, Instant> = HashMap::new();
         let mut sent = 0;
@@ -508,7 +574,7 @@ async fn measure(
         }
         if !warming_up {
             timings.elapsed = started.elapsed();
-            timings.cpu_ms = cpu_ms(worker.pid())? - cpu_before;
+            timings.cpu = CpuShares::now(worker.pid())?.since(cpu_before);
         }
     }
     drop(records);
@@ -571,7 +637,16 @@ fn report(
             "worker_logged": in_worker.len(),
             "worker_p50_ms": ms(percentile(&in_worker, 50.0)),
             "worker_p99_ms": ms(percentile(&in_worker, 99.0)),
-            "worker_cpu_ms_per_task": ms(timings.cpu_ms / sorted.len() as f64),
+            "worker_cpu_ms_per_task": ms(timings.cpu.worker / sorted.len() as f64),
+            // Everything else the run keeps busy, per task: the producer and result reader
+            // (this process), Redis and PostgreSQL, and the whole machine's busy time.
+            "bench_cpu_ms_per_task": ms(timings.cpu.bench / sorted.len() as f64),
+            "redis_cpu_ms_per_task": ms(timings.cpu.redis / sorted.len() as f64),
+            "postgres_cpu_ms_per_task": ms(timings.cpu.postgres / sorted.len() as f64),
+            "machine_cpu_ms_per_task": ms(timings.cpu.machine / sorted.len() as f64),
+            "machine_busy": ((timings.cpu.machine / 1000.0 / seconds
+                / std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64))
+                * 100.0).round() / 100.0,
             "warmup_ms": timings.warmup.iter().map(|v| ms(*v)).collect::<Vec<_>>(),
         })
     );
