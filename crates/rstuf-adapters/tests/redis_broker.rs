@@ -377,7 +377,11 @@ async fn a_batch_takes_what_is_waiting_in_order_and_records_every_task_it_return
     for ack in acks {
         let (id, before) = ack.await.unwrap();
         let n: usize = id[1..].parse().unwrap();
-        let expected = if n.is_multiple_of(3) { Some("SUCCESS") } else { None };
+        let expected = if n.is_multiple_of(3) {
+            Some("SUCCESS")
+        } else {
+            None
+        };
         assert_eq!(before.as_deref(), expected, "{id}");
         let stored: Vec<u8> = redis::cmd("GET")
             .arg(format!("celery-task-meta-{id}"))
@@ -386,7 +390,11 @@ async fn a_batch_takes_what_is_waiting_in_order_and_records_every_task_it_return
             .unwrap();
         let stored: Value = serde_json::from_slice(&stored).unwrap();
         assert_eq!(stored["task_id"], json!(id));
-        let kept = if n.is_multiple_of(3) { "first" } else { "second" };
+        let kept = if n.is_multiple_of(3) {
+            "first"
+        } else {
+            "second"
+        };
         assert_eq!(stored["result"], json!(kept), "{id}");
     }
     assert!(unacked_tags(&url).await.is_empty());

@@ -2,12 +2,14 @@
 //! their publications.
 //!
 //! A task hands its rows to the [`PublishQueue`] and waits. One task at a time leads a round:
-//! it takes every row handed in so far, writes them in one transaction, takes the repository
-//! lock, passes the lead to a task that arrived meanwhile, publishes everything unpublished and
-//! answers every task whose rows it took. So a burst of one-artifact tasks costs one
-//! transaction and one publication per round, a task whose rows a round covered never queues
-//! for the lock, and the next round gathers and writes its rows while this one publishes (at
-//! most one round waits for the lock). A round whose roles an earlier round or another worker
+//! it takes every row handed in so far, writes them in one transaction, and takes the
+//! repository lock; while it waits for the lock (the previous round publishing), every task
+//! that arrives joins the round and its rows are written too. Holding the lock, it passes the
+//! lead to the next task to arrive, publishes everything unpublished and answers every task
+//! whose rows it took. So a burst of one-artifact tasks costs a few transactions and one
+//! publication per round, a task whose rows a round covered never queues for the lock, the
+//! next round gathers and writes its rows while this one publishes (at most one round waits
+//! for the lock), and a round publishes everything that arrived before it could start. A round whose roles an earlier round or another worker
 //! published while it waited for the lock publishes nothing.
 //!
 //! A task answered has its rows in published metadata (or shares the round's error). A leader
@@ -47,6 +49,8 @@ struct Waiter {
 struct State {
     waiting: Vec<Waiter>,
     leading: bool,
+    /// Told when a task starts waiting (by a leader waiting for the lock).
+    arrival: Option<oneshot::Sender<()>>,
 }
 
 /// The rounds of one process (share one per repository, like the metadata cache).
@@ -77,6 +81,26 @@ impl PublishQueue {
         self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Resolves once a task waits for a round (at once if one does).
+    fn arrival(&self) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        let mut state = self.state();
+        if state.waiting.is_empty() {
+            state.arrival = Some(tx);
+        } else {
+            let _ = tx.send(());
+        }
+        rx
+    }
+
+    /// The waiting tasks, taken into the caller's round; those cancelled while they waited
+    /// (time limit, shutdown) failed, and their rows stay out.
+    fn take_waiting(&self) -> Vec<Waiter> {
+        let mut round = std::mem::take(&mut self.state().waiting);
+        round.retain(|w| !w.reply.is_canceled());
+        round
     }
 
     /// Passes the lead to the first waiting task that is still there, or gives it up.
@@ -136,6 +160,9 @@ pub(crate) async fn write_and_publish(
                     change: change.clone(),
                     reply,
                 });
+                if let Some(arrival) = state.arrival.take() {
+                    let _ = arrival.send(());
+                }
                 false
             } else {
                 state.leading = true;
@@ -158,47 +185,71 @@ pub(crate) async fn write_and_publish(
     }
 }
 
-/// Runs one round: this task's change and those of every task waiting now.
+/// Runs one round: this task's change, those of every task waiting now, and those of every
+/// task that arrives while the round waits for the lock.
 async fn lead(ports: &Ports, queue: &PublishQueue, own: &Arc<Change>) -> Result<(), TaskError> {
     let mut leading = Leading {
         queue,
         passed: false,
     };
-    let mut round = std::mem::take(&mut queue.state().waiting);
-    // A task cancelled while it waited (time limit, shutdown) failed: its rows stay out.
-    round.retain(|w| !w.reply.is_canceled());
-    let changes: Vec<&Change> = std::iter::once(own.as_ref())
-        .chain(round.iter().map(|w| w.change.as_ref()))
-        .collect();
-    let rows = merge(&changes);
-    let mut roles: Vec<&str> = changes
-        .iter()
-        .flat_map(|c| c.roles.iter().map(String::as_str))
-        .collect();
-    roles.sort_unstable();
-    roles.dedup();
-    let result = run_round(ports, &mut leading, &rows, &roles).await;
+    let mut round = queue.take_waiting();
+    let result = run_round(ports, queue, &mut leading, own, &mut round).await;
     for waiter in round {
         let _ = waiter.reply.send(Turn::Done(result.clone()));
     }
     result
 }
 
-/// Writes the round's rows, then, under the lock, publishes every role with unpublished rows
-/// unless another round or worker already published the round's roles.
+/// Writes the round's rows and takes the lock; while the lock is held elsewhere (the previous
+/// round publishing), the tasks that arrive join this round and their rows are written too, so
+/// a round publishes everything that arrived before it could start (without this, rounds
+/// alternate between large and small, and a small one pays a publication's fixed cost for a
+/// few tasks). Then, under the lock, it publishes every role with unpublished rows unless
+/// another round or worker already published the round's roles.
 async fn run_round(
     ports: &Ports,
+    queue: &PublishQueue,
     leading: &mut Leading<'_>,
-    rows: &[NewArtifact],
-    roles: &[&str],
+    own: &Change,
+    round: &mut Vec<Waiter>,
 ) -> Result<(), TaskError> {
+    let changes: Vec<&Change> = std::iter::once(own)
+        .chain(round.iter().map(|w| w.change.as_ref()))
+        .collect();
+    let mut roles = roles_of(&changes);
+    let rows = merge(&changes);
     if !rows.is_empty() {
-        ports.index.add_artifacts(rows).await?;
+        ports.index.add_artifacts(&rows).await?;
     }
-    let held = ports.lock.acquire().await?;
+    let mut acquire = ports.lock.acquire();
+    let mut written = Ok(());
+    let held = loop {
+        if written.is_err() {
+            // Not dropped while it may be taking the lock: it would be left held.
+            break acquire.await;
+        }
+        match futures_util::future::select(acquire, queue.arrival()).await {
+            futures_util::future::Either::Left((held, _)) => break held,
+            futures_util::future::Either::Right((_, pending)) => {
+                acquire = pending;
+                let joined = queue.take_waiting();
+                let changes: Vec<&Change> = joined.iter().map(|w| w.change.as_ref()).collect();
+                roles.extend(roles_of(&changes));
+                let rows = merge(&changes);
+                round.extend(joined);
+                if !rows.is_empty() {
+                    written = ports.index.add_artifacts(&rows).await;
+                }
+            }
+        }
+    };
+    let held = held?;
     leading.pass();
     let guard: &dyn LockGuard = held.as_ref();
     let result = async {
+        written?;
+        roles.sort_unstable();
+        roles.dedup();
         let pending = ports.index.roles_with_unpublished().await?;
         if roles.iter().any(|r| pending.iter().any(|p| p == r)) {
             publish_roles_locked(ports, guard, pending).await?;
@@ -210,6 +261,14 @@ async fn run_round(
     // timestamp was written only after `still_held` confirmed the lock.
     let _ = held.release().await;
     result
+}
+
+/// The roles the changes are in (unsorted, may repeat).
+fn roles_of(changes: &[&Change]) -> Vec<String> {
+    changes
+        .iter()
+        .flat_map(|c| c.roles.iter().cloned())
+        .collect()
 }
 
 /// The rows of a round in arrival order, a path given more than once keeping its last info
