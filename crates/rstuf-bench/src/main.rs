@@ -194,7 +194,12 @@ async fn wipe(dir: &std::path::Path) -> anyhow::Result<()> {
     support::recreate_postgres_db(DATABASE).await;
     let client = redis::Client::open(REDIS)?;
     let mut c = client.get_multiplexed_async_connection().await?;
-    let _: () = redis::cmd("FLUSHDB").query_async(&mut c).await?;
+    // ASYNC: the keys go at once, their memory is freed in the background (a database of many
+    // runs' result records took longer to free than the client waits for a reply).
+    let _: () = redis::cmd("FLUSHDB")
+        .arg("ASYNC")
+        .query_async(&mut c)
+        .await?;
     Ok(())
 }
 
