@@ -9,8 +9,9 @@
 //! whose rows it took. So a burst of one-artifact tasks costs a few transactions and one
 //! publication per round, a task whose rows a round covered never queues for the lock, the
 //! next round gathers and writes its rows while this one publishes (at most one round waits
-//! for the lock), and a round publishes everything that arrived before it could start. A round whose roles an earlier round or another worker
-//! published while it waited for the lock publishes nothing.
+//! for the lock), and a round publishes everything that arrived before it could start. A round
+//! whose roles an earlier round or another worker published while it waited for the lock
+//! publishes nothing.
 //!
 //! A task answered has its rows in published metadata (or shares the round's error). A leader
 //! that is cancelled (time limit, shutdown) answers nobody: the tasks of its round hand their
