@@ -214,14 +214,11 @@ async fn run_round(
     own: &Change,
     round: &mut Vec<Waiter>,
 ) -> Result<(), TaskError> {
+    let mut roles = Vec::new();
     let changes: Vec<&Change> = std::iter::once(own)
         .chain(round.iter().map(|w| w.change.as_ref()))
         .collect();
-    let mut roles = roles_of(&changes);
-    let rows = merge(&changes);
-    if !rows.is_empty() {
-        ports.index.add_artifacts(&rows).await?;
-    }
+    write_changes(ports, &changes, &mut roles).await?;
     let mut acquire = ports.lock.acquire();
     let mut written = Ok(());
     let held = loop {
@@ -235,12 +232,8 @@ async fn run_round(
                 acquire = pending;
                 let joined = queue.take_waiting();
                 let changes: Vec<&Change> = joined.iter().map(|w| w.change.as_ref()).collect();
-                roles.extend(roles_of(&changes));
-                let rows = merge(&changes);
+                written = write_changes(ports, &changes, &mut roles).await;
                 round.extend(joined);
-                if !rows.is_empty() {
-                    written = ports.index.add_artifacts(&rows).await;
-                }
             }
         }
     };
@@ -264,12 +257,19 @@ async fn run_round(
     result
 }
 
-/// The roles the changes are in (unsorted, may repeat).
-fn roles_of(changes: &[&Change]) -> Vec<String> {
-    changes
-        .iter()
-        .flat_map(|c| c.roles.iter().cloned())
-        .collect()
+/// Writes the rows of `changes` in one transaction (see [`merge`]) and adds the roles they
+/// are in to `roles` (unsorted, may repeat).
+async fn write_changes(
+    ports: &Ports,
+    changes: &[&Change],
+    roles: &mut Vec<String>,
+) -> Result<(), TaskError> {
+    roles.extend(changes.iter().flat_map(|c| c.roles.iter().cloned()));
+    let rows = merge(changes);
+    if !rows.is_empty() {
+        ports.index.add_artifacts(&rows).await?;
+    }
+    Ok(())
 }
 
 /// The rows of a round in arrival order, a path given more than once keeping its last info
