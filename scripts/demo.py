@@ -1,6 +1,6 @@
 """Talks to a running worker the way the RSTUF API does, with the PyPI celery client:
 
-    .venv/bin/python scripts/demo.py bootstrap        # a fresh copy of the fixture payload
+    .venv/bin/python scripts/demo.py bootstrap        # the fixture payload, with our online key
     .venv/bin/python scripts/demo.py add PATH LENGTH SHA256
     .venv/bin/python scripts/demo.py remove PATH
     .venv/bin/python scripts/demo.py publish
@@ -23,7 +23,9 @@ from securesystemslib.signer import CryptoSigner
 from tuf.api.metadata import Metadata
 
 HERE = pathlib.Path(__file__).resolve().parent
-FIXTURES = HERE.parent.parent / "shared" / "fixtures"
+FIXTURES = HERE.parent / "tests" / "fixtures"
+ONLINE_KEY_DIR = pathlib.Path(os.environ.get("RSTUF_ONLINE_KEY_DIR")
+                              or HERE.parent / "target" / "rstuf-demo" / "online-key")
 ROOT_KEYS = {  # the fixture root keys (RSTUF CLI test keys, password hunter2)
     "c6d8bf2e4f48b41ac2ce8eca21415ca8ef68c133b47fc33df03d4070a7e1e9cc": "JH.ed25519",
     "50d7e110ad65f3b2dba5c3cfc8c5ca259be9774cc26be3410044ffd4be3aa5f3": "JJ.ecdsa",
@@ -39,10 +41,30 @@ app = Celery("demo", broker=broker, backend=backend)
 app.conf.update(result_persistent=True, task_acks_late=True)
 
 
+def online_key():
+    """The public half of the key scripts/worker.sh created (or found) in the online-key
+    directory: a file named by its key id, as `fn:<keyid>` URIs find it."""
+    names = sorted(p.name for p in ONLINE_KEY_DIR.glob("*")
+                   if len(p.name) == 64 and all(c in "0123456789abcdef" for c in p.name))
+    if not names:
+        sys.exit(f"no online key in {ONLINE_KEY_DIR}: start scripts/worker.sh first")
+    pem = (ONLINE_KEY_DIR / names[0]).read_bytes()
+    key = CryptoSigner(load_pem_private_key(pem, password=None)).public_key
+    key.unrecognized_fields.update({"x-rstuf-key-name": "Online Key",
+                                    "x-rstuf-online-key-uri": f"fn:{key.keyid}"})
+    return key
+
+
 def fresh_bootstrap_payload():
-    """The fixture payload with its root re-signed to expire in a year (as the CLI would)."""
+    """The fixture payload with the worker's online key in place of the fixture's, its root
+    re-signed by the fixture root keys to expire in a year (as the CLI's ceremony would)."""
     payload = json.loads((FIXTURES / "api-payloads/bootstrap/payload_bins.json").read_text())
     root = Metadata.from_dict(payload["metadata"]["root"])
+    online = online_key()
+    for role in ("targets", "snapshot", "timestamp"):
+        for keyid in list(root.signed.roles[role].keyids):
+            root.signed.revoke_key(keyid, role)
+        root.signed.add_key(online, role)
     root.signed.expires = (datetime.datetime.now(datetime.timezone.utc)
                            + datetime.timedelta(days=365)).replace(microsecond=0)
     signers = list(root.signatures)

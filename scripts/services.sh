@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# Checks that the servers the tests use answer on their standard ports, and starts any that
-# are down (PostgreSQL 5432, MariaDB 3306, Redis 6379, RabbitMQ 5672), using the same commands
-# the machine uses at boot. Exits non-zero, naming the server, if one cannot be brought up.
+# Makes sure the servers the tests and the worker use answer on their standard ports:
+# PostgreSQL 5432 (trust authentication from 127.0.0.1), MariaDB 3306 (root, no password over
+# TCP), Redis 6379 and RabbitMQ 5672 (guest/guest).
+#
+# A server that is not installed is installed with apt-get when this runs as root on Debian or
+# Ubuntu; otherwise the script names the packages to install and fails. A server that is
+# installed but down is started. Exits non-zero, naming the server, if one cannot be brought up.
 set -uo pipefail
 
 answers() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 wait_for() {
   local name=$1 port=$2
-  for _ in $(seq 1 60); do
+  for _ in $(seq 1 90); do
     answers "$port" && return 0
     sleep 1
   done
@@ -16,19 +20,92 @@ wait_for() {
   return 1
 }
 
+pg_cluster() { ls -d /etc/postgresql/*/main 2>/dev/null | head -n1; }
+
+installed() {
+  case "$1" in
+    postgresql) [ -n "$(pg_cluster)" ] && command -v pg_ctlcluster >/dev/null && command -v psql >/dev/null ;;
+    mariadb) [ -x /usr/sbin/mariadbd ] || command -v mariadbd >/dev/null ;;
+    redis) command -v redis-server >/dev/null ;;
+    rabbitmq) [ -x /usr/sbin/rabbitmq-server ] || command -v rabbitmq-server >/dev/null ;;
+  esac
+}
+
+package() {
+  case "$1" in
+    postgresql) echo postgresql ;;
+    mariadb) echo mariadb-server ;;
+    redis) echo redis-server ;;
+    rabbitmq) echo rabbitmq-server ;;
+  esac
+}
+
 start() {
   local name=$1
   case "$name" in
-    postgresql) pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start ;;
-    mariadb) start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd ;;
-    redis) redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
-             --dir /var/lib/redis --logfile /var/log/redis/ci.log ;;
+    postgresql)
+      local cluster version
+      cluster=$(pg_cluster)
+      version=$(basename "$(dirname "$cluster")")
+      pg_ctlcluster --skip-systemctl-redirect "$version" main start ;;
+    mariadb)
+      mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld 2>/dev/null
+      start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd ;;
+    redis)
+      mkdir -p /var/lib/redis /var/log/redis
+      redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+        --dir /var/lib/redis --logfile /var/log/redis/ci.log ;;
     rabbitmq) rabbitmq-server -detached ;;
   esac
 }
 
+# Settings a fresh Debian install lacks: the tests log in without passwords over TCP.
+configure_fresh() {
+  local name=$1
+  case "$name" in
+    postgresql)
+      local hba
+      hba="$(pg_cluster)/pg_hba.conf"
+      if ! grep -qE '^host\s+all\s+all\s+127\.0\.0\.1/32\s+trust' "$hba"; then
+        sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$hba"
+        pg_ctlcluster --skip-systemctl-redirect "$(basename "$(dirname "$(pg_cluster)")")" main reload
+      fi ;;
+    mariadb)
+      mariadb -uroot -e "ALTER USER root@localhost IDENTIFIED VIA mysql_native_password USING PASSWORD('') OR unix_socket" ;;
+  esac
+}
+
+entries="postgresql:5432 mariadb:3306 redis:6379 rabbitmq:5672"
+
+missing=()
+for entry in $entries; do
+  name=${entry%%:*} port=${entry##*:}
+  answers "$port" || installed "$name" || missing+=("$name")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  packages=$(for name in "${missing[@]}"; do package "$name"; done | tr '\n' ' ')
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "services: installing ${packages}"
+    export DEBIAN_FRONTEND=noninteractive
+    # Package scripts must not start daemons themselves here (there may be no init system).
+    policy=/usr/sbin/policy-rc.d
+    placed=
+    if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy" && placed=1; fi
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends $packages >/dev/null
+    status=$?
+    [ -n "$placed" ] && rm -f "$policy"
+    if [ $status -ne 0 ]; then
+      echo "services: apt-get could not install: ${packages}" >&2
+      exit 1
+    fi
+  else
+    echo "services: not installed: ${missing[*]}. Install the packages ${packages}(Debian/Ubuntu names) or run this as root to have them installed." >&2
+    exit 1
+  fi
+fi
+
 status=0
-for entry in postgresql:5432 mariadb:3306 redis:6379 rabbitmq:5672; do
+for entry in $entries; do
   name=${entry%%:*} port=${entry##*:}
   if answers "$port"; then
     echo "services: $name answers on $port"
@@ -36,6 +113,16 @@ for entry in postgresql:5432 mariadb:3306 redis:6379 rabbitmq:5672; do
   fi
   echo "services: $name is down, starting it"
   start "$name" >/dev/null 2>&1 || true
-  wait_for "$name" "$port" && echo "services: $name started" || status=1
+  if wait_for "$name" "$port"; then
+    echo "services: $name started"
+  else
+    status=1
+    continue
+  fi
+  for fresh in "${missing[@]}"; do
+    if [ "$fresh" = "$name" ]; then
+      configure_fresh "$name" >/dev/null 2>&1 || { echo "services: could not configure $name" >&2; status=1; }
+    fi
+  done
 done
 exit $status

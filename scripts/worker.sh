@@ -7,7 +7,8 @@
 #   results     Redis db 0, repository settings Redis db 1 (the API's defaults)
 #   database    PostgreSQL database rstuf_worker (created if missing)
 #   storage     target/rstuf-demo/storage
-#   online key  the fixture key directory (../shared/fixtures/keys)
+#   online key  target/rstuf-demo/online-key: a fresh ed25519 key is created there on the first
+#               start (its path and key id are printed); set RSTUF_ONLINE_KEY_DIR to use yours
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/services.sh >/dev/null
@@ -16,7 +17,11 @@ export RSTUF_BROKER_SERVER=${RSTUF_BROKER_SERVER:-redis://127.0.0.1:6379/0}
 export RSTUF_REDIS_SERVER=${RSTUF_REDIS_SERVER:-redis://127.0.0.1}
 export RSTUF_STORAGE_BACKEND=${RSTUF_STORAGE_BACKEND:-LocalStorage}
 export RSTUF_LOCAL_STORAGE_BACKEND_PATH=${RSTUF_LOCAL_STORAGE_BACKEND_PATH:-$PWD/target/rstuf-demo/storage}
-export RSTUF_ONLINE_KEY_DIR=${RSTUF_ONLINE_KEY_DIR:-$(cd .. && pwd)/shared/fixtures/keys}
+new_key_dir=
+if [ -z "${RSTUF_ONLINE_KEY_DIR:-}" ]; then
+  new_key_dir=$PWD/target/rstuf-demo/online-key
+  export RSTUF_ONLINE_KEY_DIR=$new_key_dir
+fi
 export RSTUF_WORKER_ID=${RSTUF_WORKER_ID:-$(hostname)}
 if [ -z "${RSTUF_DB_SERVER:-}" ]; then
   psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='rstuf_worker'" postgres \
@@ -25,4 +30,7 @@ if [ -z "${RSTUF_DB_SERVER:-}" ]; then
 fi
 mkdir -p "$RSTUF_LOCAL_STORAGE_BACKEND_PATH"
 cargo build --release -q -p rstuf-worker
+if [ -n "$new_key_dir" ]; then
+  target/release/rstuf-worker online-key "$new_key_dir"
+fi
 exec target/release/rstuf-worker worker

@@ -1,5 +1,4 @@
-//! The Celery broker on AMQP 0-9-1 (RabbitMQ), as kombu and py-amqp use it
-//! (spec/wire-protocol.md 2.4): for each queue a durable direct exchange and a durable classic
+//! The Celery broker on AMQP 0-9-1 (RabbitMQ), as kombu and py-amqp use it: for each queue a durable direct exchange and a durable classic
 //! queue of the same name, bound with the queue name as routing key; producers publish to the
 //! default exchange; headers travel as an AMQP table and the body is the raw JSON.
 //!

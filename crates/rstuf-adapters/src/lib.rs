@@ -8,6 +8,7 @@ pub mod amqp_broker;
 pub mod coalesce;
 pub mod cpu;
 pub mod dynaconf;
+pub mod key_dir;
 pub mod local_store;
 pub mod postgres;
 pub mod redis_broker;

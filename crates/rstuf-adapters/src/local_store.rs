@@ -1,7 +1,8 @@
 //! Metadata files in a local directory (`RSTUF_LOCAL_STORAGE_BACKEND_PATH`), with the names
 //! the reference worker uses: `<version>.<role>.json` and `timestamp.json`.
 //!
-//! Durability and atomicity, which the reference worker lacks (defect 18):
+//! Durability and atomicity, which the reference worker lacks (it truncates and rewrites,
+//! so a web server can serve partial JSON):
 //! - a versioned file is written to a temporary file, fsynced, then hard-linked to its name.
 //!   The link fails if the name exists, so two writers can never both create it and a
 //!   published file is never rewritten; the directory is fsynced after the link.

@@ -1,5 +1,4 @@
-//! The Celery broker on Redis, as kombu's Redis transport keeps it (spec/wire-protocol.md
-//! 2.3): queues are lists (`LPUSH` by producers, `BRPOP` by consumers, with kombu's priority
+//! The Celery broker on Redis, as kombu's Redis transport keeps it: queues are lists (`LPUSH` by producers, `BRPOP` by consumers, with kombu's priority
 //! sub-queues), a delivered message is recorded in `unacked`/`unacked_index` until it is
 //! acknowledged, and messages left there by a consumer that died are pushed back to their
 //! queue after the visibility timeout, by us or by any Python worker sharing the broker.

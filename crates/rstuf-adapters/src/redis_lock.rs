@@ -3,7 +3,7 @@
 //! released with the same compare-and-delete Lua script, so our workers and Python workers
 //! exclude each other.
 //!
-//! Unlike the reference worker (defect 17) the lock is renewed while held, with redis-py's
+//! Unlike the reference worker's lock, which is never renewed, the lock is renewed while held, with redis-py's
 //! `reacquire` script, and a holder can ask whether it still holds the lock before it
 //! publishes.
 

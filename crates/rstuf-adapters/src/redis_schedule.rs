@@ -1,5 +1,5 @@
 //! The lease that makes the scheduled bump of online roles run once per schedule slot across
-//! any number of workers (spec/wire-protocol.md 5.2).
+//! any number of workers, Python or Rust.
 //!
 //! Python workers guard the bump with `SET BOR locked NX EX 600` and `DEL BOR` at the end; that
 //! excludes overlapping runs but not a second run in the same slot once the first ended. We

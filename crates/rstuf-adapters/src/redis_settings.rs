@@ -3,7 +3,7 @@
 //!
 //! Each write is one `HSET` of one field, encoded as dynaconf encodes it ([`crate::dynaconf`]).
 //! The reference worker (and dynaconf's loader) re-reads the whole hash and writes every field
-//! back, which loses concurrent updates (defect 16); we never do that.
+//! back, which loses concurrent updates; we never do that.
 
 use async_trait::async_trait;
 use redis::AsyncCommands;

@@ -107,7 +107,7 @@ fn decode_and_encode_match_dynaconf() {
     let mut differences = Vec::new();
     for (i, raw) in raws.iter().enumerate() {
         if raw == "12345678901234567890123456789012" {
-            // Deliberate divergence (spec section 8, item 22): dynaconf turns an all-digit
+            // Deliberate divergence: dynaconf turns an all-digit
             // task id into a 32-digit integer; we keep the string so BOOTSTRAP keeps its id.
             assert_eq!(decode(raw).unwrap(), json!(raw));
             assert!(answers["decode"][i]["ok"].is_number());

@@ -1,5 +1,5 @@
 //! The Celery protocol as RSTUF's Python API and worker speak it (Celery 5.6, kombu 5.6),
-//! captured in `spec/wire-protocol.md`. This crate knows nothing of TUF and does no I/O:
+//! as captured from a running system (`tests/fixtures/reference-worker/captures`). This crate knows nothing of TUF and does no I/O:
 //!
 //! - [`broker`]: what a consumer receives from any transport;
 //! - [`message`]: protocol v2 task messages (headers, properties, body

@@ -1,10 +1,11 @@
-//! `add_artifacts` and `remove_artifacts` (spec sections 1.5 and 1.6).
+//! `add_artifacts` and `remove_artifacts`.
 //!
-//! Every artifact in the request is checked before anything is written (defects 3 and 4): a
-//! bad path or bad info refuses the whole request and changes nothing. Unless the request says
+//! Every artifact in the request is checked before anything is written: a bad path or bad info
+//! (empty hashes, a negative length, which the reference stored and then failed on in every
+//! later publish) refuses the whole request and changes nothing. Unless the request says
 //! `publish_artifacts: false`, the task's rows join the process's next round of writing and
 //! publishing ([`crate::queue`]) and the task returns once its artifacts are in published
-//! metadata (no polling, defect 15); a burst of tasks shares one transaction and one
+//! metadata (the reference polled every 3 seconds, several times per task); a burst of tasks shares one transaction and one
 //! publication. With `publish_artifacts: false` the rows are written in one transaction and the
 //! task returns at once; they wait for the next publish.
 

@@ -1,11 +1,12 @@
-//! `bootstrap` (spec section 1.1): check the root the API sends, store the repository
+//! `bootstrap`: check the root the API sends, store the repository
 //! settings, and either publish the first version of every role (root threshold met) or wait
 //! for more root signatures (`BOOTSTRAP = signing-<id>`, `ROOT_SIGNING`).
 //!
-//! Unlike the reference worker, everything is validated before anything is written (defect
-//! 19): the root and its signatures, the expiration policies, the bin count and the online
+//! Unlike the reference worker, which saved settings, rows and files before its last checks,
+//! everything is validated before anything is written: the root and its signatures, the expiration policies, the bin count and the online
 //! key's signer. Files are written leaves first: bins, targets, snapshot, timestamp, and root
-//! last (defect 28), and `BOOTSTRAP` is set only after all of them are durable.
+//! last (so no client ever sees a reference to a file not yet stored), and `BOOTSTRAP` is set
+//! only after all of them are durable.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -271,7 +272,7 @@ async fn refuse_and_unlock(ports: &Ports, reason: String) -> Result<TaskOutcome,
     Ok(TaskOutcome::refused(FAILED, reason))
 }
 
-/// The settings the API and later tasks read (spec section 3).
+/// The repository settings the API and later tasks read.
 async fn save_settings(ports: &Ports, plan: &Plan) -> Result<(), TaskError> {
     let root_role = plan.root.signed.role("root").expect("validated");
     let e = plan.expirations;
@@ -281,7 +282,8 @@ async fn save_settings(ports: &Ports, plan: &Plan) -> Result<(), TaskError> {
         ("SNAPSHOT_EXPIRATION", json!(e.snapshot)),
         ("TIMESTAMP_EXPIRATION", json!(e.timestamp)),
         ("ROOT_THRESHOLD", json!(root_role.threshold)),
-        // The reference stores the number of signatures here; the name says keys (defect 20).
+        // The reference stores the number of signatures here, although the name says keys; we
+        // store the same, which the API shows.
         ("ROOT_NUM_KEYS", json!(root_role.keyids.len())),
         ("TARGETS_THRESHOLD", json!(1)),
         ("TARGETS_NUM_KEYS", json!(1)),
@@ -326,7 +328,8 @@ async fn save_settings(ports: &Ports, plan: &Plan) -> Result<(), TaskError> {
 /// Order: role rows (a name already taken means another bootstrap got here, and nothing is
 /// written), delegated roles, targets, snapshot, timestamp, root; then the settings, with
 /// `BOOTSTRAP` last. Custom roles the online key cannot sign alone wait in `<ROLE>_SIGNING`,
-/// valid for their policy from now (the reference gave them `expires = now`, defect 10).
+/// valid for their policy from now (the reference gave them `expires = now`:
+/// already expired when published).
 async fn finalize(
     ports: &Ports,
     plan: &Plan,

@@ -1,10 +1,12 @@
-//! Keeping online roles valid: the scheduled `bump_online_roles` (spec section 1.11) and
-//! `force_online_metadata_update` (section 1.8).
+//! Keeping online roles valid: the scheduled `bump_online_roles` and
+//! `force_online_metadata_update`.
 //!
-//! Both run under the repository lock, so they never interleave with a publish (defect 6). A
+//! Both run under the repository lock, so they never interleave with a publish (the
+//! reference's bump ran without it). A
 //! bump re-signs the stored content of a role with a new version and expiry; it never mixes in
 //! unpublished rows (that is publish's job). Snapshot and timestamp are checked on every run
-//! and refreshed before they expire, whatever the delegated roles do (defect 1).
+//! and refreshed before they expire, whatever the delegated roles do (the reference let them
+//! expire when no delegated role was due).
 
 use chrono::Duration;
 use serde_json::{Value, json};

@@ -1,16 +1,17 @@
-//! `metadata_delegation` (spec section 1.10): add, update and delete custom delegated roles of
+//! `metadata_delegation`: add, update and delete custom delegated roles of
 //! top-level targets, under the repository lock.
 //!
 //! The whole request is checked before anything is written (names, keys, thresholds, paths,
-//! expire policies; defects 3 and 12); roles that cannot be applied (a name taken, now or in the
+//! expire policies); roles that cannot be applied (a name taken, now or in the
 //! past; a role that does not exist: "Role 'x' does not exists", sic, as the reference says it)
 //! are listed in `failed_roles` and the others applied. Every
-//! change is published leaves first: the roles' new versions, targets, snapshot, timestamp
-//! (defect 28). A role the online key can sign alone is published at once and valid for its
-//! policy (defect 10); the others wait in `<ROLE>_SIGNING`. An updated role keeps its place in
+//! change is published leaves first: the roles' new versions, targets, snapshot, timestamp.
+//! A role the online key can sign alone is published at once and valid for its policy (the
+//! reference published it already expired); the others wait in `<ROLE>_SIGNING`. An updated role keeps its place in
 //! the delegation order and its artifacts. A deleted role's name is never used again and its
 //! last version stays in the snapshot (clients refuse a snapshot that drops a role), and no
-//! published file is rewritten (defect 11).
+//! published file is rewritten (the reference rewrote the current snapshot in place, without
+//! re-signing it, on a delete).
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -1,10 +1,11 @@
-//! `publish_artifacts` (spec section 1.7): publish every role with unpublished artifact rows,
+//! `publish_artifacts`: publish every role with unpublished artifact rows,
 //! whoever wrote them (our add and remove tasks, or the RSTUF CLI's `import-artifacts`).
 //!
 //! Under the repository lock: read the unpublished rows of the changed roles only, apply them
 //! to each role's published version (added or replaced artifacts, removed ones), publish the
 //! new versions, the snapshot and the timestamp, and then, in one transaction, record the
-//! versions and mark exactly the rows that were read as published (defect 5). The cost follows
+//! versions and mark exactly the rows that were read as published (the reference marked
+//! them role by role, before the snapshot naming them was written). The cost follows
 //! the artifacts that changed and the roles they are in, not the size of the repository or of
 //! a role. A role never published, or signed offline, is rebuilt from all its `Add` rows.
 //!
@@ -14,7 +15,7 @@
 //! interrupted run is applied again, which changes nothing.
 //!
 //! A role whose rows cannot be turned into metadata (rows written by another tool with bad
-//! info) is left out and reported; the other roles are published (defect 2). A role the online
+//! info) is left out and reported; the other roles are published. A role the online
 //! key cannot sign alone gets its new version in `<ROLE>_SIGNING` for the offline signers; its
 //! rows are published when the signatures arrive.
 

@@ -1,5 +1,6 @@
 //! Custom delegated roles: names and delegations are checked here, before anything is written
-//! (defects 3 and 19), for the bootstrap now and for delegation changes later.
+//! (the reference stored roles it could not load again, such as names starting with a digit),
+//! for the bootstrap and for delegation changes.
 //!
 //! A role name becomes a file name (`<version>.<name>.json`) and a settings key
 //! (`<NAME>_EXPIRATION`, `<NAME>_SIGNING`, upper-cased), so beyond the API's

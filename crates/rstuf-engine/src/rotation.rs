@@ -1,15 +1,15 @@
-//! Root rotation (spec section 1.9): `metadata_update` with a new root version, and the
+//! Root rotation: `metadata_update` with a new root version, and the
 //! signatures that complete a pending one (`sign_metadata` for root outside a bootstrap).
 //!
 //! A new root must be the next version of the trusted root (`TRUSTED_ROOT`), not expired, and
 //! signed by the thresholds of both the trusted and the new root; short of signatures it waits
 //! in `ROOT_SIGNING`. A stale pending root (its version no longer the next one) is refused and
-//! can never overwrite a published version (defect 25).
+//! can never overwrite a published version.
 //!
 //! When the online key changes, everything it signs is re-signed under the lock with the new
 //! key: the delegations are re-keyed (hash bins and custom roles that used the old key), every
 //! online role gets a new version, then targets, snapshot and timestamp; roles with offline
-//! keys only are left alone (defect 26), and roles that need offline signatures besides the
+//! keys only are left alone (the reference sent them all back for offline signing), and roles that need offline signatures besides the
 //! online key wait in `<ROLE>_SIGNING` for them. The new root is written last.
 //!
 //! Known window: a mixed role's published version carries the old online key's signature,

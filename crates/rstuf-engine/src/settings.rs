@@ -1,4 +1,4 @@
-//! Names and typed access for repository settings (spec section 3).
+//! Names and typed access for repository settings (the `DYNACONF_MAIN` hash the API shares).
 
 use serde_json::Value;
 

@@ -1,5 +1,5 @@
-//! Signing events for metadata that waits for offline signatures (spec sections 1.2, 1.3 and
-//! 2.2-2.3): the pending metadata of a role lives in the `<ROLE>_SIGNING` setting until its
+//! Signing events for metadata that waits for offline signatures (`sign_metadata`,
+//! `delete_sign_metadata`): the pending metadata of a role lives in the `<ROLE>_SIGNING` setting until its
 //! threshold is met or the event is stopped.
 
 use rstuf_metadata::schema::{Metadata, Root, Signature, Targets};

@@ -1,4 +1,4 @@
-//! `update_settings` (spec section 1.4): new expiration policies, in days, for roles that have
+//! `update_settings`: new expiration policies, in days, for roles that have
 //! one. Nothing is re-signed; the new policies apply from the next bump.
 //!
 //! As the reference: a role without an `<ROLE>_EXPIRATION` setting is listed in

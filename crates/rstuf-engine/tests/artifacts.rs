@@ -401,7 +401,7 @@ async fn forced_updates() {
         );
         accepted_at(&repo, now());
     }
-    // Targets bumped by force are in the snapshot (defect 13).
+    // Targets bumped by force are in the snapshot (the reference left them out).
     let ts: Metadata<Timestamp> = get(&repo, "timestamp.json").await;
     let snap: Metadata<Snapshot> = get(
         &repo,

@@ -8,7 +8,7 @@ use rstuf_engine::testing::MemoryRepo;
 use rstuf_metadata::audit::{AuditOptions, audit};
 use serde_json::{Value, json};
 
-use common::{ONLINE, TASK, now, payload, pre, repo, root_key, shared, signature_over};
+use common::{ONLINE, TASK, fixtures, now, payload, pre, repo, root_key, signature_over};
 
 #[tokio::test]
 async fn bins_bootstrap_with_threshold_met_publishes_every_role() {
@@ -219,8 +219,8 @@ async fn an_online_key_without_a_usable_signer_is_refused_before_anything_is_wri
 }
 
 fn reference_file(name: &str) -> Value {
-    let p = shared()
-        .join("fixtures/reference-worker/custom-storage")
+    let p = fixtures()
+        .join("reference-worker/custom-storage")
         .join(name);
     serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
 }
@@ -285,7 +285,7 @@ async fn custom_bootstrap_publishes_online_roles_and_leaves_offline_ones_pending
         assert!(!s.contains_key(bins_key), "{bins_key}");
     }
     // production (JC + JH, threshold 2) waits for its keys, valid for its policy from now
-    // (the reference's pending roles expired at creation, defect 10).
+    // (the reference's pending roles expired at creation).
     assert_eq!(
         s["PRODUCTION_SIGNING"],
         json!({"signatures": [], "signed": {"_type": "targets", "expires": "2025-06-08T12:00:00Z",

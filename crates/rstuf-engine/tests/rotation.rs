@@ -208,7 +208,7 @@ async fn updates_and_delegations_wait_for_a_finished_bootstrap() {
 }
 
 /// Custom roles across an online-key rotation: the online role is re-signed by the new key,
-/// the offline role is left alone (defect 26), the mixed role waits for its offline key again.
+/// the offline role is left alone (its keys did not change), the mixed role waits for its offline key again.
 #[tokio::test]
 async fn a_rotation_leaves_offline_roles_alone_and_mixed_roles_pending() {
     use rstuf_engine::delegation::metadata_delegation;

@@ -511,6 +511,20 @@ impl PrivateKey {
         ))
     }
 
+    /// The key as unencrypted PKCS#8 PEM, the form `fn:` online-key URIs load (and the RSTUF
+    /// CLI writes). The text is wiped from memory when dropped.
+    pub fn to_pkcs8_pem(&self) -> Result<pkcs8::der::zeroize::Zeroizing<String>, KeyError> {
+        use pkcs8::EncodePrivateKey;
+        let lf = pkcs8::LineEnding::LF;
+        let pem = match &self.inner {
+            SignerKey::Ed25519(k) => return Ok(ed25519_pkcs8_v1_pem(k)),
+            SignerKey::P256(k) => k.to_pkcs8_pem(lf),
+            SignerKey::P384(k) => k.to_pkcs8_pem(lf),
+            SignerKey::Rsa(k) => k.to_pkcs8_pem(lf),
+        };
+        pem.map_err(|e| KeyError::MalformedPrivateKey(format!("cannot encode as PKCS#8: {e}")))
+    }
+
     /// The public key, as it goes into metadata (no `x-rstuf-*` fields).
     pub fn public_key(&self) -> Key {
         self.public.clone()
@@ -537,6 +551,22 @@ impl PrivateKey {
             (SignerKey::Rsa(_), _) => unreachable!("RSA keys only get RSA schemes"),
         }
     }
+}
+
+/// An ed25519 key as PKCS#8 version 1 (RFC 8410: the seed only). `ed25519-dalek` writes
+/// version 2 with the public key, in a form OpenSSL and Python's `cryptography` refuse.
+fn ed25519_pkcs8_v1_pem(key: &ed25519_dalek::SigningKey) -> pkcs8::der::zeroize::Zeroizing<String> {
+    // SEQUENCE { INTEGER 0, SEQUENCE { OID 1.3.101.112 }, OCTET STRING { OCTET STRING seed } }
+    const PREFIX: [u8; 16] = [
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    let mut der = pkcs8::der::zeroize::Zeroizing::new(Vec::with_capacity(48));
+    der.extend_from_slice(&PREFIX);
+    der.extend_from_slice(key.as_bytes());
+    let pem = pem_rfc7468::encode_string("PRIVATE KEY", pem_rfc7468::LineEnding::LF, &der)
+        .expect("48 bytes always encode");
+    pkcs8::der::zeroize::Zeroizing::new(pem)
 }
 
 fn random_bytes<const N: usize>() -> [u8; N] {

@@ -206,6 +206,6 @@ fn reference_bins_storage_verifies_and_every_flipped_byte_is_detected() {
 #[test]
 fn reference_custom_storage_verifies_and_every_flipped_byte_is_detected() {
     // 9.snapshot.json was rewritten in place without re-signing when a delegation was deleted
-    // (reference worker defect, spec section 8 item 11): it must fail.
+    // (a reference worker bug: a delete rewrote it without re-signing): it must fail.
     check_storage("custom-storage", &["9.snapshot.json"]);
 }

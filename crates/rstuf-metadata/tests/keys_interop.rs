@@ -159,3 +159,41 @@ fn bad_keys_and_signatures_are_errors_not_panics() {
     // An ed25519 key cannot be switched to an RSA scheme.
     assert!(ed.with_scheme("rsassa-pss-sha256").is_err());
 }
+
+#[test]
+fn pkcs8_pem_we_write_is_read_by_securesystemslib_as_the_same_key() {
+    let keys = [
+        key_for("ed25519"),
+        key_for("ecdsa-sha2-nistp256"),
+        key_for("ecdsa-sha2-nistp384"),
+        key_for("rsassa-pss-sha256"),
+    ];
+    let pems: Vec<String> = keys
+        .iter()
+        .map(|k| k.to_pkcs8_pem().unwrap().to_string())
+        .collect();
+    for (key, pem) in keys.iter().zip(&pems) {
+        assert!(
+            pem.starts_with("-----BEGIN PRIVATE KEY-----\n"),
+            "{pem:.40}"
+        );
+        let again = PrivateKey::from_pem(pem.as_bytes(), None).unwrap();
+        assert_eq!(again.public_key(), key.public_key());
+    }
+    let msg = b"online key";
+    let request = json!({"pems": pems, "msg": hex::encode(msg)});
+    let out = support::run_python("pem_oracle.py", &[], &serde_json::to_vec(&request).unwrap());
+    let answers: Vec<Value> = serde_json::from_slice(&out).unwrap();
+    assert_eq!(answers.len(), keys.len());
+    for (key, answer) in keys.iter().zip(&answers) {
+        let public = key.public_key();
+        let theirs: Key = serde_json::from_value(answer["key"].clone()).unwrap();
+        assert_eq!(theirs, public, "securesystemslib reads another key");
+        assert_eq!(
+            answer["keyid"].as_str(),
+            Some(public.compute_keyid().as_str())
+        );
+        let sig = hex::decode(answer["sig"].as_str().unwrap()).unwrap();
+        public.verify_signature(msg, &sig).unwrap();
+    }
+}

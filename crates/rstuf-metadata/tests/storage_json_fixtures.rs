@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use rstuf_metadata::pyjson::to_storage_json;
 use serde_json::Value;
 
-/// Every file of `../shared/fixtures/reference-worker/<dir>`; panics if it is missing or empty.
+/// Every file of `tests/fixtures/reference-worker/<dir>`; panics if it is missing or empty.
 fn files_of(dir: &str) -> Vec<PathBuf> {
     let dir = support::fixture(&format!("reference-worker/{dir}"));
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)

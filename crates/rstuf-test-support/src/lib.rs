@@ -1,4 +1,4 @@
-//! Helpers shared by the workspace's tests: where the workspace, the shared fixtures and the
+//! Helpers shared by the workspace's tests: where the workspace, its fixtures and the
 //! Python oracles (python-tuf, securesystemslib, dynaconf from PyPI) are, and fresh API
 //! payloads signed with the fixture keys the way the RSTUF CLI signs them.
 
@@ -19,17 +19,10 @@ pub fn workspace_root() -> PathBuf {
         .expect("workspace root")
 }
 
-/// `../shared` beside the project root, or `RSTUF_SHARED`.
-pub fn shared_dir() -> PathBuf {
-    match std::env::var_os("RSTUF_SHARED") {
-        Some(p) => PathBuf::from(p),
-        None => workspace_root().join("../shared"),
-    }
-}
-
-/// A fixture file under `../shared/fixtures`.
+/// A fixture file under the workspace's `tests/fixtures` (see its README for where each came
+/// from).
 pub fn fixture(rel: &str) -> PathBuf {
-    shared_dir().join("fixtures").join(rel)
+    workspace_root().join("tests/fixtures").join(rel)
 }
 
 /// The Python interpreter of the interop virtualenv (`RSTUF_TEST_PYTHON`, else `.venv/bin/python`).
@@ -159,7 +152,7 @@ pub async fn recreate_postgres_db(db: &str) -> String {
     format!("{}/{db}", postgres_server())
 }
 
-/// An API payload from `../shared/fixtures/api-payloads/<rel>`.
+/// An API payload from `tests/fixtures/api-payloads/<rel>`.
 pub fn api_payload(rel: &str) -> Value {
     let bytes = std::fs::read(fixture(&format!("api-payloads/{rel}"))).expect("payload fixture");
     serde_json::from_slice(&bytes).expect("payload JSON")

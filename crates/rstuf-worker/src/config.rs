@@ -1,4 +1,4 @@
-//! Worker configuration from the reference worker's environment variables (spec 0.5), turned
+//! Worker configuration from the reference worker's environment variables (`RSTUF_*`), turned
 //! into typed values here and nowhere else. Errors name the variable at fault.
 
 use std::path::PathBuf;

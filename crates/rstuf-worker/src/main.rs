@@ -43,6 +43,13 @@ enum Command {
         /// The payload file, or `-` for standard input; omitted means no payload.
         payload: Option<PathBuf>,
     },
+    /// Make sure an online-key directory holds a key: create a fresh ed25519 key there
+    /// (named by its key id, for `fn:<keyid>` URIs) unless it already holds one, and print
+    /// where it is and its public key as it goes into root.
+    OnlineKey {
+        /// The directory (`RSTUF_ONLINE_KEY_DIR`), created if missing.
+        dir: PathBuf,
+    },
 }
 
 fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
@@ -59,12 +66,33 @@ fn run_worker() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn online_key(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    use anyhow::Context;
+    use rstuf_adapters::key_dir::{Ensured, ensure_online_key};
+    let (how, keys) = match ensure_online_key(dir)
+        .with_context(|| format!("online-key directory {}", dir.display()))?
+    {
+        Ensured::Created(key) => ("created", vec![key]),
+        Ensured::Existing(keys) => ("found", keys),
+    };
+    for key in keys {
+        println!("online key {how}: {}", key.path.display());
+        println!(
+            "  key id {} ({}), URI fn:{}",
+            key.keyid, key.public.scheme, key.keyid
+        );
+        println!("  public key {}", serde_json::to_string(&key.public)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Verify { dir, time, root } => verify::run(&dir, time, root.as_deref()),
         Command::RunTask { action, payload } => run_task::run(&action, payload.as_deref()),
         Command::Worker => run_worker(),
+        Command::OnlineKey { dir } => online_key(&dir),
     };
     match result {
         Ok(code) => code,

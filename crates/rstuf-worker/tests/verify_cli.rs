@@ -9,15 +9,15 @@ use rstuf_metadata::schema::{MetaFile, Metadata, Signed, Snapshot, Targets, Time
 const ONLINE: &str = "0d9d3d4bad91c455bc03921daa95774576b86625ac45570d0cac025b08e65043";
 const AT: &str = "2026-04-30T00:00:00Z";
 
-fn shared() -> PathBuf {
-    match std::env::var_os("RSTUF_SHARED") {
-        Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"),
-    }
+/// A fixture under the workspace's `tests/fixtures`.
+fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(rel)
 }
 
 fn bins_repo() -> tempfile::TempDir {
-    let src = shared().join("fixtures/reference-worker/bins-das-storage");
+    let src = fixture("reference-worker/bins-das-storage");
     let dir = tempfile::tempdir().unwrap();
     let mut n = 0;
     for e in std::fs::read_dir(&src).unwrap() {
@@ -49,7 +49,7 @@ fn line_for<'a>(text: &'a str, role: &str) -> &'a str {
 }
 
 fn online_key() -> PrivateKey {
-    let pem = std::fs::read(shared().join("fixtures/keys").join(ONLINE)).unwrap();
+    let pem = std::fs::read(fixture("keys").join(ONLINE)).unwrap();
     PrivateKey::from_pem(&pem, None).unwrap()
 }
 
@@ -217,20 +217,20 @@ fn trust_can_start_from_a_given_root_and_bad_times_are_refused() {
 
 #[test]
 fn reference_custom_repository_is_rejected_for_the_reference_worker_defects() {
-    let dir = shared().join("fixtures/reference-worker/custom-storage");
+    let dir = fixture("reference-worker/custom-storage");
     let (code, out) = verify(&dir, &[]);
     assert_eq!(code, 1, "{out}");
-    // Snapshot 9 was rewritten without re-signing when a role was deleted (spec 8.11).
+    // Snapshot 9 was rewritten without re-signing when a role was deleted.
     assert!(
         line_for(&out, "snapshot").contains("9.snapshot.json: not signed"),
         "{out}"
     );
-    // The snapshot lists production v2, which was never stored (spec 8.9).
+    // The snapshot lists production v2, which was never stored.
     assert!(
         line_for(&out, "production").contains("2.production.json not found"),
         "{out}"
     );
-    // A role whose name starts with a digit was stored without a version (spec 8.3).
+    // A role whose name starts with a digit was stored without a version.
     assert!(line_for(&out, "2024rel").starts_with("FAIL"), "{out}");
     assert!(line_for(&out, "targets").starts_with("ok"), "{out}");
 }

@@ -20,8 +20,8 @@ const LIMIT: Duration = Duration::from_secs(60);
 /// The reference worker's final record of the API's task (not a subtask's), from a
 /// transcript (`RAW {...}` lines).
 fn reference_record(transcript: &str) -> Value {
-    let text = std::fs::read_to_string(support::shared_dir().join(format!(
-        "fixtures/reference-worker/transcripts/{transcript}"
+    let text = std::fs::read_to_string(support::fixture(&format!(
+        "reference-worker/transcripts/{transcript}"
     )))
     .unwrap();
     text.lines()
@@ -40,7 +40,7 @@ fn keys(v: &Value) -> Vec<String> {
 
 /// Our stored record has the reference's shape: the same fields, the same
 /// result fields, task, message and status, details with the same keys, datetimes in kombu's
-/// form. (Children differ: we publish inline, with no subtask — defect 15.)
+/// form. (Children differ: we publish inline, with no subtask to poll.)
 fn assert_like_reference(ours: &Value, transcript: &str) {
     let theirs = reference_record(transcript);
     assert_eq!(keys(ours), keys(&theirs), "{ours}");

@@ -19,16 +19,14 @@ pub const ONLINE: &str = "0d9d3d4bad91c455bc03921daa95774576b86625ac45570d0cac02
 /// The bootstrap task id the tests use.
 pub const TASK: &str = "d449c2af4e39481c8e8a64950f406920";
 
-/// `../shared`, or `RSTUF_SHARED`.
-pub fn shared() -> PathBuf {
-    std::env::var_os("RSTUF_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
+/// The workspace's `tests/fixtures` directory (see its README for where each file came from).
+pub fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
 }
 
-/// A JSON fixture under `fixtures/`.
+/// A JSON fixture under `tests/fixtures/`.
 pub fn fixture(rel: &str) -> Value {
-    serde_json::from_slice(&std::fs::read(shared().join("fixtures").join(rel)).unwrap()).unwrap()
+    serde_json::from_slice(&std::fs::read(fixtures().join(rel)).unwrap()).unwrap()
 }
 
 /// A bootstrap payload of the API (`fixtures/api-payloads/bootstrap/<name>`).
@@ -38,13 +36,13 @@ pub fn payload(name: &str) -> Value {
 
 /// An unencrypted private key of `fixtures/keys`.
 pub fn key(file: &str) -> PrivateKey {
-    let pem = std::fs::read(shared().join("fixtures/keys").join(file)).unwrap();
+    let pem = std::fs::read(fixtures().join("keys").join(file)).unwrap();
     PrivateKey::from_pem(&pem, None).unwrap()
 }
 
 /// A fixture root key (the RSTUF CLI's test keys, password `hunter2`).
 pub fn root_key(file: &str) -> PrivateKey {
-    let pem = std::fs::read(shared().join("fixtures/keys").join(file)).unwrap();
+    let pem = std::fs::read(fixtures().join("keys").join(file)).unwrap();
     PrivateKey::from_pem(&pem, Some(b"hunter2")).unwrap()
 }
 
