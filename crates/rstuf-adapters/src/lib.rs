@@ -4,6 +4,8 @@
 //! Each module maps one service's wire format to plain values; nothing here decides what a task
 //! does.
 
+#![warn(missing_docs)]
+
 pub mod amqp_broker;
 pub mod coalesce;
 pub mod cpu;

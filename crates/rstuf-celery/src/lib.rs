@@ -1,5 +1,6 @@
-//! The Celery protocol as RSTUF's Python API and worker speak it (Celery 5.6, kombu 5.6),
-//! as captured from a running system (`tests/fixtures/reference-worker/captures`). This crate knows nothing of TUF and does no I/O:
+//! The Celery protocol as RSTUF's Python API and worker speak it (Celery 5.6, kombu 5.6), as
+//! captured from a running system (`tests/fixtures/reference-worker/captures`). This crate
+//! knows nothing of TUF and does no I/O:
 //!
 //! - [`broker`]: what a consumer receives from any transport;
 //! - [`message`]: protocol v2 task messages (headers, properties, body
@@ -8,6 +9,8 @@
 //!   tag, delivery info) and the `unacked` bookkeeping value;
 //! - [`result`]: the result backend records (`celery-task-meta-<id>`): PRE_RUN, STARTED,
 //!   RUNNING, SUCCESS, FAILURE, with kombu's datetime encoding.
+
+#![warn(missing_docs)]
 
 pub mod broker;
 pub mod message;

@@ -6,6 +6,8 @@
 //! [`TaskOutcome`] with an error and changes nothing; a service that fails gives a
 //! [`TaskError`].
 
+#![warn(missing_docs)]
+
 pub mod artifacts;
 pub mod bootstrap;
 pub mod bump;

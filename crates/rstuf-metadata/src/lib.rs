@@ -5,6 +5,8 @@
 //! structs come out. Everything that signs or is signed must be byte-compatible with
 //! python-tuf 7 and securesystemslib, and the tests prove it against those libraries.
 
+#![warn(missing_docs)]
+
 pub mod audit;
 pub mod cjson;
 pub mod direct;

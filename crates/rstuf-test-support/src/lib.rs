@@ -2,6 +2,8 @@
 //! Python oracles (python-tuf, securesystemslib, dynaconf from PyPI) are, and fresh API
 //! payloads signed with the fixture keys the way the RSTUF CLI signs them.
 
+#![warn(missing_docs)]
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Stdio};
