@@ -8,24 +8,7 @@ use rstuf_metadata::succinct::SuccinctRoles;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-/// A small deterministic generator (xorshift), so failures reproduce.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[(self.next() % items.len() as u64) as usize]
-    }
-    fn string(&mut self, alphabet: &[&str], max: u64) -> String {
-        let n = self.next() % (max + 1);
-        (0..n).map(|_| *self.pick(alphabet)).collect()
-    }
-}
+use support::Rng;
 
 const BIN_COUNTS: [u64; 6] = [2, 16, 256, 4096, 16384, 65536];
 
@@ -33,7 +16,7 @@ fn random_paths(rng: &mut Rng, n: usize) -> Vec<String> {
     let alphabet = [
         "a", "b", "z", "0", "9", "/", ".", "-", "_", " ", "é", "日", "😀", "A", "tar", ".gz",
     ];
-    let mut paths: Vec<String> = (0..n).map(|_| rng.string(&alphabet, 24)).collect();
+    let mut paths: Vec<String> = (0..n).map(|_| rng.string(&alphabet, 0, 24)).collect();
     paths.extend([
         "".to_string(),
         "file1.tar.gz".into(),
@@ -156,8 +139,8 @@ fn random_patterns(rng: &mut Rng, n: usize) -> Vec<(String, String)> {
     (0..n)
         .map(|_| {
             (
-                rng.string(&pat_alphabet, 8),
-                rng.string(&target_alphabet, 6),
+                rng.string(&pat_alphabet, 0, 8),
+                rng.string(&target_alphabet, 0, 6),
             )
         })
         .collect()

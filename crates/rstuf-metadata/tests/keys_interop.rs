@@ -5,36 +5,7 @@ use rstuf_test_support as support;
 use rstuf_metadata::keys::{Key, KeyError, PrivateKey};
 use serde_json::{Value, json};
 
-const SCHEMES: [&str; 9] = [
-    "ed25519",
-    "ecdsa-sha2-nistp256",
-    "ecdsa-sha2-nistp384",
-    "rsassa-pss-sha256",
-    "rsassa-pss-sha384",
-    "rsassa-pss-sha512",
-    "rsa-pkcs1v15-sha256",
-    "rsa-pkcs1v15-sha384",
-    "rsa-pkcs1v15-sha512",
-];
-
-/// A new key for `scheme`; RSA schemes reuse the fixture RSA key (generation is slow).
-fn key_for(scheme: &str) -> PrivateKey {
-    match scheme {
-        "ed25519" => PrivateKey::generate_ed25519(),
-        "ecdsa-sha2-nistp256" => PrivateKey::generate_ecdsa_p256(),
-        "ecdsa-sha2-nistp384" => PrivateKey::generate_ecdsa_p384(),
-        rsa_scheme => {
-            let pem = std::fs::read(support::fixture(
-                "keys/0d9d3d4bad91c455bc03921daa95774576b86625ac45570d0cac025b08e65043",
-            ))
-            .unwrap();
-            PrivateKey::from_pem(&pem, None)
-                .unwrap()
-                .with_scheme(rsa_scheme)
-                .unwrap()
-        }
-    }
-}
+use support::{SCHEMES, key_for_scheme as key_for};
 
 #[test]
 fn securesystemslib_verifies_our_signatures_and_we_verify_theirs() {

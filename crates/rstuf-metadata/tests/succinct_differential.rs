@@ -8,28 +8,7 @@ use rstuf_test_support as support;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-/// SplitMix64: small, deterministic, seeded, so a failure reproduces.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len() as u64) as usize]
-    }
-    fn string(&mut self, alphabet: &[&str], min: u64, max: u64) -> String {
-        let n = min + self.below(max - min + 1);
-        (0..n).map(|_| *self.pick(alphabet)).collect()
-    }
-}
+use support::Rng;
 
 /// The bin counts RSTUF deployments use, up to 65,536.
 const BIN_COUNTS: [u64; 6] = [2, 16, 256, 4096, 16384, 65536];

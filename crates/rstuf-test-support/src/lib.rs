@@ -197,3 +197,63 @@ pub fn fresh_bootstrap_payload(rel: &str, now: DateTime<Utc>, days: i64) -> Valu
     payload["metadata"]["root"] = root.to_value().expect("root value");
     payload
 }
+
+/// Every signature scheme RSTUF keys use, as securesystemslib names them.
+pub const SCHEMES: [&str; 9] = [
+    "ed25519",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "rsassa-pss-sha256",
+    "rsassa-pss-sha384",
+    "rsassa-pss-sha512",
+    "rsa-pkcs1v15-sha256",
+    "rsa-pkcs1v15-sha384",
+    "rsa-pkcs1v15-sha512",
+];
+
+/// A key for `scheme` (one of [`SCHEMES`]): a new one for ed25519 and ECDSA; RSA schemes reuse
+/// the fixture RSA online key (generating RSA keys is slow).
+pub fn key_for_scheme(scheme: &str) -> PrivateKey {
+    match scheme {
+        "ed25519" => PrivateKey::generate_ed25519(),
+        "ecdsa-sha2-nistp256" => PrivateKey::generate_ecdsa_p256(),
+        "ecdsa-sha2-nistp384" => PrivateKey::generate_ecdsa_p384(),
+        rsa_scheme => online_key()
+            .1
+            .with_scheme(rsa_scheme)
+            .expect("an RSA scheme"),
+    }
+}
+
+/// SplitMix64: a small, deterministic, seeded generator for differential tests, so a failure
+/// reproduces from its seed.
+#[derive(Debug, Clone)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next 64 random bits.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number below `n` (`n > 0`).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    /// One of `items` (not empty).
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+
+    /// Between `min` and `max` pieces of `alphabet`, joined.
+    pub fn string(&mut self, alphabet: &[&str], min: u64, max: u64) -> String {
+        let n = min + self.below(max - min + 1);
+        (0..n).map(|_| *self.pick(alphabet)).collect()
+    }
+}
