@@ -50,7 +50,7 @@ start() {
       pg_ctlcluster --skip-systemctl-redirect "$version" main start ;;
     mariadb)
       mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld 2>/dev/null
-      start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd ;;
+      start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql ;;
     redis)
       mkdir -p /var/lib/redis /var/log/redis
       redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
@@ -59,7 +59,12 @@ start() {
   esac
 }
 
+# The servers this script installed (only those are configured by it, never an existing one).
+marker=/var/lib/rstuf-worker-services/installed
+ours() { [ -f "$marker" ] && grep -qx "$1" "$marker"; }
+
 # Settings a fresh Debian install lacks: the tests log in without passwords over TCP.
+# Idempotent: each step checks first, so a run interrupted half-way is completed by the next.
 configure_fresh() {
   local name=$1
   case "$name" in
@@ -71,7 +76,8 @@ configure_fresh() {
         pg_ctlcluster --skip-systemctl-redirect "$(basename "$(dirname "$(pg_cluster)")")" main reload
       fi ;;
     mariadb)
-      mariadb -uroot -e "ALTER USER root@localhost IDENTIFIED VIA mysql_native_password USING PASSWORD('') OR unix_socket" ;;
+      mariadb -h 127.0.0.1 -uroot -e "SELECT 1" >/dev/null 2>&1 ||
+        mariadb -uroot -e "ALTER USER root@localhost IDENTIFIED VIA mysql_native_password USING PASSWORD('') OR unix_socket" ;;
   esac
 }
 
@@ -98,6 +104,8 @@ if [ ${#missing[@]} -gt 0 ]; then
       echo "services: apt-get could not install: ${packages}" >&2
       exit 1
     fi
+    mkdir -p "$(dirname "$marker")"
+    printf '%s\n' "${missing[@]}" >> "$marker"
   else
     echo "services: not installed: ${missing[*]}. Install the packages ${packages}(Debian/Ubuntu names) or run this as root to have them installed." >&2
     exit 1
@@ -109,20 +117,18 @@ for entry in $entries; do
   name=${entry%%:*} port=${entry##*:}
   if answers "$port"; then
     echo "services: $name answers on $port"
-    continue
-  fi
-  echo "services: $name is down, starting it"
-  start "$name" >/dev/null 2>&1 || true
-  if wait_for "$name" "$port"; then
-    echo "services: $name started"
   else
-    status=1
-    continue
-  fi
-  for fresh in "${missing[@]}"; do
-    if [ "$fresh" = "$name" ]; then
-      configure_fresh "$name" >/dev/null 2>&1 || { echo "services: could not configure $name" >&2; status=1; }
+    echo "services: $name is down, starting it"
+    start "$name" >/dev/null 2>&1 || true
+    if wait_for "$name" "$port"; then
+      echo "services: $name started"
+    else
+      status=1
+      continue
     fi
-  done
+  fi
+  if ours "$name"; then
+    configure_fresh "$name" >/dev/null 2>&1 || { echo "services: could not configure $name" >&2; status=1; }
+  fi
 done
 exit $status

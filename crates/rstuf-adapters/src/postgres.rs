@@ -57,6 +57,17 @@ pub struct PgIndex {
     pool: PgPool,
 }
 
+/// `context` on a failed SQL call: what the worker was doing.
+trait SqlContext<T> {
+    fn ctx(self, context: &str) -> Result<T, PortError>;
+}
+
+impl<T> SqlContext<T> for Result<T, sqlx::Error> {
+    fn ctx(self, context: &str) -> Result<T, PortError> {
+        self.map_err(|e| sql_error(context, e))
+    }
+}
+
 fn sql_error(context: &str, e: sqlx::Error) -> PortError {
     let kind = match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => PortErrorKind::Conflict,
@@ -84,6 +95,11 @@ fn naive(t: DateTime<Utc>) -> NaiveDateTime {
 }
 
 impl PgIndex {
+    /// A new transaction on the pool.
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, PortError> {
+        self.pool.begin().await.ctx("starting a transaction")
+    }
+
     /// The rows of `roles`; only the unpublished ones (through the partial index) when asked.
     async fn rows_of(
         &self,
@@ -105,7 +121,7 @@ impl PgIndex {
             .bind(roles)
             .fetch_all(&self.pool)
             .await
-            .map_err(|e| sql_error("reading artifacts", e))?;
+            .ctx("reading artifacts")?;
         Ok(rows
             .iter()
             .map(|r| ArtifactRow {
@@ -128,39 +144,31 @@ impl PgIndex {
             .max_connections(8)
             .connect(url)
             .await
-            .map_err(|e| sql_error("connecting to PostgreSQL", e))?;
+            .ctx("connecting to PostgreSQL")?;
         Ok(PgIndex { pool })
     }
 
     /// Creates the schema on an empty database, or checks an existing one is at revision
     /// `1effe827d0cd`.
     pub async fn ensure_schema(&self) -> Result<SchemaState, PortError> {
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(|e| sql_error("starting a transaction", e))?;
+        let mut tx = self.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(SCHEMA_LOCK)
             .execute(&mut *tx)
             .await
-            .map_err(|e| sql_error("locking the schema", e))?;
+            .ctx("locking the schema")?;
         let tables: Vec<String> = sqlx::query_scalar(
             "SELECT table_name::text FROM information_schema.tables WHERE table_schema = current_schema() \
              AND table_name IN ('alembic_version', 'rstuf_target_roles', 'rstuf_target_files')",
         )
         .fetch_all(&mut *tx)
         .await
-        .map_err(|e| sql_error("inspecting the schema", e))?;
+        .ctx("inspecting the schema")?;
         if tables.is_empty() {
             for statement in SCHEMA.iter().chain(WORKER_INDEXES) {
-                tx.execute(*statement)
-                    .await
-                    .map_err(|e| sql_error("creating the schema", e))?;
+                tx.execute(*statement).await.ctx("creating the schema")?;
             }
-            tx.commit()
-                .await
-                .map_err(|e| sql_error("creating the schema", e))?;
+            tx.commit().await.ctx("creating the schema")?;
             return Ok(SchemaState::Created);
         }
         if !tables.iter().any(|t| t == "alembic_version") {
@@ -173,17 +181,15 @@ impl PgIndex {
             sqlx::query_scalar("SELECT version_num FROM alembic_version")
                 .fetch_optional(&mut *tx)
                 .await
-                .map_err(|e| sql_error("reading alembic_version", e))?;
+                .ctx("reading alembic_version")?;
         match revision.as_deref() {
             Some(ALEMBIC_REVISION) if tables.len() == 3 => {
                 for statement in WORKER_INDEXES {
                     tx.execute(*statement)
                         .await
-                        .map_err(|e| sql_error("adding the worker's indexes", e))?;
+                        .ctx("adding the worker's indexes")?;
                 }
-                tx.commit()
-                    .await
-                    .map_err(|e| sql_error("adding the worker's indexes", e))?;
+                tx.commit().await.ctx("adding the worker's indexes")?;
                 Ok(SchemaState::Current)
             }
             other => Err(PortError::new(
@@ -205,11 +211,7 @@ impl PgIndex {
 impl ArtifactIndex for PgIndex {
     async fn create_roles(&self, roles: &[RoleRecord]) -> Result<(), PortError> {
         let now = naive(Utc::now());
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(|e| sql_error("starting a transaction", e))?;
+        let mut tx = self.begin().await?;
         // One statement for all rows: bootstrap inserts up to 16,384 of them.
         let names: Vec<&str> = roles.iter().map(|r| r.name.as_str()).collect();
         let expires: Vec<NaiveDateTime> = roles.iter().map(|r| naive(r.expires)).collect();
@@ -233,10 +235,8 @@ impl ArtifactIndex for PgIndex {
         .bind(now)
         .execute(&mut *tx)
         .await
-        .map_err(|e| sql_error("creating roles", e))?;
-        tx.commit()
-            .await
-            .map_err(|e| sql_error("creating roles", e))
+        .ctx("creating roles")?;
+        tx.commit().await.ctx("creating roles")
     }
 
     async fn role(&self, name: &str) -> Result<Option<RoleRecord>, PortError> {
@@ -246,7 +246,7 @@ impl ArtifactIndex for PgIndex {
         .bind(name)
         .fetch_optional(&self.pool)
         .await
-        .map_err(|e| sql_error("reading a role", e))?;
+        .ctx("reading a role")?;
         Ok(row.as_ref().map(role_record))
     }
 
@@ -261,17 +261,13 @@ impl ArtifactIndex for PgIndex {
         .bind(expiring_before.map(naive))
         .fetch_all(&self.pool)
         .await
-        .map_err(|e| sql_error("reading roles", e))?;
+        .ctx("reading roles")?;
         Ok(rows.iter().map(role_record).collect())
     }
 
     async fn add_artifacts(&self, artifacts: &[NewArtifact]) -> Result<(), PortError> {
         let now = naive(Utc::now());
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(|e| sql_error("starting a transaction", e))?;
+        let mut tx = self.begin().await?;
         let mut names: Vec<&str> = artifacts.iter().map(|a| a.role.as_str()).collect();
         names.sort_unstable();
         names.dedup();
@@ -281,7 +277,7 @@ impl ArtifactIndex for PgIndex {
         .bind(&names)
         .fetch_all(&mut *tx)
         .await
-        .map_err(|e| sql_error("reading roles", e))?;
+        .ctx("reading roles")?;
         let ids: std::collections::HashMap<String, i32> =
             ids.into_iter().map(|(id, name)| (name, id)).collect();
         let mut role_ids = Vec::with_capacity(artifacts.len());
@@ -308,10 +304,8 @@ impl ArtifactIndex for PgIndex {
         .bind(now)
         .execute(&mut *tx)
         .await
-        .map_err(|e| sql_error("adding artifacts", e))?;
-        tx.commit()
-            .await
-            .map_err(|e| sql_error("adding artifacts", e))
+        .ctx("adding artifacts")?;
+        tx.commit().await.ctx("adding artifacts")
     }
 
     async fn remove_artifacts(&self, paths: &[String]) -> Result<Vec<String>, PortError> {
@@ -323,7 +317,7 @@ impl ArtifactIndex for PgIndex {
         .bind(naive(Utc::now()))
         .fetch_all(&self.pool)
         .await
-        .map_err(|e| sql_error("removing artifacts", e))?;
+        .ctx("removing artifacts")?;
         let changed: std::collections::HashSet<String> = changed.into_iter().collect();
         Ok(paths
             .iter()
@@ -339,7 +333,7 @@ impl ArtifactIndex for PgIndex {
         )
         .fetch_all(&self.pool)
         .await
-        .map_err(|e| sql_error("reading unpublished roles", e))
+        .ctx("reading unpublished roles")
     }
 
     async fn artifacts_of(&self, roles: &[String]) -> Result<Vec<ArtifactRow>, PortError> {
@@ -356,11 +350,7 @@ impl ArtifactIndex for PgIndex {
         published: &[ArtifactRow],
     ) -> Result<(), PortError> {
         let now = naive(Utc::now());
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(|e| sql_error("starting a transaction", e))?;
+        let mut tx = self.begin().await?;
         let names: Vec<&str> = roles.iter().map(|r| r.name.as_str()).collect();
         let versions: Vec<i32> = roles
             .iter()
@@ -383,7 +373,7 @@ impl ArtifactIndex for PgIndex {
         .bind(&active)
         .execute(&mut *tx)
         .await
-        .map_err(|e| sql_error("recording role versions", e))?;
+        .ctx("recording role versions")?;
         if updated.rows_affected() != roles.len() as u64 {
             // Dropping the transaction rolls it back: nothing of this publication is kept.
             return Err(PortError::new(
@@ -415,10 +405,8 @@ impl ArtifactIndex for PgIndex {
         .bind(now)
         .execute(&mut *tx)
         .await
-        .map_err(|e| sql_error("marking artifacts published", e))?;
-        tx.commit()
-            .await
-            .map_err(|e| sql_error("recording the publication", e))
+        .ctx("marking artifacts published")?;
+        tx.commit().await.ctx("recording the publication")
     }
 }
 
