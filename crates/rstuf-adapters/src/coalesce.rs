@@ -109,7 +109,11 @@ mod tests {
         assert_eq!(sizes[0], 1);
         assert_eq!(sizes[1..].iter().sum::<usize>(), 40);
         assert!(sizes.iter().all(|&s| s <= 16), "{sizes:?}");
-        assert!(sizes.len() <= 1 + 40 / 16 + 2, "batches: {sizes:?}");
+        // How the 40 split depends on when each task gets to run (a loaded machine lets a few
+        // go alone first), but while a batch is on its way the others must pile up: some batch
+        // is full, and there are far fewer batches than requests.
+        assert!(sizes.contains(&16), "no full batch: {sizes:?}");
+        assert!(sizes.len() <= 1 + 40 / 4, "batches: {sizes:?}");
     }
 
     #[tokio::test]
