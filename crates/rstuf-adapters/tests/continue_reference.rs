@@ -13,7 +13,7 @@ use rstuf_adapters::redis_lock::RedisLock;
 use rstuf_adapters::redis_settings::RedisSettings;
 use rstuf_adapters::signers::KeyUriSigners;
 use rstuf_engine::artifacts::{add_artifacts, remove_artifacts};
-use rstuf_engine::bump::bump_online_roles;
+use rstuf_engine::bump::{BumpScope, bump_online_roles};
 use rstuf_engine::ports::{ArtifactIndex, Ports};
 use rstuf_engine::testing::FixedClock;
 use rstuf_test_support as support;
@@ -182,7 +182,9 @@ async fn a_reference_repository_is_continued_without_clients_noticing() {
     // A day after the removal, everything published so far is within the hour before expiry
     // and the scheduled bump renews it.
     clock.set(start + Duration::minutes(26 * 60 + 30));
-    let bumped = bump_online_roles(&ports, true).await.unwrap();
+    let bumped = bump_online_roles(&ports, BumpScope::ExpiringSoon)
+        .await
+        .unwrap();
     assert_eq!(bumped, ["bins-0", "bins-1"]);
     let seen = ask(&held, false, expected(0..30), removed.clone());
     ask(

@@ -12,7 +12,7 @@ use rstuf_adapters::redis_settings::RedisSettings;
 use rstuf_adapters::signers::KeyUriSigners;
 use rstuf_engine::artifacts::add_artifacts;
 use rstuf_engine::bootstrap::bootstrap;
-use rstuf_engine::bump::bump_online_roles;
+use rstuf_engine::bump::{BumpScope, bump_online_roles};
 use rstuf_engine::ports::Ports;
 use rstuf_engine::testing::FixedClock;
 use rstuf_test_support as support;
@@ -111,7 +111,11 @@ async fn python_tuf_never_sees_expired_metadata_over_thirty_days_of_bumps() {
     while at < start + Duration::days(30) {
         at += step;
         clock.set(at);
-        bumped.extend(bump_online_roles(&ports, true).await.unwrap());
+        bumped.extend(
+            bump_online_roles(&ports, BumpScope::ExpiringSoon)
+                .await
+                .unwrap(),
+        );
         // Just before the next run: the latest a client can meet this state.
         let seen = ask(false, at + step - Duration::seconds(1));
         timestamps.insert(seen["versions"]["timestamp"].as_u64().unwrap());

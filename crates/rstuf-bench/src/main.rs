@@ -286,7 +286,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Phase::BumpAll => {
             let ports = ports(&cli.dir).await?;
             let started = Instant::now();
-            let roles = bump::bump_online_roles(&ports, false).await?;
+            let roles = bump::bump_online_roles(&ports, bump::BumpScope::EveryOnlineRole).await?;
             report("bump-all", started, json!({"roles": roles.len()}));
         }
         Phase::Roundtrip(options) => roundtrip::run(&cli.dir, &options).await?,

@@ -12,30 +12,54 @@ use serde_json::{Value, json};
 use crate::outcome::{TaskError, TaskOutcome};
 use crate::ports::{LockGuard, Ports};
 use crate::publish::with_lock;
-use crate::repo::{Current, Online, Publication, ROLE_CHUNK, RoleDays, RoleUpdate, expires_in};
+use crate::repo::{
+    Current, Online, Publication, ROLE_CHUNK, Resign, RoleDays, RoleUpdate, expires_in,
+};
 use crate::settings;
 
 const FORCE_FAILED: &str = "Force new online metadata update failed";
 const FORCE_OK: &str = "Force new online metadata update succeeded";
 const TOP_LEVEL: [&str; 4] = ["root", "targets", "snapshot", "timestamp"];
 
-/// Runs the scheduled bump: every online role, targets, snapshot and timestamp that expires
-/// within `HOURS_BEFORE_EXPIRE` hours gets a new version. With `expired == false`, every
-/// online delegated role and targets are bumped. Returns the names of the roles bumped
-/// (delegated roles and `targets`); empty before the bootstrap finished.
-pub async fn bump_online_roles(ports: &Ports, expired: bool) -> Result<Vec<String>, TaskError> {
+/// Which roles a bump re-signs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BumpScope {
+    /// The online roles, targets, snapshot and timestamp that expire within
+    /// `HOURS_BEFORE_EXPIRE` hours (the scheduled bump).
+    ExpiringSoon,
+    /// Every online delegated role, targets, snapshot and timestamp.
+    EveryOnlineRole,
+}
+
+impl BumpScope {
+    /// The scope of a `bump_online_roles` Celery task from its `expired` argument: only
+    /// roles about to expire when true.
+    pub fn from_expired(expired: bool) -> Self {
+        if expired {
+            BumpScope::ExpiringSoon
+        } else {
+            BumpScope::EveryOnlineRole
+        }
+    }
+}
+
+/// Runs the scheduled bump: every online role, targets, snapshot and timestamp in `scope`
+/// gets a new version. Returns the names of the roles bumped (delegated roles and
+/// `targets`); empty before the bootstrap finished.
+pub async fn bump_online_roles(ports: &Ports, scope: BumpScope) -> Result<Vec<String>, TaskError> {
     let state = settings::bootstrap_state(ports.settings.as_ref()).await?;
     if !settings::is_finished(state.as_deref()) {
         return Ok(Vec::new());
     }
-    with_lock!(ports, |guard| bump_locked(ports, guard, expired).await)
+    with_lock!(ports, |guard| bump_locked(ports, guard, scope).await)
 }
 
 async fn bump_locked(
     ports: &Ports,
     guard: &dyn LockGuard,
-    expired: bool,
+    scope: BumpScope,
 ) -> Result<Vec<String>, TaskError> {
+    let expired = scope == BumpScope::ExpiringSoon;
     let current = Current::load(ports).await?;
     let online = Online::load(ports).await?;
     let hours = settings::days(ports.settings.as_ref(), "HOURS_BEFORE_EXPIRE", 1).await?;
@@ -59,11 +83,15 @@ async fn bump_locked(
             .await?;
         out.push("targets".into());
     }
-    let snapshot_due = due(current.snapshot.signed.expires.0);
-    let timestamp_due = due(current.timestamp.signed.expires.0);
-    publication
-        .finish(guard, snapshot_due, timestamp_due, &[])
-        .await?;
+    // A new snapshot comes with a new timestamp.
+    let resign = if due(current.snapshot.signed.expires.0) {
+        Resign::SnapshotAndTimestamp
+    } else if due(current.timestamp.signed.expires.0) {
+        Resign::Timestamp
+    } else {
+        Resign::OnlyChanged
+    };
+    publication.finish(guard, resign, &[]).await?;
     Ok(out)
 }
 
@@ -216,12 +244,16 @@ async fn force_locked(
         }
         bump_roles(ports, &current, &online, &mut publication, &delegated_names).await?;
         updated.extend(requested_delegated);
-        publication.finish(guard, true, true, &[]).await?;
+        publication
+            .finish(guard, Resign::SnapshotAndTimestamp, &[])
+            .await?;
     } else if has("snapshot") {
-        publication.finish(guard, true, true, &[]).await?;
+        publication
+            .finish(guard, Resign::SnapshotAndTimestamp, &[])
+            .await?;
         updated.extend(["snapshot".to_string(), "timestamp".to_string()]);
     } else if has("timestamp") {
-        publication.finish(guard, false, true, &[]).await?;
+        publication.finish(guard, Resign::Timestamp, &[]).await?;
         updated.push("timestamp".into());
     }
     Ok(Ok(updated))

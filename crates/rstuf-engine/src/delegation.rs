@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use crate::outcome::{TaskError, TaskOutcome};
 use crate::ports::{LockGuard, Ports, RoleRecord};
 use crate::publish::with_lock;
-use crate::repo::{self, Current, Online, Publication, RoleUpdate, expires_in, to_value};
+use crate::repo::{self, Current, Online, Publication, Resign, RoleUpdate, expires_in, to_value};
 use crate::roles::{check_custom_delegations, expiration_key, settings_prefix, signing_key};
 use crate::settings;
 
@@ -162,7 +162,7 @@ async fn delete(
         publication.deactivate(record);
     }
     publish_targets(ports, &mut publication, current, delegations).await?;
-    publication.finish(guard, false, false, &[]).await?;
+    publication.finish(guard, Resign::OnlyChanged, &[]).await?;
     for name in &deleted {
         ports.settings.set(&signing_key(name), Value::Null).await?;
     }
@@ -289,7 +289,7 @@ async fn add_or_update(
     }
     publication.publish_roles(updates).await?;
     publish_targets(ports, &mut publication, current, delegations).await?;
-    publication.finish(guard, false, false, &[]).await?;
+    publication.finish(guard, Resign::OnlyChanged, &[]).await?;
 
     // Settings after the files they describe.
     let pending_names: BTreeSet<&str> = pending.iter().map(|(n, _)| n.as_str()).collect();

@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 use crate::outcome::{TaskError, TaskOutcome};
 use crate::ports::{ArtifactAction, ArtifactRow, LockGuard, Ports};
 use crate::repo::{
-    Current, Online, Publication, ROLE_CHUNK, RoleDays, RoleUpdate, expires_in, to_value,
+    Current, Online, Publication, ROLE_CHUNK, Resign, RoleDays, RoleUpdate, expires_in, to_value,
 };
 use crate::roles::signing_key;
 
@@ -191,7 +191,9 @@ pub(crate) async fn publish_roles_locked(
     if report.published.is_empty() {
         return Ok(report);
     }
-    publication.finish(guard, false, false, &covered).await?;
+    publication
+        .finish(guard, Resign::OnlyChanged, &covered)
+        .await?;
     Ok(report)
 }
 

@@ -28,7 +28,7 @@ use crate::outcome::{TaskError, TaskOutcome};
 use crate::ports::{LockGuard, PortErrorKind, Ports};
 use crate::publish::with_lock;
 use crate::repo::{
-    Current, Online, Publication, RoleDays, expires_in, load, online_key_of, storage_bytes,
+    Current, Online, Publication, Resign, RoleDays, expires_in, load, online_key_of, storage_bytes,
     to_value,
 };
 use crate::roles::signing_key;
@@ -290,7 +290,9 @@ async fn re_sign_online(
     let days = settings::days(ports.settings.as_ref(), "TARGETS_EXPIRATION", 365).await?;
     publication.publish_targets(targets, days).await?;
     let now = publication.now();
-    publication.finish(guard, true, true, &[]).await?;
+    publication
+        .finish(guard, Resign::SnapshotAndTimestamp, &[])
+        .await?;
 
     // Roles that need offline signatures besides the online key: a new version signed by
     // the new key, waiting for the others.

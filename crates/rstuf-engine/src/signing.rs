@@ -10,7 +10,7 @@ use crate::bootstrap;
 use crate::outcome::{TaskError, TaskOutcome};
 use crate::ports::{ArtifactAction, ArtifactRow, LockGuard, Ports};
 use crate::publish::with_lock;
-use crate::repo::{Current, Online, Publication, to_value};
+use crate::repo::{Current, Online, Publication, Resign, to_value};
 use crate::roles::signing_key;
 use crate::settings::{self, BOOTSTRAP, ROOT_SIGNING};
 
@@ -253,6 +253,8 @@ async fn publish_signed_role(
             }
         })
         .collect();
-    publication.finish(guard, false, false, &covered).await?;
+    publication
+        .finish(guard, Resign::OnlyChanged, &covered)
+        .await?;
     Ok(Ok(()))
 }

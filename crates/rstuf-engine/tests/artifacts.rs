@@ -9,7 +9,7 @@ use chrono::{DateTime, Duration, Utc};
 use rstuf_engine::TaskError;
 use rstuf_engine::artifacts::{add_artifacts, remove_artifacts};
 use rstuf_engine::bootstrap::bootstrap;
-use rstuf_engine::bump::{bump_online_roles, force_online_metadata_update};
+use rstuf_engine::bump::{BumpScope, bump_online_roles, force_online_metadata_update};
 use rstuf_engine::ports::{ArtifactAction, ArtifactRow, MetadataStore, RepoLock, SettingsStore};
 use rstuf_engine::publish::publish_artifacts;
 use rstuf_engine::testing::MemoryRepo;
@@ -342,7 +342,10 @@ async fn scheduled_bumps_keep_every_role_valid_for_thirty_days() {
     while at < end {
         at += Duration::minutes(50);
         repo.clock.set(at);
-        bumped_roles += bump_online_roles(&ports, true).await.unwrap().len();
+        bumped_roles += bump_online_roles(&ports, BumpScope::ExpiringSoon)
+            .await
+            .unwrap()
+            .len();
         // Just after the bump, and just before the next one.
         accepted_at(&repo, at);
         accepted_at(&repo, at + Duration::minutes(49));
@@ -355,7 +358,9 @@ async fn scheduled_bumps_keep_every_role_valid_for_thirty_days() {
     // Bumps before the window changed nothing: a second run right away writes no file.
     let count = repo.store.write_log().len();
     assert_eq!(
-        bump_online_roles(&ports, true).await.unwrap(),
+        bump_online_roles(&ports, BumpScope::ExpiringSoon)
+            .await
+            .unwrap(),
         Vec::<String>::new()
     );
     assert_eq!(repo.store.write_log().len(), count);
@@ -446,7 +451,9 @@ async fn tasks_before_bootstrap_are_refused() {
         Some("New metadata updates requre completed bootstrap")
     );
     assert_eq!(
-        bump_online_roles(&ports, true).await.unwrap(),
+        bump_online_roles(&ports, BumpScope::ExpiringSoon)
+            .await
+            .unwrap(),
         Vec::<String>::new()
     );
     assert!(repo.store.files().is_empty());
@@ -484,7 +491,9 @@ async fn publishes_and_bumps_spanning_many_role_chunks_cover_every_role() {
     );
 
     // A bump of every role re-signs all 2,048 bins across chunks and keeps every artifact.
-    let bumped = bump_online_roles(&ports, false).await.unwrap();
+    let bumped = bump_online_roles(&ports, BumpScope::EveryOnlineRole)
+        .await
+        .unwrap();
     assert_eq!(bumped.len(), 2048 + 1, "every bin and targets");
     assert_eq!(published(&repo).await.len(), 2500);
     accepted_at(&repo, now());

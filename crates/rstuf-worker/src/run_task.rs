@@ -129,12 +129,14 @@ pub async fn execute(
             bump::force_online_metadata_update(ports, payload).await?
         }
         "bump_online_roles" => {
-            let expired = payload
-                .get("expired")
-                .and_then(Value::as_bool)
-                .unwrap_or(true);
+            let scope = bump::BumpScope::from_expired(
+                payload
+                    .get("expired")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(true),
+            );
             return Ok(TaskReply::Roles(
-                bump::bump_online_roles(ports, expired).await?,
+                bump::bump_online_roles(ports, scope).await?,
             ));
         }
         other => {

@@ -110,7 +110,7 @@ impl Schedule {
             }
         };
         let result = tokio::select! {
-            result = bump::bump_online_roles(ports, expired) => result,
+            result = bump::bump_online_roles(ports, bump::BumpScope::from_expired(expired)) => result,
             _ = renew => unreachable!("loops forever"),
         };
         self.lease.finish(token, slot).await?;

@@ -87,6 +87,18 @@ impl RoleUpdate {
     }
 }
 
+/// What [`Publication::finish`] re-signs when nothing else changed (when a role or targets
+/// changed, a new snapshot and timestamp are always written).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Resign {
+    /// Nothing: snapshot and timestamp follow the changes only.
+    OnlyChanged,
+    /// A new timestamp, naming the same snapshot.
+    Timestamp,
+    /// A new snapshot, and so a new timestamp.
+    SnapshotAndTimestamp,
+}
+
 /// What a finished publication wrote.
 #[derive(Debug, Default)]
 pub(crate) struct Published {
@@ -273,20 +285,20 @@ impl<'a> Publication<'a> {
         Ok(())
     }
 
-    /// Writes the snapshot (when anything changed or `force_snapshot`) and the timestamp
-    /// (when the snapshot changed or `force_timestamp`), then records role versions and
-    /// `published` rows in the index. The timestamp is written only while `guard` holds.
+    /// Writes the snapshot (when anything changed, or when `resign` asks for it) and the
+    /// timestamp (when the snapshot changed, or when `resign` asks for it), then records role
+    /// versions and `published` rows in the index. The timestamp is written only while
+    /// `guard` holds.
     pub async fn finish(
         mut self,
         guard: &dyn LockGuard,
-        force_snapshot: bool,
-        force_timestamp: bool,
+        resign: Resign,
         published: &[ArtifactRow],
     ) -> Result<Published, TaskError> {
         let settings = self.ports.settings.as_ref();
         let mut out = Published::default();
         let mut snapshot_version = self.current.snapshot.signed.version;
-        if self.changed() || force_snapshot {
+        if self.changed() || resign == Resign::SnapshotAndTimestamp {
             let days = settings::days(settings, "SNAPSHOT_EXPIRATION", 1).await?;
             let expires = expires_in(self.now, days);
             let start = snapshot_version + 1;
@@ -336,7 +348,7 @@ impl<'a> Publication<'a> {
             snapshot_version = version;
             out.snapshot = Some(version);
         }
-        if out.snapshot.is_some() || force_timestamp {
+        if out.snapshot.is_some() || resign != Resign::OnlyChanged {
             let days = settings::days(settings, "TIMESTAMP_EXPIRATION", 1).await?;
             let timestamp = Timestamp::new(
                 self.current.timestamp.signed.version + 1,
