@@ -73,11 +73,18 @@ async fn bump_locked(
         .active_roles(expired.then_some(deadline))
         .await?;
     let names: Vec<String> = rows.into_iter().map(|r| r.name).collect();
-    let mut publication = Publication::new(ports, &online, &current);
-    let bumped = bump_roles(ports, &current, &online, &mut publication, &names).await?;
-    let mut out = bumped;
-    if due(current.targets.signed.expires.0) {
-        let days = settings::days(ports.settings.as_ref(), "TARGETS_EXPIRATION", 365).await?;
+    // Every expiry the publication needs is read before anything is written.
+    let roles = bumpable(&current, &online, &names);
+    let names = roles.iter().map(|(name, _)| name.as_str()).collect();
+    let role_days = RoleDays::read(ports, &current, names).await?;
+    let targets_days = if due(current.targets.signed.expires.0) {
+        Some(settings::days(ports.settings.as_ref(), "TARGETS_EXPIRATION", 365).await?)
+    } else {
+        None
+    };
+    let mut publication = Publication::new(ports, &online, &current).await?;
+    let mut out = bump_roles(&mut publication, roles, &role_days).await?;
+    if let Some(days) = targets_days {
         publication
             .publish_targets(current.targets.signed.clone(), days)
             .await?;
@@ -95,29 +102,28 @@ async fn bump_locked(
     Ok(out)
 }
 
-/// Re-signs the stored content of each online role in `names` with a new version and expiry.
-/// Roles that are not delegated, not online or never published are skipped. Returns the names
-/// bumped.
+/// The roles of `names` a bump can re-sign, with their published versions: roles that are
+/// not delegated, not online or never published are left out.
+pub(crate) fn bumpable(current: &Current, online: &Online, names: &[String]) -> Vec<(String, u64)> {
+    names
+        .iter()
+        .filter(|name| current.online_role(online, name) == Some(true))
+        .filter_map(|name| Some((name.clone(), current.snapshot.signed.role_version(name)?)))
+        .collect()
+}
+
+/// Re-signs the stored content of each role of `roles` (from [`bumpable`]) with a new version
+/// and expiry, its days from `days`. Returns the names bumped.
 pub(crate) async fn bump_roles(
-    ports: &Ports,
-    current: &Current,
-    online: &Online,
     publication: &mut Publication<'_>,
-    names: &[String],
+    roles: Vec<(String, u64)>,
+    days: &RoleDays<'_>,
 ) -> Result<Vec<String>, TaskError> {
-    let mut role_days = RoleDays::new(ports, current);
     let mut bumped = Vec::new();
-    for chunk in names.chunks(ROLE_CHUNK) {
+    for chunk in roles.chunks(ROLE_CHUNK) {
         let mut updates = Vec::new();
-        for name in chunk {
-            if current.online_role(online, name) != Some(true) {
-                continue;
-            }
-            let Some(version) = current.snapshot.signed.role_version(name) else {
-                continue;
-            };
-            let days = role_days.of(name).await?;
-            let expires = expires_in(publication.now(), days);
+        for (name, version) in chunk {
+            let expires = expires_in(publication.now(), days.of(name)?);
             updates.push(RoleUpdate::stored(
                 name.clone(),
                 format!("{version}.{name}.json"),
@@ -231,18 +237,26 @@ async fn force_locked(
         requested_delegated.push(role.clone());
     }
     let has = |r: &str| roles.iter().any(|x| x == r);
-    let mut publication = Publication::new(ports, &online, &current);
+    // Every expiry the publication needs is read before anything is written.
+    let bumped = bumpable(&current, &online, &delegated_names);
+    let names = bumped.iter().map(|(name, _)| name.as_str()).collect();
+    let role_days = RoleDays::read(ports, &current, names).await?;
+    let targets_days = if has("targets") {
+        Some(settings::days(ports.settings.as_ref(), "TARGETS_EXPIRATION", 365).await?)
+    } else {
+        None
+    };
+    let mut publication = Publication::new(ports, &online, &current).await?;
     let mut updated = Vec::new();
     if has("targets") || !delegated_names.is_empty() {
         updated.extend(["snapshot".to_string(), "timestamp".to_string()]);
-        if has("targets") {
-            let days = settings::days(ports.settings.as_ref(), "TARGETS_EXPIRATION", 365).await?;
+        if let Some(days) = targets_days {
             publication
                 .publish_targets(current.targets.signed.clone(), days)
                 .await?;
             updated.push("targets".into());
         }
-        bump_roles(ports, &current, &online, &mut publication, &delegated_names).await?;
+        bump_roles(&mut publication, bumped, &role_days).await?;
         updated.extend(requested_delegated);
         publication
             .finish(guard, Resign::SnapshotAndTimestamp, &[])

@@ -151,7 +151,9 @@ async fn delete(
     delegations.roles = Some(roles);
     keep_used_keys(&mut delegations);
 
-    let mut publication = Publication::new(ports, online, current);
+    // Every expiry the publication needs is read before anything is written.
+    let targets_days = targets_days(ports).await?;
+    let mut publication = Publication::new(ports, online, current).await?;
     for name in &deleted {
         let record = ports.index.role(name).await?.unwrap_or(RoleRecord {
             name: name.clone(),
@@ -161,7 +163,7 @@ async fn delete(
         });
         publication.deactivate(record);
     }
-    publish_targets(ports, &mut publication, current, delegations).await?;
+    publish_targets(&mut publication, current, delegations, targets_days).await?;
     publication.finish(guard, Resign::OnlyChanged, &[]).await?;
     for name in &deleted {
         ports.settings.set(&signing_key(name), Value::Null).await?;
@@ -244,6 +246,10 @@ async fn add_or_update(
     keep_used_keys(&mut delegations);
 
     let now = ports.clock.now();
+    // Every expiry the publication needs is read before anything is written (the new roles'
+    // rows included).
+    let targets_days = targets_days(ports).await?;
+    let mut publication = Publication::new(ports, online, current).await?;
     if action == Action::Add {
         let rows: Vec<RoleRecord> = applied
             .iter()
@@ -256,7 +262,6 @@ async fn add_or_update(
             .collect();
         ports.index.create_roles(&rows).await?;
     }
-    let mut publication = Publication::new(ports, online, current);
     let mut updates = Vec::new();
     let mut pending: Vec<(String, Metadata<Targets>)> = Vec::new();
     for (role, days) in &applied {
@@ -288,7 +293,7 @@ async fn add_or_update(
         }
     }
     publication.publish_roles(updates).await?;
-    publish_targets(ports, &mut publication, current, delegations).await?;
+    publish_targets(&mut publication, current, delegations, targets_days).await?;
     publication.finish(guard, Resign::OnlyChanged, &[]).await?;
 
     // Settings after the files they describe.
@@ -349,15 +354,20 @@ fn keep_used_keys(delegations: &mut Delegations) {
     delegations.keys = keys;
 }
 
-/// A new targets version with `delegations`, keeping what targets itself lists.
+/// Days a new targets version stays valid: `TARGETS_EXPIRATION`, 365 when unset.
+async fn targets_days(ports: &Ports) -> Result<u32, TaskError> {
+    settings::days(ports.settings.as_ref(), "TARGETS_EXPIRATION", 365).await
+}
+
+/// A new targets version with `delegations`, keeping what targets itself lists, valid for
+/// `days`.
 async fn publish_targets(
-    ports: &Ports,
     publication: &mut Publication<'_>,
     current: &Current,
     delegations: Delegations,
+    days: u32,
 ) -> Result<(), TaskError> {
     let mut signed = current.targets.signed.clone();
     signed.delegations = Some(delegations);
-    let days = settings::days(ports.settings.as_ref(), "TARGETS_EXPIRATION", 365).await?;
     publication.publish_targets(signed, days).await
 }

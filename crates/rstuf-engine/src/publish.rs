@@ -109,8 +109,14 @@ pub(crate) async fn publish_roles_locked(
     let online = Online::load(ports).await?;
 
     let now = ports.clock.now();
-    let mut publication = Publication::new(ports, &online, &current);
-    let mut role_days = RoleDays::new(ports, &current);
+    // Every expiry the publication needs is read before anything is written.
+    let delegated = roles
+        .iter()
+        .map(String::as_str)
+        .filter(|role| current.online_role(&online, role).is_some())
+        .collect();
+    let role_days = RoleDays::read(ports, &current, delegated).await?;
+    let mut publication = Publication::new(ports, &online, &current).await?;
     let mut covered = Vec::new();
     for chunk in roles.chunks(ROLE_CHUNK) {
         // An online role with a published version gets its unpublished rows applied to that
@@ -148,7 +154,7 @@ pub(crate) async fn publish_roles_locked(
                     continue;
                 }
             };
-            let expires = expires_in(now, role_days.of(&role).await?);
+            let expires = expires_in(now, role_days.of(&role)?);
             let file = format!("{version}.{role}.json");
             covered.extend(rows);
             report.published.push(role.clone());
@@ -169,7 +175,7 @@ pub(crate) async fn publish_roles_locked(
                     continue;
                 }
             };
-            let days = role_days.of(&role).await?;
+            let days = role_days.of(&role)?;
             let mut signed = Targets::new(0, expires_in(now, days));
             signed.targets = artifacts;
             if online_only {

@@ -23,7 +23,7 @@ use rstuf_metadata::schema::{Delegations, Metadata, Root, Signature, Signed, Tar
 use rstuf_metadata::verify::signed_by_one_of;
 use serde_json::{Value, json};
 
-use crate::bump::bump_roles;
+use crate::bump::{bump_roles, bumpable};
 use crate::outcome::{TaskError, TaskOutcome};
 use crate::ports::{LockGuard, PortErrorKind, Ports};
 use crate::publish::with_lock;
@@ -285,10 +285,16 @@ async fn re_sign_online(
         .into_iter()
         .map(|r| r.name)
         .collect();
-    let mut publication = Publication::new(ports, online, &rekeyed);
-    bump_roles(ports, &rekeyed, online, &mut publication, &names).await?;
-    let days = settings::days(ports.settings.as_ref(), "TARGETS_EXPIRATION", 365).await?;
-    publication.publish_targets(targets, days).await?;
+    // Every expiry needed is read before anything is written: the online roles', the
+    // targets', and those of the roles signed after the publication.
+    let roles = bumpable(&rekeyed, online, &names);
+    let signed_now = roles.iter().map(|(name, _)| name.as_str());
+    let names = signed_now.chain(mixed.iter().map(String::as_str)).collect();
+    let role_days = RoleDays::read(ports, &rekeyed, names).await?;
+    let targets_days = settings::days(ports.settings.as_ref(), "TARGETS_EXPIRATION", 365).await?;
+    let mut publication = Publication::new(ports, online, &rekeyed).await?;
+    bump_roles(&mut publication, roles, &role_days).await?;
+    publication.publish_targets(targets, targets_days).await?;
     let now = publication.now();
     publication
         .finish(guard, Resign::SnapshotAndTimestamp, &[])
@@ -296,7 +302,6 @@ async fn re_sign_online(
 
     // Roles that need offline signatures besides the online key: a new version signed by
     // the new key, waiting for the others.
-    let mut role_days = RoleDays::new(ports, &rekeyed);
     for name in mixed {
         let Some(version) = current.snapshot.signed.role_version(&name) else {
             continue;
@@ -304,7 +309,7 @@ async fn re_sign_online(
         let mut signed: Targets = load::<Targets>(ports, &format!("{version}.{name}.json"))
             .await?
             .signed;
-        let days = role_days.of(&name).await?;
+        let days = role_days.of(&name)?;
         signed.set_version_and_expires(version + 1, expires_in(now, days));
         let md = online.sign(signed).await?;
         ports

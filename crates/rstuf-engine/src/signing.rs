@@ -230,7 +230,7 @@ async fn publish_signed_role(
 ) -> Result<Result<(), String>, TaskError> {
     let current = Current::load(ports).await?;
     let online = Online::load(ports).await?;
-    let mut publication = Publication::new(ports, &online, &current);
+    let mut publication = Publication::new(ports, &online, &current).await?;
     if let Err(reason) = publication.publish_presigned(role, md).await? {
         return Ok(Err(reason));
     }

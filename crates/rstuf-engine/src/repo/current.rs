@@ -2,6 +2,7 @@
 //! cache, and the day counts of delegated roles.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::{Arc, Mutex};
 
 use rstuf_metadata::schema::{DelegatedRole, Metadata, Signed, Snapshot, Targets, Timestamp};
@@ -123,24 +124,45 @@ impl Current {
 }
 
 /// Days a role's new versions stay valid: `<ROLE>_EXPIRATION`, or for bins `BINS_EXPIRATION`.
-/// A custom role without its setting falls back to its `x-rstuf-expire-policy`. Each setting
-/// is read once per task (16,384 bins share one).
+/// A custom role without its setting falls back to its `x-rstuf-expire-policy`. Every
+/// setting a task needs is read at once, before the task writes anything, so a failing read
+/// never leaves a publication half-written; each is read once (16,384 bins share one).
 pub(crate) struct RoleDays<'a> {
-    ports: &'a Ports,
     current: &'a Current,
     read: HashMap<String, u32>,
 }
 
 impl<'a> RoleDays<'a> {
-    pub fn new(ports: &'a Ports, current: &'a Current) -> Self {
-        RoleDays {
-            ports,
+    /// Reads the day counts of the roles `names` (as `current` delegates them).
+    pub async fn read(
+        ports: &Ports,
+        current: &'a Current,
+        names: Vec<&str>,
+    ) -> Result<Self, TaskError> {
+        let mut days = RoleDays {
             current,
             read: HashMap::new(),
+        };
+        for name in names {
+            let (key, default) = days.setting_of(name);
+            if let Entry::Vacant(slot) = days.read.entry(key) {
+                let value = settings::days(ports.settings.as_ref(), slot.key(), default).await?;
+                slot.insert(value);
+            }
         }
+        Ok(days)
     }
 
-    pub async fn of(&mut self, name: &str) -> Result<u32, TaskError> {
+    /// The days of role `name`, which must be one of the names read.
+    pub fn of(&self, name: &str) -> Result<u32, TaskError> {
+        let (key, _) = self.setting_of(name);
+        self.read.get(&key).copied().ok_or_else(|| {
+            TaskError::Metadata(format!("the expiration of {name} was not read beforehand"))
+        })
+    }
+
+    /// The setting holding the days of role `name`, and the days when it is unset.
+    fn setting_of(&self, name: &str) -> (String, u32) {
         let is_bin = self
             .current
             .targets
@@ -149,7 +171,7 @@ impl<'a> RoleDays<'a> {
             .as_ref()
             .and_then(|d| d.succinct_roles.as_ref())
             .is_some_and(|s| s.is_delegated_role(name));
-        let (key, default) = if is_bin {
+        if is_bin {
             ("BINS_EXPIRATION".to_string(), 1)
         } else {
             let policy = self
@@ -158,13 +180,7 @@ impl<'a> RoleDays<'a> {
                 .and_then(|r| crate::roles::expire_policy(r).ok())
                 .unwrap_or(1);
             (crate::roles::expiration_key(name), policy)
-        };
-        if let Some(days) = self.read.get(&key) {
-            return Ok(*days);
         }
-        let days = settings::days(self.ports.settings.as_ref(), &key, default).await?;
-        self.read.insert(key, days);
-        Ok(days)
     }
 }
 

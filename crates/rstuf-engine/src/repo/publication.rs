@@ -114,6 +114,9 @@ pub(crate) struct Publication<'a> {
     online: &'a Online,
     current: &'a Current,
     now: DateTime<Utc>,
+    /// Days the new snapshot and timestamp stay valid, read before anything is written.
+    snapshot_days: u32,
+    timestamp_days: u32,
     /// The snapshot entries this publication changed (the rest are the current snapshot's);
     /// a batch being written has its planned versions here until it is recorded.
     meta: BTreeMap<String, MetaFile>,
@@ -125,17 +128,28 @@ pub(crate) struct Publication<'a> {
 }
 
 impl<'a> Publication<'a> {
-    pub fn new(ports: &'a Ports, online: &'a Online, current: &'a Current) -> Self {
-        Publication {
+    /// A publication over `current`, signed by `online`. Reads `SNAPSHOT_EXPIRATION` and
+    /// `TIMESTAMP_EXPIRATION` now, so no settings read comes after the first write.
+    pub async fn new(
+        ports: &'a Ports,
+        online: &'a Online,
+        current: &'a Current,
+    ) -> Result<Self, TaskError> {
+        let settings = ports.settings.as_ref();
+        let snapshot_days = settings::days(settings, "SNAPSHOT_EXPIRATION", 1).await?;
+        let timestamp_days = settings::days(settings, "TIMESTAMP_EXPIRATION", 1).await?;
+        Ok(Publication {
             ports,
             online,
             current,
             now: ports.clock.now(),
+            snapshot_days,
+            timestamp_days,
             meta: BTreeMap::new(),
             records: Vec::new(),
             targets: None,
             pending: Mutex::new(None),
-        }
+        })
     }
 
     /// The snapshot entry of `file` as this publication leaves it so far.
@@ -299,8 +313,7 @@ impl<'a> Publication<'a> {
         let mut out = Published::default();
         let mut snapshot_version = self.current.snapshot.signed.version;
         if self.changed() || resign == Resign::SnapshotAndTimestamp {
-            let days = settings::days(settings, "SNAPSHOT_EXPIRATION", 1).await?;
-            let expires = expires_in(self.now, days);
+            let expires = expires_in(self.now, self.snapshot_days);
             let start = snapshot_version + 1;
             // The last batch of roles is made durable while the snapshot listing the versions
             // planned for it is built, encoded and signed; a role that had to take a later
@@ -349,10 +362,9 @@ impl<'a> Publication<'a> {
             out.snapshot = Some(version);
         }
         if out.snapshot.is_some() || resign != Resign::OnlyChanged {
-            let days = settings::days(settings, "TIMESTAMP_EXPIRATION", 1).await?;
             let timestamp = Timestamp::new(
                 self.current.timestamp.signed.version + 1,
-                expires_in(self.now, days),
+                expires_in(self.now, self.timestamp_days),
                 snapshot_version,
             );
             let (_, timestamp) = self.online.sign_stored(timestamp).await?;
