@@ -13,18 +13,16 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use rstuf_metadata::keys::Key;
-use rstuf_metadata::schema::{
-    Delegations, Expires, MetaFile, Metadata, Root, Snapshot, Targets, Timestamp,
-};
+use rstuf_metadata::schema::{Delegations, Expires, Metadata, Root, Targets};
 use rstuf_metadata::succinct::SuccinctRoles;
 use rstuf_metadata::verify::signed_by_one_of;
 use serde_json::{Value, json};
 
 use crate::outcome::{TaskError, TaskOutcome};
 use crate::ports::{Ports, RoleRecord, Signer};
-use crate::repo::{Online, expires_in, online_key_of, storage_bytes, to_value};
+use crate::repo::{Online, Publication, SignedRole, expires_in, online_key_of, to_value};
 use crate::roles::{CustomDelegations, check_custom_delegations, expiration_key, signing_key};
-use crate::settings::{self, BOOTSTRAP, ONLINE_KEY, ROOT_SIGNING, TRUSTED_ROOT, TRUSTED_TARGETS};
+use crate::settings::{self, BOOTSTRAP, ROOT_SIGNING};
 
 const FAILED: &str = "Bootstrap Failed";
 const PROCESSED: &str = "Bootstrap Processed";
@@ -320,8 +318,8 @@ async fn save_settings(ports: &Ports, plan: &Plan) -> Result<(), TaskError> {
     Ok(())
 }
 
-/// Publishes version 1 of every role. Called when the root threshold is met, here or when the
-/// last root signature arrives (`sign_metadata`).
+/// Publishes version 1 of every role, as the first [`Publication`]. Called when the root
+/// threshold is met, here or when the last root signature arrives (`sign_metadata`).
 ///
 /// Order: role rows (a name already taken means another bootstrap got here, and nothing is
 /// written), delegated roles, targets, snapshot, timestamp, root; then the settings, with
@@ -333,15 +331,92 @@ async fn finalize(
     signer: Arc<dyn Signer>,
     task_id: &str,
 ) -> Result<(), TaskError> {
-    let now = ports.clock.now();
     let keyid = plan.online_keyid.as_str();
     let online = Online {
         keyid: keyid.to_string(),
         signer,
     };
+    let days = plan.expirations;
+    let mut publication = Publication::first(ports, &online, days.snapshot, days.timestamp);
+    let now = publication.now();
 
-    // Each delegated role: name, expiry, and whether the online key publishes it now.
-    let (delegations, roles): (Delegations, Vec<(String, Expires, bool)>) = match &plan.layout {
+    let (delegations, roles) = delegated_roles(plan, &online, now);
+    let rows: Vec<RoleRecord> = roles
+        .iter()
+        .map(|(name, expires, _)| RoleRecord {
+            name: name.clone(),
+            version: 1,
+            expires: expires.0,
+            active: true,
+        })
+        .collect();
+    ports.index.create_roles(&rows).await?;
+
+    // Empty version 1 of every role the online key publishes. Roles with the same expiry have
+    // the same bytes, so each distinct expiry is signed once (16,384 bins: one signature).
+    let mut empty: BTreeMap<DateTime<Utc>, Arc<Vec<u8>>> = BTreeMap::new();
+    for (_, expires, publish) in &roles {
+        if *publish && !empty.contains_key(&expires.0) {
+            let (_, bytes) = online.sign_stored(Targets::new(1, *expires)).await?;
+            empty.insert(expires.0, Arc::new(bytes));
+        }
+    }
+    let published: Vec<SignedRole> = roles
+        .iter()
+        .filter(|(_, _, publish)| *publish)
+        .map(|(name, expires, _)| SignedRole {
+            name: name.clone(),
+            version: 1,
+            expires: *expires,
+            bytes: empty[&expires.0].clone(),
+        })
+        .collect();
+    publication.publish_signed_roles(published).await?;
+    // The others become pending metadata, signed by the online key when it is one of theirs.
+    let mut pending: Vec<(String, Metadata<Targets>)> = Vec::new();
+    for (name, expires, _) in roles.iter().filter(|(_, _, publish)| !*publish) {
+        let signed = Targets::new(1, *expires);
+        let online_signs = delegations
+            .delegation(name)
+            .is_some_and(|d| d.keyids.contains(&online.keyid));
+        let md = if online_signs {
+            online.sign(signed).await?
+        } else {
+            Metadata::new(signed)
+        };
+        pending.push((name.clone(), md));
+    }
+
+    let mut targets = Targets::new(1, expires_in(now, days.targets));
+    targets.delegations = Some(delegations);
+    publication.publish_targets(targets, days.targets).await?;
+    publication
+        .finish_first(&plan.root, &plan.online_key)
+        .await?;
+
+    for (name, md) in &pending {
+        ports
+            .settings
+            .set(&signing_key(name), to_value(md)?)
+            .await?;
+    }
+    ports.settings.set(ROOT_SIGNING, Value::Null).await?;
+    ports
+        .settings
+        .set(BOOTSTRAP, Value::String(task_id.to_string()))
+        .await?;
+    Ok(())
+}
+
+/// What top-level targets delegates, and each delegated role: its name, its expiry, and
+/// whether the online key publishes it now.
+fn delegated_roles(
+    plan: &Plan,
+    online: &Online,
+    now: DateTime<Utc>,
+) -> (Delegations, Vec<(String, Expires, bool)>) {
+    let keyid = online.keyid.as_str();
+    match &plan.layout {
         Layout::Bins {
             expiration,
             bit_length,
@@ -376,111 +451,5 @@ async fn finalize(
                 .collect();
             (custom.delegations.clone(), roles)
         }
-    };
-    let rows: Vec<RoleRecord> = roles
-        .iter()
-        .map(|(name, expires, _)| RoleRecord {
-            name: name.clone(),
-            version: 1,
-            expires: expires.0,
-            active: true,
-        })
-        .collect();
-    ports.index.create_roles(&rows).await?;
-
-    // Empty version 1 of every role the online key publishes. Roles with the same expiry have
-    // the same bytes, so each distinct expiry is signed once (16,384 bins: one signature).
-    let mut empty: BTreeMap<DateTime<Utc>, Arc<Vec<u8>>> = BTreeMap::new();
-    for (_, expires, publish) in &roles {
-        if *publish && !empty.contains_key(&expires.0) {
-            let (_, bytes) = online.sign_stored(Targets::new(1, *expires)).await?;
-            empty.insert(expires.0, Arc::new(bytes));
-        }
     }
-    let files: Vec<(String, Arc<Vec<u8>>)> = roles
-        .iter()
-        .filter(|(_, _, publish)| *publish)
-        .map(|(name, expires, _)| (format!("1.{name}.json"), empty[&expires.0].clone()))
-        .collect();
-    ports.store.put_versioned_many(&files).await?;
-    // The others become pending metadata, signed by the online key when it is one of theirs.
-    let mut pending: Vec<(String, Metadata<Targets>)> = Vec::new();
-    for (name, expires, _) in roles.iter().filter(|(_, _, publish)| !*publish) {
-        let signed = Targets::new(1, *expires);
-        let online_signs = delegations
-            .delegation(name)
-            .is_some_and(|d| d.keyids.contains(&online.keyid));
-        let md = if online_signs {
-            online.sign(signed).await?
-        } else {
-            Metadata::new(signed)
-        };
-        pending.push((name.clone(), md));
-    }
-    let mut meta: BTreeMap<String, MetaFile> = roles
-        .iter()
-        .filter(|(_, _, publish)| *publish)
-        .map(|(name, _, _)| (format!("{name}.json"), MetaFile::version_only(1)))
-        .collect();
-
-    let mut targets = Targets::new(1, expires_in(now, plan.expirations.targets));
-    targets.delegations = Some(delegations);
-    let targets = online.sign(targets).await?;
-    ports
-        .store
-        .put_versioned("1.targets.json", &storage_bytes(&targets)?)
-        .await?;
-    meta.insert("targets.json".into(), MetaFile::version_only(1));
-    let (_, snapshot) = online
-        .sign_stored(Snapshot::new(
-            1,
-            expires_in(now, plan.expirations.snapshot),
-            meta,
-        ))
-        .await?;
-    ports
-        .store
-        .put_versioned("1.snapshot.json", &snapshot)
-        .await?;
-    let timestamp = online
-        .sign(Timestamp::new(
-            1,
-            expires_in(now, plan.expirations.timestamp),
-            1,
-        ))
-        .await?;
-    ports
-        .store
-        .put_timestamp(&storage_bytes(&timestamp)?)
-        .await?;
-    let root_name = format!("{}.root.json", plan.root.signed.version);
-    ports
-        .store
-        .put_versioned(&root_name, &storage_bytes(&plan.root)?)
-        .await?;
-
-    let mut online_value =
-        serde_json::to_value(&plan.online_key).map_err(|e| TaskError::Metadata(e.to_string()))?;
-    online_value["keyid"] = Value::String(keyid.to_string());
-    ports.settings.set(ONLINE_KEY, online_value).await?;
-    ports
-        .settings
-        .set(TRUSTED_ROOT, to_value(&plan.root)?)
-        .await?;
-    ports
-        .settings
-        .set(TRUSTED_TARGETS, to_value(&targets)?)
-        .await?;
-    for (name, md) in &pending {
-        ports
-            .settings
-            .set(&signing_key(name), to_value(md)?)
-            .await?;
-    }
-    ports.settings.set(ROOT_SIGNING, Value::Null).await?;
-    ports
-        .settings
-        .set(BOOTSTRAP, Value::String(task_id.to_string()))
-        .await?;
-    Ok(())
 }

@@ -171,6 +171,8 @@ async fn delete(
     Ok(processed(&deleted, failed))
 }
 
+// One sequence read top to bottom (merge the keys, check, apply, create rows, publish, then
+// the settings), longer than 120 lines because each step hands the next its values.
 async fn add_or_update(
     ports: &Ports,
     guard: &dyn LockGuard,

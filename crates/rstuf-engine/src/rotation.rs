@@ -28,8 +28,8 @@ use crate::outcome::{TaskError, TaskOutcome};
 use crate::ports::{LockGuard, PortErrorKind, Ports};
 use crate::publish::with_lock;
 use crate::repo::{
-    Current, Online, Publication, Resign, RoleDays, expires_in, load, online_key_of, storage_bytes,
-    to_value,
+    Current, Online, Publication, Resign, RoleDays, expires_in, load, online_key_of,
+    online_key_setting, storage_bytes, to_value,
 };
 use crate::roles::signing_key;
 use crate::settings::{self, ONLINE_KEY, ROOT_SIGNING, TRUSTED_ROOT};
@@ -227,9 +227,7 @@ async fn finalize(
         return Ok(result);
     }
     if signer.is_some() {
-        let mut value =
-            serde_json::to_value(&new_key).map_err(|e| TaskError::Metadata(e.to_string()))?;
-        value["keyid"] = Value::String(new_id);
+        let value = online_key_setting(&new_id, &new_key)?;
         ports.settings.set(ONLINE_KEY, value).await?;
     }
     ports.settings.set(TRUSTED_ROOT, to_value(new)?).await?;

@@ -25,8 +25,8 @@ use crate::outcome::TaskError;
 use crate::ports::Ports;
 
 pub(crate) use current::{Current, RoleDays};
-pub(crate) use online::{Online, online_key_of};
-pub(crate) use publication::{Publication, Resign, RoleUpdate};
+pub(crate) use online::{Online, online_key_of, online_key_setting};
+pub(crate) use publication::{Publication, Resign, RoleUpdate, SignedRole};
 
 /// Roles whose artifacts are loaded, signed and written together: a publish or bump of every
 /// bin of a large repository holds one chunk's artifacts in memory, not the repository's.

@@ -26,6 +26,14 @@ pub(crate) fn online_key_of(root: &Root) -> Result<(String, Key), String> {
     Ok((keyid, key))
 }
 
+/// The `ONLINE_KEY` setting for key `key` with id `keyid`: the key as root lists it, plus
+/// its id.
+pub(crate) fn online_key_setting(keyid: &str, key: &Key) -> Result<Value, TaskError> {
+    let mut value = serde_json::to_value(key).map_err(|e| TaskError::Metadata(e.to_string()))?;
+    value["keyid"] = Value::String(keyid.to_string());
+    Ok(value)
+}
+
 /// The online key and its signer.
 #[derive(Debug, Clone)]
 pub(crate) struct Online {

@@ -5,19 +5,21 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
+use rstuf_metadata::keys::Key;
 use rstuf_metadata::schema::{
-    Expires, MetaFile, Metadata, Signed, Snapshot, TargetFile, Targets, Timestamp,
+    Expires, MetaFile, Metadata, Root, Signed, Snapshot, TargetFile, Targets, Timestamp,
 };
 
 use super::current::keep;
-use super::encode::encode;
+use super::encode::{Encoded, EncodedState, encode};
+use super::online::online_key_setting;
 use super::write::{
-    PendingWrite, Written, wait_for, write_batch, write_next_version, write_signed_or_next,
+    PendingWrite, Taken, Written, wait_for, write_batch, write_next_version, write_signed_or_next,
 };
 use super::{Current, Online, expires_in, storage_bytes, to_value};
 use crate::outcome::TaskError;
 use crate::ports::{ArtifactRow, LockGuard, PortErrorKind, Ports, RoleRecord};
-use crate::settings::{self, TRUSTED_TARGETS};
+use crate::settings::{self, ONLINE_KEY, TRUSTED_ROOT, TRUSTED_TARGETS};
 
 /// Where the content of a role's new version comes from.
 #[derive(Debug)]
@@ -108,11 +110,39 @@ pub(crate) struct Published {
     pub timestamp: bool,
 }
 
+/// A role's new version whose storage bytes the task signed itself.
+#[derive(Debug)]
+pub(crate) struct SignedRole {
+    /// The role.
+    pub name: String,
+    /// The version the bytes were signed as: the role's next version.
+    pub version: u64,
+    /// The expiry the bytes hold.
+    pub expires: Expires,
+    /// The storage bytes.
+    pub bytes: Arc<Vec<u8>>,
+}
+
+/// The published versions a publication builds on.
+struct Base<'a> {
+    /// The current snapshot's entries.
+    meta: &'a BTreeMap<String, MetaFile>,
+    /// The current snapshot, targets and timestamp versions (0 before the first publication).
+    snapshot: u64,
+    targets: u64,
+    timestamp: u64,
+}
+
+/// The snapshot entries of a repository that has published nothing yet.
+static NOTHING_PUBLISHED: BTreeMap<String, MetaFile> = BTreeMap::new();
+
 /// A set of new versions being published (see the module documentation).
 pub(crate) struct Publication<'a> {
     ports: &'a Ports,
     online: &'a Online,
-    current: &'a Current,
+    base: Base<'a>,
+    /// Whether a file name already taken moves the file to a later version.
+    taken: Taken,
     now: DateTime<Utc>,
     /// Days the new snapshot and timestamp stay valid, read before anything is written.
     snapshot_days: u32,
@@ -138,10 +168,61 @@ impl<'a> Publication<'a> {
         let settings = ports.settings.as_ref();
         let snapshot_days = settings::days(settings, "SNAPSHOT_EXPIRATION", 1).await?;
         let timestamp_days = settings::days(settings, "TIMESTAMP_EXPIRATION", 1).await?;
-        Ok(Publication {
+        let base = Base {
+            meta: &current.snapshot.signed.meta,
+            snapshot: current.snapshot.signed.version,
+            targets: current.targets.signed.version,
+            timestamp: current.timestamp.signed.version,
+        };
+        let taken = Taken::MoveToNextVersion;
+        Ok(Self::build(
             ports,
             online,
-            current,
+            base,
+            taken,
+            snapshot_days,
+            timestamp_days,
+        ))
+    }
+
+    /// The first publication of a repository (a bootstrap): every file is version 1, and a
+    /// name already taken fails the publication. The snapshot and timestamp stay valid for
+    /// the days given; [`Publication::finish_first`] ends it.
+    pub fn first(
+        ports: &'a Ports,
+        online: &'a Online,
+        snapshot_days: u32,
+        timestamp_days: u32,
+    ) -> Self {
+        let base = Base {
+            meta: &NOTHING_PUBLISHED,
+            snapshot: 0,
+            targets: 0,
+            timestamp: 0,
+        };
+        Self::build(
+            ports,
+            online,
+            base,
+            Taken::Fail,
+            snapshot_days,
+            timestamp_days,
+        )
+    }
+
+    fn build(
+        ports: &'a Ports,
+        online: &'a Online,
+        base: Base<'a>,
+        taken: Taken,
+        snapshot_days: u32,
+        timestamp_days: u32,
+    ) -> Self {
+        Publication {
+            ports,
+            online,
+            base,
+            taken,
             now: ports.clock.now(),
             snapshot_days,
             timestamp_days,
@@ -149,14 +230,12 @@ impl<'a> Publication<'a> {
             records: Vec::new(),
             targets: None,
             pending: Mutex::new(None),
-        })
+        }
     }
 
     /// The snapshot entry of `file` as this publication leaves it so far.
     fn meta_of(&self, file: &str) -> Option<&MetaFile> {
-        self.meta
-            .get(file)
-            .or_else(|| self.current.snapshot.signed.meta.get(file))
+        self.meta.get(file).or_else(|| self.base.meta.get(file))
     }
 
     /// The time the publication started.
@@ -192,16 +271,50 @@ impl<'a> Publication<'a> {
         if let Some(written) = previous? {
             self.record(written);
         }
-        let encoded = encoded?;
+        self.start_writing(encoded?);
+        Ok(())
+    }
+
+    /// Starts writing, as [`Publication::publish_roles`] does, roles whose bytes the task
+    /// signed itself (a bootstrap signs identical empty roles once). Each must be signed as
+    /// the role's next version.
+    pub async fn publish_signed_roles(&mut self, roles: Vec<SignedRole>) -> Result<(), TaskError> {
+        let mut encoded = Vec::with_capacity(roles.len());
+        for role in roles {
+            let next = self
+                .meta_of(&format!("{}.json", role.name))
+                .map_or(1, |m| m.version + 1);
+            if role.version != next {
+                return Err(TaskError::Metadata(format!(
+                    "{} was signed as version {}, but its next version is {next}",
+                    role.name, role.version
+                )));
+            }
+            encoded.push(Encoded {
+                name: role.name,
+                version: role.version,
+                expires: role.expires,
+                state: EncodedState::Signed {
+                    bytes: role.bytes,
+                    signed: None,
+                },
+            });
+        }
+        self.flush().await?;
+        self.start_writing(encoded);
+        Ok(())
+    }
+
+    /// Plans the encoded roles' versions in the snapshot and starts writing them as one batch.
+    fn start_writing(&mut self, encoded: Vec<Encoded>) {
         for e in &encoded {
             self.meta.insert(
                 format!("{}.json", e.name),
                 MetaFile::version_only(e.version),
             );
         }
-        *self.pending.get_mut().expect("pending write") =
-            Some(Box::pin(write_batch(self.ports, self.online, encoded)));
-        Ok(())
+        let write = write_batch(self.ports, self.online, encoded, self.taken);
+        *self.pending.get_mut().expect("pending write") = Some(Box::pin(write));
     }
 
     fn take_pending(&mut self) -> Option<PendingWrite<'a>> {
@@ -288,10 +401,11 @@ impl<'a> Publication<'a> {
         let start = self
             .meta_of("targets.json")
             .map_or(1, |m| m.version + 1)
-            .max(self.current.targets.signed.version + 1);
+            .max(self.base.targets + 1);
         let expires = expires_in(self.now, days);
+        let (ports, online, taken) = (self.ports, self.online, self.taken);
         let (version, md) =
-            write_next_version(self.ports, self.online, "targets", signed, start, expires).await?;
+            write_next_version(ports, online, "targets", signed, start, expires, taken).await?;
         self.meta
             .insert("targets.json".into(), MetaFile::version_only(version));
         keep(&self.ports.cache.targets, Arc::new(md.clone()));
@@ -309,69 +423,14 @@ impl<'a> Publication<'a> {
         resign: Resign,
         published: &[ArtifactRow],
     ) -> Result<Published, TaskError> {
-        let settings = self.ports.settings.as_ref();
         let mut out = Published::default();
-        let mut snapshot_version = self.current.snapshot.signed.version;
+        let mut snapshot_version = self.base.snapshot;
         if self.changed() || resign == Resign::SnapshotAndTimestamp {
-            let expires = expires_in(self.now, self.snapshot_days);
-            let start = snapshot_version + 1;
-            // The last batch of roles is made durable while the snapshot listing the versions
-            // planned for it is built, encoded and signed; a role that had to take a later
-            // version (its name left by an interrupted run) has the snapshot signed again.
-            let pending = self.take_pending();
-            let changed = std::mem::take(&mut self.meta);
-            let base = &self.current.snapshot.signed.meta;
-            let snapshot = async move {
-                // The 16,385-entry map of 16,384 bins copied while the batch is written.
-                let mut meta = base.clone();
-                meta.extend(changed);
-                let mut snapshot = Snapshot::new(0, expires, meta);
-                snapshot.set_version_and_expires(start, expires);
-                snapshot
-            };
-            let online = self.online;
-            let (written, signed) = futures_util::future::join(wait_for(pending), async {
-                online.sign_stored(snapshot.await).await
-            })
-            .await;
-            let (mut md, mut bytes) = signed?;
-            if let Some(written) = written? {
-                let moved: Vec<(String, u64)> = written
-                    .iter()
-                    .map(|w| (format!("{}.json", w.name), w.version))
-                    .filter(|(file, version)| {
-                        md.signed.meta.get(file).map(|m| m.version) != Some(*version)
-                    })
-                    .collect();
-                self.record(written);
-                if !moved.is_empty() {
-                    let mut snapshot = md.signed;
-                    for (file, version) in moved {
-                        snapshot.meta.insert(file, MetaFile::version_only(version));
-                    }
-                    (md, bytes) = online.sign_stored(snapshot).await?;
-                }
-            }
-            let (version, md) =
-                write_signed_or_next(self.ports, online, "snapshot", md, bytes, expires).await?;
-            if let Some(targets) = md.signed.role_version("targets") {
-                self.ports.cache.note_targets_version(version, targets);
-            }
-            keep(&self.ports.cache.snapshot, Arc::new(md));
-            snapshot_version = version;
-            out.snapshot = Some(version);
+            snapshot_version = self.write_snapshot().await?;
+            out.snapshot = Some(snapshot_version);
         }
         if out.snapshot.is_some() || resign != Resign::OnlyChanged {
-            let timestamp = Timestamp::new(
-                self.current.timestamp.signed.version + 1,
-                expires_in(self.now, self.timestamp_days),
-                snapshot_version,
-            );
-            let (_, timestamp) = self.online.sign_stored(timestamp).await?;
-            if !guard.still_held().await? {
-                return Err(TaskError::LockLost);
-            }
-            self.ports.store.put_timestamp(&timestamp).await?;
+            self.write_timestamp(snapshot_version, Some(guard)).await?;
             out.timestamp = true;
         }
         if !self.records.is_empty() || !published.is_empty() {
@@ -381,8 +440,110 @@ impl<'a> Publication<'a> {
                 .await?;
         }
         if let Some(targets) = &self.targets {
+            let settings = self.ports.settings.as_ref();
             settings.set(TRUSTED_TARGETS, to_value(targets)?).await?;
         }
         Ok(out)
+    }
+
+    /// Ends the first publication of a repository: writes the snapshot, the timestamp and
+    /// `root` last, then the settings that name them (`ONLINE_KEY` with `online_key`,
+    /// `TRUSTED_ROOT`, `TRUSTED_TARGETS`). No lock is checked (no other task publishes before
+    /// the bootstrap finished), and the index is not written: the caller created the role
+    /// rows, at version 1, before the first file.
+    pub async fn finish_first(
+        mut self,
+        root: &Metadata<Root>,
+        online_key: &Key,
+    ) -> Result<(), TaskError> {
+        let snapshot_version = self.write_snapshot().await?;
+        self.write_timestamp(snapshot_version, None).await?;
+        let root_name = format!("{}.root.json", root.signed.version);
+        self.ports
+            .store
+            .put_versioned(&root_name, &storage_bytes(root)?)
+            .await?;
+        let settings = self.ports.settings.as_ref();
+        let key = online_key_setting(&self.online.keyid, online_key)?;
+        settings.set(ONLINE_KEY, key).await?;
+        settings.set(TRUSTED_ROOT, to_value(root)?).await?;
+        if let Some(targets) = &self.targets {
+            settings.set(TRUSTED_TARGETS, to_value(targets)?).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the next snapshot version, listing what this publication changed, and returns
+    /// its version.
+    async fn write_snapshot(&mut self) -> Result<u64, TaskError> {
+        let expires = expires_in(self.now, self.snapshot_days);
+        let start = self.base.snapshot + 1;
+        // The last batch of roles is made durable while the snapshot listing the versions
+        // planned for it is built, encoded and signed; a role that had to take a later
+        // version (its name left by an interrupted run) has the snapshot signed again.
+        let pending = self.take_pending();
+        let changed = std::mem::take(&mut self.meta);
+        let base = self.base.meta;
+        let snapshot = async move {
+            // The 16,385-entry map of 16,384 bins copied while the batch is written.
+            let mut meta = base.clone();
+            meta.extend(changed);
+            let mut snapshot = Snapshot::new(0, expires, meta);
+            snapshot.set_version_and_expires(start, expires);
+            snapshot
+        };
+        let online = self.online;
+        let (written, signed) = futures_util::future::join(wait_for(pending), async {
+            online.sign_stored(snapshot.await).await
+        })
+        .await;
+        let (mut md, mut bytes) = signed?;
+        if let Some(written) = written? {
+            let moved: Vec<(String, u64)> = written
+                .iter()
+                .map(|w| (format!("{}.json", w.name), w.version))
+                .filter(|(file, version)| {
+                    md.signed.meta.get(file).map(|m| m.version) != Some(*version)
+                })
+                .collect();
+            self.record(written);
+            if !moved.is_empty() {
+                let mut snapshot = md.signed;
+                for (file, version) in moved {
+                    snapshot.meta.insert(file, MetaFile::version_only(version));
+                }
+                (md, bytes) = online.sign_stored(snapshot).await?;
+            }
+        }
+        let (ports, taken) = (self.ports, self.taken);
+        let (version, md) =
+            write_signed_or_next(ports, online, "snapshot", md, bytes, expires, taken).await?;
+        if let Some(targets) = md.signed.role_version("targets") {
+            self.ports.cache.note_targets_version(version, targets);
+        }
+        keep(&self.ports.cache.snapshot, Arc::new(md));
+        Ok(version)
+    }
+
+    /// Writes the next timestamp, naming snapshot version `snapshot`: only while `guard`
+    /// holds, when there is one.
+    async fn write_timestamp(
+        &self,
+        snapshot: u64,
+        guard: Option<&dyn LockGuard>,
+    ) -> Result<(), TaskError> {
+        let timestamp = Timestamp::new(
+            self.base.timestamp + 1,
+            expires_in(self.now, self.timestamp_days),
+            snapshot,
+        );
+        let (_, timestamp) = self.online.sign_stored(timestamp).await?;
+        if let Some(guard) = guard
+            && !guard.still_held().await?
+        {
+            return Err(TaskError::LockLost);
+        }
+        self.ports.store.put_timestamp(&timestamp).await?;
+        Ok(())
     }
 }

@@ -1,5 +1,5 @@
 //! Writing new versions: a batch of roles at once, and single files, each moving to the next
-//! free version when its name is taken.
+//! free version when its name is taken (unless the publication is the first one).
 
 use rstuf_metadata::schema::{Expires, Metadata, Signed, Targets};
 
@@ -10,6 +10,17 @@ use crate::ports::{PortErrorKind, Ports};
 
 /// How many versions past an orphan (a file left by an interrupted publication) to try.
 const MAX_VERSION_PROBES: u64 = 64;
+
+/// What a write does when a file's name already holds other bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Taken {
+    /// Writes the file under the next free version instead (the name was left by an
+    /// interrupted run).
+    MoveToNextVersion,
+    /// Fails with the conflict (the first publication of a repository, whose files are all
+    /// version 1).
+    Fail,
+}
 
 /// A batch of role files being written while the next batch is encoded.
 pub(super) type PendingWrite<'a> = std::pin::Pin<
@@ -24,11 +35,12 @@ pub(super) struct Written {
 }
 
 /// Writes encoded roles as one batch; a role whose name is taken is written under the next
-/// free version instead.
+/// free version instead, or fails the batch, as `taken` says.
 pub(super) async fn write_batch(
     ports: &Ports,
     online: &Online,
     encoded: Vec<Encoded>,
+    taken: Taken,
 ) -> Result<Vec<Written>, TaskError> {
     let mut entries = Vec::with_capacity(encoded.len());
     let mut batch = Vec::with_capacity(encoded.len());
@@ -55,7 +67,7 @@ pub(super) async fn write_batch(
                     }),
             );
         }
-        Err(e) if e.kind == PortErrorKind::Conflict => {
+        Err(e) if e.kind == PortErrorKind::Conflict && taken == Taken::MoveToNextVersion => {
             for ((name, version, expires, bytes, signed), (file, _)) in
                 entries.into_iter().zip(&batch)
             {
@@ -70,7 +82,8 @@ pub(super) async fn write_batch(
                                     .signed
                             }
                         };
-                        write_next_version(ports, online, &name, signed, version + 1, expires)
+                        let next = version + 1;
+                        write_next_version(ports, online, &name, signed, next, expires, taken)
                             .await?
                             .0
                     }
@@ -98,8 +111,8 @@ pub(super) async fn wait_for(
     }
 }
 
-/// Writes `md`, already signed as its version with storage bytes `bytes`, or its content as
-/// the first later version whose name is free.
+/// Writes `md`, already signed as its version with storage bytes `bytes`, or (when `taken`
+/// allows) its content as the first later version whose name is free.
 pub(super) async fn write_signed_or_next<T: Signed>(
     ports: &Ports,
     online: &Online,
@@ -107,6 +120,7 @@ pub(super) async fn write_signed_or_next<T: Signed>(
     md: Metadata<T>,
     bytes: Vec<u8>,
     expires: Expires,
+    taken: Taken,
 ) -> Result<(u64, Metadata<T>), TaskError> {
     let version = md.signed.version();
     match ports
@@ -115,14 +129,15 @@ pub(super) async fn write_signed_or_next<T: Signed>(
         .await
     {
         Ok(()) => Ok((version, md)),
-        Err(e) if e.kind == PortErrorKind::Conflict => {
-            write_next_version(ports, online, role, md.signed, version + 1, expires).await
+        Err(e) if e.kind == PortErrorKind::Conflict && taken == Taken::MoveToNextVersion => {
+            write_next_version(ports, online, role, md.signed, version + 1, expires, taken).await
         }
         Err(e) => Err(e.into()),
     }
 }
 
-/// Writes `signed` as version `start`, or the first later version whose name is free.
+/// Writes `signed` as version `start`, or (when `taken` allows) the first later version
+/// whose name is free.
 pub(super) async fn write_next_version<T: Signed>(
     ports: &Ports,
     online: &Online,
@@ -130,6 +145,7 @@ pub(super) async fn write_next_version<T: Signed>(
     mut signed: T,
     start: u64,
     expires: Expires,
+    taken: Taken,
 ) -> Result<(u64, Metadata<T>), TaskError> {
     let mut version = start;
     loop {
@@ -141,7 +157,11 @@ pub(super) async fn write_next_version<T: Signed>(
             .await
         {
             Ok(()) => return Ok((version, md)),
-            Err(e) if e.kind == PortErrorKind::Conflict && version < start + MAX_VERSION_PROBES => {
+            Err(e)
+                if e.kind == PortErrorKind::Conflict
+                    && taken == Taken::MoveToNextVersion
+                    && version < start + MAX_VERSION_PROBES =>
+            {
                 // Taken back from the signed document instead of copied before each attempt.
                 signed = md.signed;
                 version += 1;
