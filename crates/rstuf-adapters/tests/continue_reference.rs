@@ -12,6 +12,7 @@ use rstuf_adapters::postgres::{PgIndex, SchemaState};
 use rstuf_adapters::redis_lock::RedisLock;
 use rstuf_adapters::redis_settings::RedisSettings;
 use rstuf_adapters::signers::KeyUriSigners;
+use rstuf_engine::Engine;
 use rstuf_engine::artifacts::{add_artifacts, remove_artifacts};
 use rstuf_engine::bump::{BumpScope, bump_online_roles};
 use rstuf_engine::ports::{ArtifactIndex, Ports};
@@ -122,25 +123,25 @@ async fn a_reference_repository_is_continued_without_clients_noticing() {
     let client_time = "2026-04-30T00:00:00Z";
     let clock = Arc::new(FixedClock::at(start));
     let index = Arc::new(reference_database().await);
-    let ports = Ports {
-        store: Arc::new(LocalStore::new(&storage).unwrap()),
-        index: index.clone(),
-        settings: Arc::new(reference_settings().await),
-        signers: Arc::new(KeyUriSigners::new(Some(support::fixture("keys")))),
-        lock: Arc::new(
-            RedisLock::connect(
-                "redis://127.0.0.1:6379/0",
-                &format!("RSTUF_TEST_LOCK_continue_{}", std::process::id()),
-                std::time::Duration::from_secs(60),
-            )
-            .await
-            .unwrap(),
-        ),
-        clock: clock.clone(),
-        cache: Default::default(),
-        cpu: Arc::new(rstuf_adapters::cpu::BlockingPool::new()),
-        queue: Default::default(),
-    };
+    let ports = Engine::new(
+        Ports::new(
+            Arc::new(LocalStore::new(&storage).unwrap()),
+            index.clone(),
+            Arc::new(reference_settings().await),
+            Arc::new(KeyUriSigners::new(Some(support::fixture("keys")))),
+            Arc::new(
+                RedisLock::connect(
+                    "redis://127.0.0.1:6379/0",
+                    &format!("RSTUF_TEST_LOCK_continue_{}", std::process::id()),
+                    std::time::Duration::from_secs(60),
+                )
+                .await
+                .unwrap(),
+            ),
+        )
+        .with_clock(clock.clone())
+        .with_cpu(Arc::new(rstuf_adapters::cpu::BlockingPool::new())),
+    );
 
     let mut oracle = support::PythonOracle::start("client_oracle.py");
     let held = dir.path().join("client-held");

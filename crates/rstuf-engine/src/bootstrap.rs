@@ -18,8 +18,9 @@ use rstuf_metadata::succinct::SuccinctRoles;
 use rstuf_metadata::verify::signed_by_one_of;
 use serde_json::{Value, json};
 
+use crate::engine::Engine;
 use crate::outcome::{TaskError, TaskOutcome};
-use crate::ports::{Ports, RoleRecord, Signer};
+use crate::ports::{RoleRecord, Signer};
 use crate::repo::{Online, Publication, SignedRole, expires_in, online_key_of, to_value};
 use crate::roles::{CustomDelegations, check_custom_delegations, expiration_key, signing_key};
 use crate::settings::{self, BOOTSTRAP, ROOT_SIGNING};
@@ -153,7 +154,7 @@ fn plan(settings: &Value, metadata: &Value) -> Result<Plan, String> {
 
 /// Runs the `bootstrap` action. `task_id` is the Celery task id (it becomes `BOOTSTRAP`).
 pub async fn bootstrap(
-    ports: &Ports,
+    engine: &Engine,
     payload: &Value,
     task_id: &str,
 ) -> Result<TaskOutcome, TaskError> {
@@ -163,7 +164,7 @@ pub async fn bootstrap(
     let Some(metadata) = payload.get("metadata") else {
         return Ok(TaskOutcome::refused(FAILED, "No 'metadata' in the payload"));
     };
-    if let Some(state) = settings::bootstrap_state(ports.settings.as_ref()).await?
+    if let Some(state) = settings::bootstrap_state(engine.settings.as_ref()).await?
         && !state.contains("pre-")
     {
         return Ok(TaskOutcome::refused(
@@ -176,26 +177,26 @@ pub async fn bootstrap(
     // reference worker does for bad signatures, so the operator can send a corrected request.
     let plan = match plan(settings_value, metadata) {
         Ok(plan) => plan,
-        Err(reason) => return refuse_and_unlock(ports, reason).await,
+        Err(reason) => return refuse_and_unlock(engine, reason).await,
     };
-    let signer = match online_signer(ports, &plan).await {
+    let signer = match online_signer(engine, &plan).await {
         Ok(signer) => signer,
-        Err(reason) => return refuse_and_unlock(ports, reason).await,
+        Err(reason) => return refuse_and_unlock(engine, reason).await,
     };
 
-    save_settings(ports, &plan).await?;
+    save_settings(engine, &plan).await?;
     if plan.root.signed.verify_delegate("root", &plan.root).is_ok() {
-        finalize(ports, &plan, signer, task_id).await?;
+        finalize(engine, &plan, signer, task_id).await?;
         Ok(TaskOutcome::ok(
             PROCESSED,
             Some(json!({"bootstrap": format!("Bootstrap finished {task_id}")})),
         ))
     } else {
-        ports
+        engine
             .settings
             .set(ROOT_SIGNING, to_value(&plan.root)?)
             .await?;
-        ports
+        engine
             .settings
             .set(BOOTSTRAP, Value::String(format!("signing-{task_id}")))
             .await?;
@@ -212,7 +213,7 @@ pub async fn bootstrap(
 /// the plan is rebuilt from the settings the bootstrap stored (and checked again), then every
 /// role is published as if the threshold had been met at once. `Ok(Err)` is a refusal text.
 pub(crate) async fn finish_signed(
-    ports: &Ports,
+    engine: &Engine,
     root: Metadata<Root>,
     task_id: &str,
 ) -> Result<Result<(), String>, TaskError> {
@@ -225,16 +226,16 @@ pub(crate) async fn finish_signed(
     ] {
         roles.insert(
             role.into(),
-            json!({"expiration": setting(ports, key).await?}),
+            json!({"expiration": setting(engine, key).await?}),
         );
     }
-    let bins = setting(ports, "NUMBER_OF_DELEGATED_BINS").await?;
+    let bins = setting(engine, "NUMBER_OF_DELEGATED_BINS").await?;
     if bins.is_null() {
-        roles.insert("delegations".into(), setting(ports, "DELEGATIONS").await?);
+        roles.insert("delegations".into(), setting(engine, "DELEGATIONS").await?);
     } else {
         roles.insert(
             "bins".into(),
-            json!({"expiration": setting(ports, "BINS_EXPIRATION").await?, "number_of_delegated_bins": bins}),
+            json!({"expiration": setting(engine, "BINS_EXPIRATION").await?, "number_of_delegated_bins": bins}),
         );
     }
     let root_value = to_value(&root)?;
@@ -242,17 +243,17 @@ pub(crate) async fn finish_signed(
         Ok(plan) => plan,
         Err(reason) => return Ok(Err(reason)),
     };
-    let signer = match online_signer(ports, &plan).await {
+    let signer = match online_signer(engine, &plan).await {
         Ok(signer) => signer,
         Err(reason) => return Ok(Err(reason)),
     };
-    finalize(ports, &plan, signer, task_id).await?;
+    finalize(engine, &plan, signer, task_id).await?;
     Ok(Ok(()))
 }
 
 /// The signer of the plan's online key; `Err` is the refusal text.
-async fn online_signer(ports: &Ports, plan: &Plan) -> Result<Arc<dyn Signer>, String> {
-    ports
+async fn online_signer(engine: &Engine, plan: &Plan) -> Result<Arc<dyn Signer>, String> {
+    engine
         .signers
         .resolve(&plan.online_keyid, &plan.online_key)
         .await
@@ -260,17 +261,17 @@ async fn online_signer(ports: &Ports, plan: &Plan) -> Result<Arc<dyn Signer>, St
 }
 
 /// A stored setting, `Null` when unset.
-async fn setting(ports: &Ports, key: &str) -> Result<Value, TaskError> {
-    Ok(ports.settings.get(key).await?.unwrap_or(Value::Null))
+async fn setting(engine: &Engine, key: &str) -> Result<Value, TaskError> {
+    Ok(engine.settings.get(key).await?.unwrap_or(Value::Null))
 }
 
-async fn refuse_and_unlock(ports: &Ports, reason: String) -> Result<TaskOutcome, TaskError> {
-    ports.settings.set(BOOTSTRAP, Value::Null).await?;
+async fn refuse_and_unlock(engine: &Engine, reason: String) -> Result<TaskOutcome, TaskError> {
+    engine.settings.set(BOOTSTRAP, Value::Null).await?;
     Ok(TaskOutcome::refused(FAILED, reason))
 }
 
 /// The settings the API and later tasks read (spec section 3).
-async fn save_settings(ports: &Ports, plan: &Plan) -> Result<(), TaskError> {
+async fn save_settings(engine: &Engine, plan: &Plan) -> Result<(), TaskError> {
     let root_role = plan.root.signed.role("root").expect("validated");
     let e = plan.expirations;
     let mut values: Vec<(String, Value)> = [
@@ -313,7 +314,7 @@ async fn save_settings(ports: &Ports, plan: &Plan) -> Result<(), TaskError> {
     }
     values.push(("TARGETS_ONLINE_KEY".to_string(), Value::Bool(true)));
     for (key, value) in values {
-        ports.settings.set(&key, value).await?;
+        engine.settings.set(&key, value).await?;
     }
     Ok(())
 }
@@ -326,7 +327,7 @@ async fn save_settings(ports: &Ports, plan: &Plan) -> Result<(), TaskError> {
 /// `BOOTSTRAP` last. Custom roles the online key cannot sign alone wait in `<ROLE>_SIGNING`,
 /// valid for their policy from now (the reference gave them `expires = now`, defect 10).
 async fn finalize(
-    ports: &Ports,
+    engine: &Engine,
     plan: &Plan,
     signer: Arc<dyn Signer>,
     task_id: &str,
@@ -337,7 +338,7 @@ async fn finalize(
         signer,
     };
     let days = plan.expirations;
-    let mut publication = Publication::first(ports, &online, days.snapshot, days.timestamp);
+    let mut publication = Publication::first(engine, &online, days.snapshot, days.timestamp);
     let now = publication.now();
 
     let (delegations, roles) = delegated_roles(plan, &online, now);
@@ -350,7 +351,7 @@ async fn finalize(
             active: true,
         })
         .collect();
-    ports.index.create_roles(&rows).await?;
+    engine.index.create_roles(&rows).await?;
 
     // Empty version 1 of every role the online key publishes. Roles with the same expiry have
     // the same bytes, so each distinct expiry is signed once (16,384 bins: one signature).
@@ -395,13 +396,13 @@ async fn finalize(
         .await?;
 
     for (name, md) in &pending {
-        ports
+        engine
             .settings
             .set(&signing_key(name), to_value(md)?)
             .await?;
     }
-    ports.settings.set(ROOT_SIGNING, Value::Null).await?;
-    ports
+    engine.settings.set(ROOT_SIGNING, Value::Null).await?;
+    engine
         .settings
         .set(BOOTSTRAP, Value::String(task_id.to_string()))
         .await?;

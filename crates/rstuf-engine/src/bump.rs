@@ -9,8 +9,9 @@
 use chrono::Duration;
 use serde_json::{Value, json};
 
+use crate::engine::Engine;
 use crate::outcome::{TaskError, TaskOutcome};
-use crate::ports::{LockGuard, Ports};
+use crate::ports::LockGuard;
 use crate::publish::with_lock;
 use crate::repo::{
     Current, Online, Publication, ROLE_CHUNK, Resign, RoleDays, RoleUpdate, expires_in,
@@ -46,29 +47,32 @@ impl BumpScope {
 /// Runs the scheduled bump: every online role, targets, snapshot and timestamp in `scope`
 /// gets a new version. Returns the names of the roles bumped (delegated roles and
 /// `targets`); empty before the bootstrap finished.
-pub async fn bump_online_roles(ports: &Ports, scope: BumpScope) -> Result<Vec<String>, TaskError> {
-    let state = settings::bootstrap_state(ports.settings.as_ref()).await?;
+pub async fn bump_online_roles(
+    engine: &Engine,
+    scope: BumpScope,
+) -> Result<Vec<String>, TaskError> {
+    let state = settings::bootstrap_state(engine.settings.as_ref()).await?;
     if !settings::is_finished(state.as_deref()) {
         return Ok(Vec::new());
     }
-    with_lock!(ports, |guard| bump_locked(ports, guard, scope).await)
+    with_lock!(engine, |guard| bump_locked(engine, guard, scope).await)
 }
 
 async fn bump_locked(
-    ports: &Ports,
+    engine: &Engine,
     guard: &dyn LockGuard,
     scope: BumpScope,
 ) -> Result<Vec<String>, TaskError> {
     let expired = scope == BumpScope::ExpiringSoon;
-    let current = Current::load(ports).await?;
-    let online = Online::load(ports).await?;
-    let hours = settings::days(ports.settings.as_ref(), "HOURS_BEFORE_EXPIRE", 1).await?;
-    let now = ports.clock.now();
+    let current = Current::load(engine).await?;
+    let online = Online::load(engine).await?;
+    let hours = settings::days(engine.settings.as_ref(), "HOURS_BEFORE_EXPIRE", 1).await?;
+    let now = engine.clock.now();
     let deadline = now + Duration::hours(i64::from(hours));
     let due = |expires: chrono::DateTime<chrono::Utc>| !expired || expires <= deadline;
 
     // The index keeps each role's expiry, so finding the due roles costs no file reads.
-    let rows = ports
+    let rows = engine
         .index
         .active_roles(expired.then_some(deadline))
         .await?;
@@ -76,13 +80,13 @@ async fn bump_locked(
     // Every expiry the publication needs is read before anything is written.
     let roles = bumpable(&current, &online, &names);
     let names = roles.iter().map(|(name, _)| name.as_str()).collect();
-    let role_days = RoleDays::read(ports, &current, names).await?;
+    let role_days = RoleDays::read(engine, &current, names).await?;
     let targets_days = if due(current.targets.signed.expires.0) {
-        Some(settings::days(ports.settings.as_ref(), "TARGETS_EXPIRATION", 365).await?)
+        Some(settings::days(engine.settings.as_ref(), "TARGETS_EXPIRATION", 365).await?)
     } else {
         None
     };
-    let mut publication = Publication::new(ports, &online, &current).await?;
+    let mut publication = Publication::new(engine, &online, &current).await?;
     let mut out = bump_roles(&mut publication, roles, &role_days).await?;
     if let Some(days) = targets_days {
         publication
@@ -140,10 +144,10 @@ pub(crate) async fn bump_roles(
 
 /// Runs `force_online_metadata_update` with payload `{"roles": [...]}`.
 pub async fn force_online_metadata_update(
-    ports: &Ports,
+    engine: &Engine,
     payload: &Value,
 ) -> Result<TaskOutcome, TaskError> {
-    let state = settings::bootstrap_state(ports.settings.as_ref()).await?;
+    let state = settings::bootstrap_state(engine.settings.as_ref()).await?;
     if !settings::is_finished(state.as_deref()) {
         return Ok(TaskOutcome::refused(
             FORCE_FAILED,
@@ -175,8 +179,8 @@ pub async fn force_online_metadata_update(
         }
     };
     let result = (async {
-        Ok(with_lock!(ports, |guard| force_locked(
-            ports, guard, &roles
+        Ok(with_lock!(engine, |guard| force_locked(
+            engine, guard, &roles
         )
         .await))
     })
@@ -198,12 +202,12 @@ pub async fn force_online_metadata_update(
 
 /// The forced update; the inner `Err` is a refusal (nothing was written).
 async fn force_locked(
-    ports: &Ports,
+    engine: &Engine,
     guard: &dyn LockGuard,
     roles: &[String],
 ) -> Result<Result<Vec<String>, String>, TaskError> {
-    let current = Current::load(ports).await?;
-    let online = Online::load(ports).await?;
+    let current = Current::load(engine).await?;
+    let online = Online::load(engine).await?;
     let delegations = current.targets.signed.delegations.as_ref();
     let bins: Vec<String> = delegations
         .and_then(|d| d.succinct_roles.as_ref())
@@ -240,13 +244,13 @@ async fn force_locked(
     // Every expiry the publication needs is read before anything is written.
     let bumped = bumpable(&current, &online, &delegated_names);
     let names = bumped.iter().map(|(name, _)| name.as_str()).collect();
-    let role_days = RoleDays::read(ports, &current, names).await?;
+    let role_days = RoleDays::read(engine, &current, names).await?;
     let targets_days = if has("targets") {
-        Some(settings::days(ports.settings.as_ref(), "TARGETS_EXPIRATION", 365).await?)
+        Some(settings::days(engine.settings.as_ref(), "TARGETS_EXPIRATION", 365).await?)
     } else {
         None
     };
-    let mut publication = Publication::new(ports, &online, &current).await?;
+    let mut publication = Publication::new(engine, &online, &current).await?;
     let mut updated = Vec::new();
     if has("targets") || !delegated_names.is_empty() {
         updated.extend(["snapshot".to_string(), "timestamp".to_string()]);

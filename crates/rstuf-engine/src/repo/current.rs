@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use rstuf_metadata::schema::{DelegatedRole, Metadata, Signed, Snapshot, Targets, Timestamp};
 
 use super::{Online, load};
+use crate::engine::Engine;
 use crate::outcome::TaskError;
-use crate::ports::Ports;
 use crate::settings;
 
 /// What clients currently see.
@@ -34,7 +34,7 @@ pub(crate) fn keep<T: Signed>(slot: &Mutex<Option<Arc<Metadata<T>>>>, md: Arc<Me
 /// `<version>.<role>.json`, from the cache when it holds that version, else from storage
 /// (and then kept, unless the cache holds a newer version).
 pub(super) async fn cached<T: Signed>(
-    ports: &Ports,
+    engine: &Engine,
     slot: &Mutex<Option<Arc<Metadata<T>>>>,
     role: &str,
     version: u64,
@@ -44,7 +44,7 @@ pub(super) async fn cached<T: Signed>(
     {
         return Ok(md.clone());
     }
-    let md = Arc::new(load::<T>(ports, &format!("{version}.{role}.json")).await?);
+    let md = Arc::new(load::<T>(engine, &format!("{version}.{role}.json")).await?);
     if md.signed.version() != version {
         return Err(TaskError::Metadata(format!(
             "{version}.{role}.json holds version {}",
@@ -66,24 +66,25 @@ fn snapshot_version(timestamp: &Metadata<Timestamp>) -> Result<u64, TaskError> {
 
 /// `<version>.snapshot.json` and the targets version it names (noted in the cache).
 pub(super) async fn snapshot_at(
-    ports: &Ports,
+    engine: &Engine,
     version: u64,
 ) -> Result<(Arc<Metadata<Snapshot>>, u64), TaskError> {
-    let snapshot = cached(ports, &ports.cache.snapshot, "snapshot", version).await?;
+    let snapshot = cached(engine, &engine.cache.snapshot, "snapshot", version).await?;
     let targets = snapshot
         .signed
         .role_version("targets")
         .ok_or_else(|| TaskError::Metadata("the snapshot names no targets".into()))?;
-    ports.cache.note_targets_version(version, targets);
+    engine.cache.note_targets_version(version, targets);
     Ok((snapshot, targets))
 }
 
 impl Current {
     /// Follows `timestamp.json` to its snapshot and targets.
-    pub async fn load(ports: &Ports) -> Result<Current, TaskError> {
-        let timestamp: Metadata<Timestamp> = load(ports, "timestamp.json").await?;
-        let (snapshot, targets_version) = snapshot_at(ports, snapshot_version(&timestamp)?).await?;
-        let targets = cached(ports, &ports.cache.targets, "targets", targets_version).await?;
+    pub async fn load(engine: &Engine) -> Result<Current, TaskError> {
+        let timestamp: Metadata<Timestamp> = load(engine, "timestamp.json").await?;
+        let (snapshot, targets_version) =
+            snapshot_at(engine, snapshot_version(&timestamp)?).await?;
+        let targets = cached(engine, &engine.cache.targets, "targets", targets_version).await?;
         Ok(Current {
             timestamp,
             snapshot,
@@ -93,14 +94,14 @@ impl Current {
 
     /// The targets `timestamp.json` leads to, without the snapshot when the cache knows which
     /// targets version it names (what an add or remove task needs to find artifacts' roles).
-    pub async fn targets(ports: &Ports) -> Result<Arc<Metadata<Targets>>, TaskError> {
-        let timestamp: Metadata<Timestamp> = load(ports, "timestamp.json").await?;
+    pub async fn targets(engine: &Engine) -> Result<Arc<Metadata<Targets>>, TaskError> {
+        let timestamp: Metadata<Timestamp> = load(engine, "timestamp.json").await?;
         let snapshot_version = snapshot_version(&timestamp)?;
-        let targets_version = match ports.cache.targets_version_of(snapshot_version) {
+        let targets_version = match engine.cache.targets_version_of(snapshot_version) {
             Some(version) => version,
-            None => snapshot_at(ports, snapshot_version).await?.1,
+            None => snapshot_at(engine, snapshot_version).await?.1,
         };
-        cached(ports, &ports.cache.targets, "targets", targets_version).await
+        cached(engine, &engine.cache.targets, "targets", targets_version).await
     }
 
     /// The custom delegated role `name`, if targets delegates it.
@@ -135,7 +136,7 @@ pub(crate) struct RoleDays<'a> {
 impl<'a> RoleDays<'a> {
     /// Reads the day counts of the roles `names` (as `current` delegates them).
     pub async fn read(
-        ports: &Ports,
+        engine: &Engine,
         current: &'a Current,
         names: Vec<&str>,
     ) -> Result<Self, TaskError> {
@@ -146,7 +147,7 @@ impl<'a> RoleDays<'a> {
         for name in names {
             let (key, default) = days.setting_of(name);
             if let Entry::Vacant(slot) = days.read.entry(key) {
-                let value = settings::days(ports.settings.as_ref(), slot.key(), default).await?;
+                let value = settings::days(engine.settings.as_ref(), slot.key(), default).await?;
                 slot.insert(value);
             }
         }
@@ -187,7 +188,7 @@ impl<'a> RoleDays<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ports::MetadataCache;
+    use crate::MetadataCache;
     use crate::repo::expires_in;
 
     fn targets(version: u64) -> Arc<Metadata<Targets>> {

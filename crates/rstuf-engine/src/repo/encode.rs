@@ -11,8 +11,9 @@ use rstuf_metadata::schema::{
 
 use super::Online;
 use super::publication::{RoleContent, RoleUpdate};
+use crate::engine::Engine;
 use crate::outcome::TaskError;
-use crate::ports::{Ports, Signer, on_cpu};
+use crate::ports::{Signer, on_cpu};
 
 /// A role's new version, encoded: its storage bytes once signed.
 pub(super) struct Encoded {
@@ -150,7 +151,7 @@ fn payload_from_stored(
 /// Every role encoded and signed, [`ROLES_PER_JOB`] per CPU job, as many jobs at once as
 /// the CPU port has cores; roles the signer cannot sign on a job are signed here.
 pub(super) async fn encode(
-    ports: &Ports,
+    engine: &Engine,
     online: &Online,
     jobs: Vec<(RoleUpdate, u64)>,
 ) -> Result<Vec<Encoded>, TaskError> {
@@ -159,7 +160,7 @@ pub(super) async fn encode(
     while jobs.peek().is_some() {
         groups.push(jobs.by_ref().take(ROLES_PER_JOB).collect::<Vec<_>>());
     }
-    let parallelism = ports.cpu.parallelism().max(1);
+    let parallelism = engine.cpu.parallelism().max(1);
     let encoded: Vec<Vec<Encoded>> = stream::iter(groups.into_iter().map(|group| async move {
         let files: Vec<String> = group
             .iter()
@@ -168,7 +169,7 @@ pub(super) async fn encode(
         let mut stored = if files.is_empty() {
             Vec::new()
         } else {
-            ports.store.get_many(&files).await?
+            engine.store.get_many(&files).await?
         }
         .into_iter();
         let group: Vec<(RoleUpdate, u64, Option<Vec<u8>>)> = group
@@ -180,7 +181,7 @@ pub(super) async fn encode(
             .collect();
         let signer = online.signer.clone();
         let keyid = online.keyid.clone();
-        on_cpu(ports.cpu.as_ref(), move || {
+        on_cpu(engine.cpu.as_ref(), move || {
             encode_roles(group, signer.as_ref(), &keyid)
         })
         .await?

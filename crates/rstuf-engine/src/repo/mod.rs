@@ -21,8 +21,8 @@ use chrono::{DateTime, Duration, Utc};
 use rstuf_metadata::schema::{Expires, Metadata, Signed};
 use serde_json::Value;
 
+use crate::engine::Engine;
 use crate::outcome::TaskError;
-use crate::ports::Ports;
 
 pub(crate) use current::{Current, RoleDays};
 pub(crate) use online::{Online, online_key_of, online_key_setting};
@@ -50,8 +50,8 @@ pub(crate) fn expires_in(now: DateTime<Utc>, days: u32) -> Expires {
 }
 
 /// Reads and parses a stored metadata file.
-pub(crate) async fn load<T: Signed>(ports: &Ports, name: &str) -> Result<Metadata<T>, TaskError> {
-    let bytes = ports
+pub(crate) async fn load<T: Signed>(engine: &Engine, name: &str) -> Result<Metadata<T>, TaskError> {
+    let bytes = engine
         .store
         .get(name)
         .await?

@@ -6,8 +6,9 @@ use rstuf_metadata::keys::Key;
 use rstuf_metadata::schema::{Metadata, Root, Signature, Signed, Unsigned};
 use serde_json::Value;
 
+use crate::engine::Engine;
 use crate::outcome::TaskError;
-use crate::ports::{Ports, Signer};
+use crate::ports::Signer;
 use crate::settings::{ONLINE_KEY, TRUSTED_ROOT};
 
 /// The online key a root names: the first key of its timestamp role (RSTUF gives the online
@@ -43,8 +44,8 @@ pub(crate) struct Online {
 
 impl Online {
     /// The online key from `ONLINE_KEY`, or else from the timestamp role of `TRUSTED_ROOT`.
-    pub async fn load(ports: &Ports) -> Result<Online, TaskError> {
-        let (keyid, key) = match ports.settings.get(ONLINE_KEY).await? {
+    pub async fn load(engine: &Engine) -> Result<Online, TaskError> {
+        let (keyid, key) = match engine.settings.get(ONLINE_KEY).await? {
             Some(Value::Object(mut map)) => {
                 let keyid = match map.remove("keyid") {
                     Some(Value::String(id)) => id,
@@ -55,7 +56,7 @@ impl Online {
                 (keyid, key)
             }
             _ => {
-                let root = ports.settings.get(TRUSTED_ROOT).await?.ok_or_else(|| {
+                let root = engine.settings.get(TRUSTED_ROOT).await?.ok_or_else(|| {
                     TaskError::Metadata("neither ONLINE_KEY nor TRUSTED_ROOT is set".into())
                 })?;
                 let root = Metadata::<Root>::from_value(root)
@@ -63,7 +64,7 @@ impl Online {
                 online_key_of(&root.signed).map_err(TaskError::Metadata)?
             }
         };
-        let signer = ports.signers.resolve(&keyid, &key).await?;
+        let signer = engine.signers.resolve(&keyid, &key).await?;
         Ok(Online { keyid, signer })
     }
 

@@ -17,8 +17,9 @@ use super::write::{
     PendingWrite, Taken, Written, wait_for, write_batch, write_next_version, write_signed_or_next,
 };
 use super::{Current, Online, expires_in, storage_bytes, to_value};
+use crate::engine::Engine;
 use crate::outcome::TaskError;
-use crate::ports::{ArtifactRow, LockGuard, PortErrorKind, Ports, RoleRecord};
+use crate::ports::{ArtifactRow, LockGuard, PortErrorKind, RoleRecord};
 use crate::settings::{self, ONLINE_KEY, TRUSTED_ROOT, TRUSTED_TARGETS};
 
 /// Where the content of a role's new version comes from.
@@ -138,7 +139,7 @@ static NOTHING_PUBLISHED: BTreeMap<String, MetaFile> = BTreeMap::new();
 
 /// A set of new versions being published (see the module documentation).
 pub(crate) struct Publication<'a> {
-    ports: &'a Ports,
+    engine: &'a Engine,
     online: &'a Online,
     base: Base<'a>,
     /// Whether a file name already taken moves the file to a later version.
@@ -161,11 +162,11 @@ impl<'a> Publication<'a> {
     /// A publication over `current`, signed by `online`. Reads `SNAPSHOT_EXPIRATION` and
     /// `TIMESTAMP_EXPIRATION` now, so no settings read comes after the first write.
     pub async fn new(
-        ports: &'a Ports,
+        engine: &'a Engine,
         online: &'a Online,
         current: &'a Current,
     ) -> Result<Self, TaskError> {
-        let settings = ports.settings.as_ref();
+        let settings = engine.settings.as_ref();
         let snapshot_days = settings::days(settings, "SNAPSHOT_EXPIRATION", 1).await?;
         let timestamp_days = settings::days(settings, "TIMESTAMP_EXPIRATION", 1).await?;
         let base = Base {
@@ -176,7 +177,7 @@ impl<'a> Publication<'a> {
         };
         let taken = Taken::MoveToNextVersion;
         Ok(Self::build(
-            ports,
+            engine,
             online,
             base,
             taken,
@@ -189,7 +190,7 @@ impl<'a> Publication<'a> {
     /// name already taken fails the publication. The snapshot and timestamp stay valid for
     /// the days given; [`Publication::finish_first`] ends it.
     pub fn first(
-        ports: &'a Ports,
+        engine: &'a Engine,
         online: &'a Online,
         snapshot_days: u32,
         timestamp_days: u32,
@@ -201,7 +202,7 @@ impl<'a> Publication<'a> {
             timestamp: 0,
         };
         Self::build(
-            ports,
+            engine,
             online,
             base,
             Taken::Fail,
@@ -211,7 +212,7 @@ impl<'a> Publication<'a> {
     }
 
     fn build(
-        ports: &'a Ports,
+        engine: &'a Engine,
         online: &'a Online,
         base: Base<'a>,
         taken: Taken,
@@ -219,11 +220,11 @@ impl<'a> Publication<'a> {
         timestamp_days: u32,
     ) -> Self {
         Publication {
-            ports,
+            engine,
             online,
             base,
             taken,
-            now: ports.clock.now(),
+            now: engine.clock.now(),
             snapshot_days,
             timestamp_days,
             meta: BTreeMap::new(),
@@ -266,7 +267,7 @@ impl<'a> Publication<'a> {
             .collect();
         let previous = self.take_pending();
         let (previous, encoded) =
-            futures_util::future::join(wait_for(previous), encode(self.ports, self.online, jobs))
+            futures_util::future::join(wait_for(previous), encode(self.engine, self.online, jobs))
                 .await;
         if let Some(written) = previous? {
             self.record(written);
@@ -313,7 +314,7 @@ impl<'a> Publication<'a> {
                 MetaFile::version_only(e.version),
             );
         }
-        let write = write_batch(self.ports, self.online, encoded, self.taken);
+        let write = write_batch(self.engine, self.online, encoded, self.taken);
         *self.pending.get_mut().expect("pending write") = Some(Box::pin(write));
     }
 
@@ -364,7 +365,7 @@ impl<'a> Publication<'a> {
         }
         let bytes = storage_bytes(md)?;
         match self
-            .ports
+            .engine
             .store
             .put_versioned(&format!("{version}.{name}.json"), &bytes)
             .await
@@ -403,12 +404,12 @@ impl<'a> Publication<'a> {
             .map_or(1, |m| m.version + 1)
             .max(self.base.targets + 1);
         let expires = expires_in(self.now, days);
-        let (ports, online, taken) = (self.ports, self.online, self.taken);
+        let (engine, online, taken) = (self.engine, self.online, self.taken);
         let (version, md) =
-            write_next_version(ports, online, "targets", signed, start, expires, taken).await?;
+            write_next_version(engine, online, "targets", signed, start, expires, taken).await?;
         self.meta
             .insert("targets.json".into(), MetaFile::version_only(version));
-        keep(&self.ports.cache.targets, Arc::new(md.clone()));
+        keep(&self.engine.cache.targets, Arc::new(md.clone()));
         self.targets = Some(md);
         Ok(())
     }
@@ -434,13 +435,13 @@ impl<'a> Publication<'a> {
             out.timestamp = true;
         }
         if !self.records.is_empty() || !published.is_empty() {
-            self.ports
+            self.engine
                 .index
                 .commit_publication(&self.records, published)
                 .await?;
         }
         if let Some(targets) = &self.targets {
-            let settings = self.ports.settings.as_ref();
+            let settings = self.engine.settings.as_ref();
             settings.set(TRUSTED_TARGETS, to_value(targets)?).await?;
         }
         Ok(out)
@@ -459,11 +460,11 @@ impl<'a> Publication<'a> {
         let snapshot_version = self.write_snapshot().await?;
         self.write_timestamp(snapshot_version, None).await?;
         let root_name = format!("{}.root.json", root.signed.version);
-        self.ports
+        self.engine
             .store
             .put_versioned(&root_name, &storage_bytes(root)?)
             .await?;
-        let settings = self.ports.settings.as_ref();
+        let settings = self.engine.settings.as_ref();
         let key = online_key_setting(&self.online.keyid, online_key)?;
         settings.set(ONLINE_KEY, key).await?;
         settings.set(TRUSTED_ROOT, to_value(root)?).await?;
@@ -515,13 +516,13 @@ impl<'a> Publication<'a> {
                 (md, bytes) = online.sign_stored(snapshot).await?;
             }
         }
-        let (ports, taken) = (self.ports, self.taken);
+        let (engine, taken) = (self.engine, self.taken);
         let (version, md) =
-            write_signed_or_next(ports, online, "snapshot", md, bytes, expires, taken).await?;
+            write_signed_or_next(engine, online, "snapshot", md, bytes, expires, taken).await?;
         if let Some(targets) = md.signed.role_version("targets") {
-            self.ports.cache.note_targets_version(version, targets);
+            self.engine.cache.note_targets_version(version, targets);
         }
-        keep(&self.ports.cache.snapshot, Arc::new(md));
+        keep(&self.engine.cache.snapshot, Arc::new(md));
         Ok(version)
     }
 
@@ -543,7 +544,7 @@ impl<'a> Publication<'a> {
         {
             return Err(TaskError::LockLost);
         }
-        self.ports.store.put_timestamp(&timestamp).await?;
+        self.engine.store.put_timestamp(&timestamp).await?;
         Ok(())
     }
 }

@@ -5,8 +5,9 @@ use rstuf_metadata::schema::{Expires, Metadata, Signed, Targets};
 
 use super::Online;
 use super::encode::{Encoded, EncodedState};
+use crate::engine::Engine;
 use crate::outcome::TaskError;
-use crate::ports::{PortErrorKind, Ports};
+use crate::ports::PortErrorKind;
 
 /// How many versions past an orphan (a file left by an interrupted publication) to try.
 const MAX_VERSION_PROBES: u64 = 64;
@@ -37,7 +38,7 @@ pub(super) struct Written {
 /// Writes encoded roles as one batch; a role whose name is taken is written under the next
 /// free version instead, or fails the batch, as `taken` says.
 pub(super) async fn write_batch(
-    ports: &Ports,
+    engine: &Engine,
     online: &Online,
     encoded: Vec<Encoded>,
     taken: Taken,
@@ -55,7 +56,7 @@ pub(super) async fn write_batch(
         return Ok(Vec::new());
     }
     let mut written = Vec::with_capacity(entries.len());
-    match ports.store.put_versioned_many(&batch).await {
+    match engine.store.put_versioned_many(&batch).await {
         Ok(()) => {
             written.extend(
                 entries
@@ -71,7 +72,7 @@ pub(super) async fn write_batch(
             for ((name, version, expires, bytes, signed), (file, _)) in
                 entries.into_iter().zip(&batch)
             {
-                let version = match ports.store.put_versioned(file, &bytes).await {
+                let version = match engine.store.put_versioned(file, &bytes).await {
                     Ok(()) => version,
                     Err(e) if e.kind == PortErrorKind::Conflict => {
                         let signed = match signed {
@@ -83,7 +84,7 @@ pub(super) async fn write_batch(
                             }
                         };
                         let next = version + 1;
-                        write_next_version(ports, online, &name, signed, next, expires, taken)
+                        write_next_version(engine, online, &name, signed, next, expires, taken)
                             .await?
                             .0
                     }
@@ -114,7 +115,7 @@ pub(super) async fn wait_for(
 /// Writes `md`, already signed as its version with storage bytes `bytes`, or (when `taken`
 /// allows) its content as the first later version whose name is free.
 pub(super) async fn write_signed_or_next<T: Signed>(
-    ports: &Ports,
+    engine: &Engine,
     online: &Online,
     role: &str,
     md: Metadata<T>,
@@ -123,14 +124,14 @@ pub(super) async fn write_signed_or_next<T: Signed>(
     taken: Taken,
 ) -> Result<(u64, Metadata<T>), TaskError> {
     let version = md.signed.version();
-    match ports
+    match engine
         .store
         .put_versioned(&format!("{version}.{role}.json"), &bytes)
         .await
     {
         Ok(()) => Ok((version, md)),
         Err(e) if e.kind == PortErrorKind::Conflict && taken == Taken::MoveToNextVersion => {
-            write_next_version(ports, online, role, md.signed, version + 1, expires, taken).await
+            write_next_version(engine, online, role, md.signed, version + 1, expires, taken).await
         }
         Err(e) => Err(e.into()),
     }
@@ -139,7 +140,7 @@ pub(super) async fn write_signed_or_next<T: Signed>(
 /// Writes `signed` as version `start`, or (when `taken` allows) the first later version
 /// whose name is free.
 pub(super) async fn write_next_version<T: Signed>(
-    ports: &Ports,
+    engine: &Engine,
     online: &Online,
     role: &str,
     mut signed: T,
@@ -151,7 +152,7 @@ pub(super) async fn write_next_version<T: Signed>(
     loop {
         signed.set_version_and_expires(version, expires);
         let (md, bytes) = online.sign_stored(signed).await?;
-        match ports
+        match engine
             .store
             .put_versioned(&format!("{version}.{role}.json"), &bytes)
             .await
