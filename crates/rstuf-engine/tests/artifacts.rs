@@ -681,3 +681,37 @@ async fn a_cancelled_leader_passes_the_lead_on() {
     assert!(out.status(), "{out:?}");
     accepted_at(&repo, now());
 }
+
+/// A setting a publication needs that cannot be read fails the task before its first file:
+/// no role or targets version is left written without the snapshot that lists it.
+#[tokio::test]
+async fn an_unreadable_expiration_fails_a_publication_before_it_writes() {
+    let repo = bootstrapped().await;
+    let files = repo.store.write_log();
+    let targets = json!({"roles": ["targets"]});
+    repo.settings
+        .set("SNAPSHOT_EXPIRATION", json!("soon"))
+        .await
+        .unwrap();
+    let out = force_online_metadata_update(&repo.engine(), &targets).await;
+    assert!(out.is_err(), "{out:?}");
+    assert_eq!(repo.store.write_log(), files, "nothing written");
+
+    repo.settings
+        .set("SNAPSHOT_EXPIRATION", json!(1))
+        .await
+        .unwrap();
+    repo.settings
+        .set("BINS_EXPIRATION", json!(-1))
+        .await
+        .unwrap();
+    let out = bump_online_roles(&repo.engine(), BumpScope::EveryOnlineRole).await;
+    assert!(out.is_err(), "{out:?}");
+    assert_eq!(repo.store.write_log(), files, "nothing written");
+
+    let out = force_online_metadata_update(&repo.engine(), &targets)
+        .await
+        .unwrap();
+    assert!(out.status(), "{out:?}");
+    assert!(repo.store.files().contains_key("2.targets.json"));
+}
