@@ -6,7 +6,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use rstuf_adapters::local_store::LocalStore;
 use rstuf_engine::bootstrap::bootstrap;
-use rstuf_engine::ports::{Ports, SettingsStore};
+use rstuf_engine::ports::SettingsStore;
 use rstuf_engine::testing::MemoryRepo;
 use rstuf_metadata::audit::{AuditOptions, audit};
 use rstuf_test_support as support;
@@ -20,10 +20,7 @@ async fn bootstrapped_directory_is_trusted_by_python_tuf() {
     repo.signers.add(&keyid, key);
     let dir = tempfile::tempdir().unwrap();
     let store = LocalStore::new(dir.path()).unwrap();
-    let ports = Ports {
-        store: Arc::new(store),
-        ..repo.ports()
-    };
+    let ports = repo.engine_over(repo.ports().with_store(Arc::new(store)));
     repo.settings
         .set("BOOTSTRAP", json!("pre-abc"))
         .await

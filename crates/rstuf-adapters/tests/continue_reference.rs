@@ -12,8 +12,9 @@ use rstuf_adapters::postgres::{PgIndex, SchemaState};
 use rstuf_adapters::redis_lock::RedisLock;
 use rstuf_adapters::redis_settings::RedisSettings;
 use rstuf_adapters::signers::KeyUriSigners;
+use rstuf_engine::Engine;
 use rstuf_engine::artifacts::{add_artifacts, remove_artifacts};
-use rstuf_engine::bump::bump_online_roles;
+use rstuf_engine::bump::{BumpScope, bump_online_roles};
 use rstuf_engine::ports::{ArtifactIndex, Ports};
 use rstuf_engine::testing::FixedClock;
 use rstuf_test_support as support;
@@ -122,25 +123,25 @@ async fn a_reference_repository_is_continued_without_clients_noticing() {
     let client_time = "2026-04-30T00:00:00Z";
     let clock = Arc::new(FixedClock::at(start));
     let index = Arc::new(reference_database().await);
-    let ports = Ports {
-        store: Arc::new(LocalStore::new(&storage).unwrap()),
-        index: index.clone(),
-        settings: Arc::new(reference_settings().await),
-        signers: Arc::new(KeyUriSigners::new(Some(support::fixture("keys")))),
-        lock: Arc::new(
-            RedisLock::connect(
-                "redis://127.0.0.1:6379/0",
-                &format!("RSTUF_TEST_LOCK_continue_{}", std::process::id()),
-                std::time::Duration::from_secs(60),
-            )
-            .await
-            .unwrap(),
-        ),
-        clock: clock.clone(),
-        cache: Default::default(),
-        cpu: Arc::new(rstuf_adapters::cpu::BlockingPool::new()),
-        queue: Default::default(),
-    };
+    let ports = Engine::new(
+        Ports::new(
+            Arc::new(LocalStore::new(&storage).unwrap()),
+            index.clone(),
+            Arc::new(reference_settings().await),
+            Arc::new(KeyUriSigners::new(Some(support::fixture("keys")))),
+            Arc::new(
+                RedisLock::connect(
+                    "redis://127.0.0.1:6379/0",
+                    &format!("RSTUF_TEST_LOCK_continue_{}", std::process::id()),
+                    std::time::Duration::from_secs(60),
+                )
+                .await
+                .unwrap(),
+            ),
+        )
+        .with_clock(clock.clone())
+        .with_cpu(Arc::new(rstuf_adapters::cpu::BlockingPool::new())),
+    );
 
     let mut oracle = support::PythonOracle::start("client_oracle.py");
     let held = dir.path().join("client-held");
@@ -182,7 +183,9 @@ async fn a_reference_repository_is_continued_without_clients_noticing() {
     // A day after the removal, everything published so far is within the hour before expiry
     // and the scheduled bump renews it.
     clock.set(start + Duration::minutes(26 * 60 + 30));
-    let bumped = bump_online_roles(&ports, true).await.unwrap();
+    let bumped = bump_online_roles(&ports, BumpScope::ExpiringSoon)
+        .await
+        .unwrap();
     assert_eq!(bumped, ["bins-0", "bins-1"]);
     let seen = ask(&held, false, expected(0..30), removed.clone());
     ask(

@@ -10,9 +10,10 @@ use rstuf_adapters::postgres::PgIndex;
 use rstuf_adapters::redis_lock::RedisLock;
 use rstuf_adapters::redis_settings::RedisSettings;
 use rstuf_adapters::signers::KeyUriSigners;
+use rstuf_engine::Engine;
 use rstuf_engine::artifacts::add_artifacts;
 use rstuf_engine::bootstrap::bootstrap;
-use rstuf_engine::bump::bump_online_roles;
+use rstuf_engine::bump::{BumpScope, bump_online_roles};
 use rstuf_engine::ports::Ports;
 use rstuf_engine::testing::FixedClock;
 use rstuf_test_support as support;
@@ -44,25 +45,25 @@ async fn python_tuf_never_sees_expired_metadata_over_thirty_days_of_bumps() {
         .unwrap();
     index.ensure_schema().await.unwrap();
     let lock_key = format!("RSTUF_TEST_LOCK_month_{}", std::process::id());
-    let ports = Ports {
-        store: Arc::new(LocalStore::new(&storage).unwrap()),
-        index: Arc::new(index),
-        settings: Arc::new(settings().await),
-        signers: Arc::new(KeyUriSigners::new(Some(support::fixture("keys")))),
-        lock: Arc::new(
-            RedisLock::connect(
-                "redis://127.0.0.1:6379/0",
-                &lock_key,
-                std::time::Duration::from_secs(60),
-            )
-            .await
-            .unwrap(),
-        ),
-        clock: clock.clone(),
-        cache: Default::default(),
-        cpu: Arc::new(rstuf_adapters::cpu::BlockingPool::new()),
-        queue: Default::default(),
-    };
+    let ports = Engine::new(
+        Ports::new(
+            Arc::new(LocalStore::new(&storage).unwrap()),
+            Arc::new(index),
+            Arc::new(settings().await),
+            Arc::new(KeyUriSigners::new(Some(support::fixture("keys")))),
+            Arc::new(
+                RedisLock::connect(
+                    "redis://127.0.0.1:6379/0",
+                    &lock_key,
+                    std::time::Duration::from_secs(60),
+                )
+                .await
+                .unwrap(),
+            ),
+        )
+        .with_clock(clock.clone())
+        .with_cpu(Arc::new(rstuf_adapters::cpu::BlockingPool::new())),
+    );
     ports
         .settings
         .set("BOOTSTRAP", json!("pre-month"))
@@ -111,7 +112,11 @@ async fn python_tuf_never_sees_expired_metadata_over_thirty_days_of_bumps() {
     while at < start + Duration::days(30) {
         at += step;
         clock.set(at);
-        bumped.extend(bump_online_roles(&ports, true).await.unwrap());
+        bumped.extend(
+            bump_online_roles(&ports, BumpScope::ExpiringSoon)
+                .await
+                .unwrap(),
+        );
         // Just before the next run: the latest a client can meet this state.
         let seen = ask(false, at + step - Duration::seconds(1));
         timestamps.insert(seen["versions"]["timestamp"].as_u64().unwrap());

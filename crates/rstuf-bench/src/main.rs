@@ -27,7 +27,8 @@ use rstuf_adapters::postgres::PgIndex;
 use rstuf_adapters::redis_lock::RedisLock;
 use rstuf_adapters::redis_settings::RedisSettings;
 use rstuf_adapters::signers::KeyUriSigners;
-use rstuf_engine::ports::{Ports, SystemClock};
+use rstuf_engine::Engine;
+use rstuf_engine::ports::Ports;
 use rstuf_engine::{artifacts, bootstrap, bump, publish};
 use rstuf_test_support as support;
 use serde_json::{Value, json};
@@ -157,7 +158,7 @@ fn report(phase: &str, started: Instant, extra: Value) {
     println!("{line}");
 }
 
-async fn ports(dir: &std::path::Path) -> anyhow::Result<Ports> {
+async fn ports(dir: &std::path::Path) -> anyhow::Result<Engine> {
     let url = format!("{}/{DATABASE}", support::postgres_server());
     let index = PgIndex::connect(&url)
         .await
@@ -166,25 +167,23 @@ async fn ports(dir: &std::path::Path) -> anyhow::Result<Ports> {
         .ensure_schema()
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(Ports {
-        store: Arc::new(LocalStore::new(dir).map_err(|e| anyhow::anyhow!("{e}"))?),
-        index: Arc::new(index),
-        settings: Arc::new(
+    let ports = Ports::new(
+        Arc::new(LocalStore::new(dir).map_err(|e| anyhow::anyhow!("{e}"))?),
+        Arc::new(index),
+        Arc::new(
             RedisSettings::connect(REDIS)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?,
         ),
-        signers: Arc::new(KeyUriSigners::new(Some(support::fixture("keys")))),
-        lock: Arc::new(
+        Arc::new(KeyUriSigners::new(Some(support::fixture("keys")))),
+        Arc::new(
             RedisLock::connect(REDIS, "LOCK_TARGETS", std::time::Duration::from_secs(500))
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?,
         ),
-        clock: Arc::new(SystemClock),
-        cache: Default::default(),
-        cpu: Arc::new(rstuf_adapters::cpu::BlockingPool::new()),
-        queue: Default::default(),
-    })
+    )
+    .with_cpu(Arc::new(rstuf_adapters::cpu::BlockingPool::new()));
+    Ok(Engine::new(ports))
 }
 
 async fn wipe(dir: &std::path::Path) -> anyhow::Result<()> {
@@ -286,7 +285,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Phase::BumpAll => {
             let ports = ports(&cli.dir).await?;
             let started = Instant::now();
-            let roles = bump::bump_online_roles(&ports, false).await?;
+            let roles = bump::bump_online_roles(&ports, bump::BumpScope::EveryOnlineRole).await?;
             report("bump-all", started, json!({"roles": roles.len()}));
         }
         Phase::Roundtrip(options) => roundtrip::run(&cli.dir, &options).await?,

@@ -14,8 +14,9 @@ use rstuf_metadata::pyjson::to_python_json;
 use rstuf_metadata::schema::TargetFile;
 use serde_json::{Value, json};
 
+use crate::engine::Engine;
 use crate::outcome::{TaskError, TaskOutcome};
-use crate::ports::{NewArtifact, Ports};
+use crate::ports::NewArtifact;
 use crate::queue::{last_per_path, write_and_publish};
 use crate::repo::Current;
 use crate::settings;
@@ -121,8 +122,8 @@ fn publish_requested(payload: &Value) -> bool {
         .unwrap_or(true)
 }
 
-async fn require_bootstrap(ports: &Ports) -> Result<Option<String>, TaskError> {
-    let state = settings::bootstrap_state(ports.settings.as_ref()).await?;
+async fn require_bootstrap(engine: &Engine) -> Result<Option<String>, TaskError> {
+    let state = settings::bootstrap_state(engine.settings.as_ref()).await?;
     Ok((!settings::is_finished(state.as_deref()))
         .then(|| "Requires a completed bootstrap".to_string()))
 }
@@ -145,13 +146,13 @@ impl Progress for Unwatched {
 }
 
 /// Runs the `add_artifacts` action.
-pub async fn add_artifacts(ports: &Ports, payload: &Value) -> Result<TaskOutcome, TaskError> {
-    add_artifacts_watched(ports, payload, &Unwatched).await
+pub async fn add_artifacts(engine: &Engine, payload: &Value) -> Result<TaskOutcome, TaskError> {
+    add_artifacts_watched(engine, payload, &Unwatched).await
 }
 
 /// Runs the `add_artifacts` action, reporting to `progress`.
 pub async fn add_artifacts_watched(
-    ports: &Ports,
+    engine: &Engine,
     payload: &Value,
     progress: &dyn Progress,
 ) -> Result<TaskOutcome, TaskError> {
@@ -194,10 +195,10 @@ pub async fn add_artifacts_watched(
             Some(json!({"added_artifacts": [], "invalid_paths": [], "artifact_roles": []})),
         ));
     }
-    if let Some(reason) = require_bootstrap(ports).await? {
+    if let Some(reason) = require_bootstrap(engine).await? {
         return Ok(TaskOutcome::refused(ADD_FAILED, reason));
     }
-    let targets = Current::targets(ports).await?;
+    let targets = Current::targets(engine).await?;
     let delegations = targets.signed.delegations.as_ref();
     let mut added = Vec::new();
     let mut invalid = Vec::new();
@@ -220,9 +221,9 @@ pub async fn add_artifacts_watched(
     if !unique.is_empty() {
         if publish_requested(payload) {
             progress.publishing(&roles).await;
-            write_and_publish(ports, unique, roles.clone()).await?;
+            write_and_publish(engine, unique, roles.clone()).await?;
         } else {
-            ports.index.add_artifacts(&unique).await?;
+            engine.index.add_artifacts(&unique).await?;
         }
     }
     Ok(TaskOutcome::ok(
@@ -232,13 +233,13 @@ pub async fn add_artifacts_watched(
 }
 
 /// Runs the `remove_artifacts` action.
-pub async fn remove_artifacts(ports: &Ports, payload: &Value) -> Result<TaskOutcome, TaskError> {
-    remove_artifacts_watched(ports, payload, &Unwatched).await
+pub async fn remove_artifacts(engine: &Engine, payload: &Value) -> Result<TaskOutcome, TaskError> {
+    remove_artifacts_watched(engine, payload, &Unwatched).await
 }
 
 /// Runs the `remove_artifacts` action, reporting to `progress`.
 pub async fn remove_artifacts_watched(
-    ports: &Ports,
+    engine: &Engine,
     payload: &Value,
     progress: &dyn Progress,
 ) -> Result<TaskOutcome, TaskError> {
@@ -272,17 +273,17 @@ pub async fn remove_artifacts_watched(
             }
         }
     }
-    if let Some(reason) = require_bootstrap(ports).await? {
+    if let Some(reason) = require_bootstrap(engine).await? {
         return Ok(TaskOutcome::refused(REMOVE_FAILED, reason));
     }
-    let targets = Current::targets(ports).await?;
+    let targets = Current::targets(engine).await?;
     let delegations = targets.signed.delegations.as_ref();
     let candidates: Vec<String> = paths
         .iter()
         .filter(|p| delegations.and_then(|d| d.role_for_target(p)).is_some())
         .cloned()
         .collect();
-    let deleted = ports.index.remove_artifacts(&candidates).await?;
+    let deleted = engine.index.remove_artifacts(&candidates).await?;
     let not_found: Vec<&String> = paths.iter().filter(|p| !deleted.contains(p)).collect();
     if !deleted.is_empty() && publish_requested(payload) {
         let mut roles: Vec<String> = Vec::new();
@@ -295,7 +296,7 @@ pub async fn remove_artifacts_watched(
             }
         }
         progress.publishing(&roles).await;
-        write_and_publish(ports, Vec::new(), roles).await?;
+        write_and_publish(engine, Vec::new(), roles).await?;
     }
     Ok(TaskOutcome::ok(
         REMOVED,

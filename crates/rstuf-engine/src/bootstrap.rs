@@ -14,18 +14,17 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use rstuf_metadata::keys::Key;
-use rstuf_metadata::schema::{
-    Delegations, Expires, MetaFile, Metadata, Root, Snapshot, Targets, Timestamp,
-};
+use rstuf_metadata::schema::{Delegations, Expires, Metadata, Root, Targets};
 use rstuf_metadata::succinct::SuccinctRoles;
 use rstuf_metadata::verify::signed_by_one_of;
 use serde_json::{Value, json};
 
+use crate::engine::Engine;
 use crate::outcome::{TaskError, TaskOutcome};
-use crate::ports::{Ports, RoleRecord, Signer};
-use crate::repo::{Online, expires_in, online_key_of, storage_bytes, to_value};
+use crate::ports::{RoleRecord, Signer};
+use crate::repo::{Online, Publication, SignedRole, expires_in, online_key_of, to_value};
 use crate::roles::{CustomDelegations, check_custom_delegations, expiration_key, signing_key};
-use crate::settings::{self, BOOTSTRAP, ONLINE_KEY, ROOT_SIGNING, TRUSTED_ROOT, TRUSTED_TARGETS};
+use crate::settings::{self, BOOTSTRAP, ROOT_SIGNING};
 
 const FAILED: &str = "Bootstrap Failed";
 const PROCESSED: &str = "Bootstrap Processed";
@@ -156,7 +155,7 @@ fn plan(settings: &Value, metadata: &Value) -> Result<Plan, String> {
 
 /// Runs the `bootstrap` action. `task_id` is the Celery task id (it becomes `BOOTSTRAP`).
 pub async fn bootstrap(
-    ports: &Ports,
+    engine: &Engine,
     payload: &Value,
     task_id: &str,
 ) -> Result<TaskOutcome, TaskError> {
@@ -166,7 +165,7 @@ pub async fn bootstrap(
     let Some(metadata) = payload.get("metadata") else {
         return Ok(TaskOutcome::refused(FAILED, "No 'metadata' in the payload"));
     };
-    if let Some(state) = settings::bootstrap_state(ports.settings.as_ref()).await?
+    if let Some(state) = settings::bootstrap_state(engine.settings.as_ref()).await?
         && !state.contains("pre-")
     {
         return Ok(TaskOutcome::refused(
@@ -179,26 +178,26 @@ pub async fn bootstrap(
     // reference worker does for bad signatures, so the operator can send a corrected request.
     let plan = match plan(settings_value, metadata) {
         Ok(plan) => plan,
-        Err(reason) => return refuse_and_unlock(ports, reason).await,
+        Err(reason) => return refuse_and_unlock(engine, reason).await,
     };
-    let signer = match online_signer(ports, &plan).await {
+    let signer = match online_signer(engine, &plan).await {
         Ok(signer) => signer,
-        Err(reason) => return refuse_and_unlock(ports, reason).await,
+        Err(reason) => return refuse_and_unlock(engine, reason).await,
     };
 
-    save_settings(ports, &plan).await?;
+    save_settings(engine, &plan).await?;
     if plan.root.signed.verify_delegate("root", &plan.root).is_ok() {
-        finalize(ports, &plan, signer, task_id).await?;
+        finalize(engine, &plan, signer, task_id).await?;
         Ok(TaskOutcome::ok(
             PROCESSED,
             Some(json!({"bootstrap": format!("Bootstrap finished {task_id}")})),
         ))
     } else {
-        ports
+        engine
             .settings
             .set(ROOT_SIGNING, to_value(&plan.root)?)
             .await?;
-        ports
+        engine
             .settings
             .set(BOOTSTRAP, Value::String(format!("signing-{task_id}")))
             .await?;
@@ -215,7 +214,7 @@ pub async fn bootstrap(
 /// the plan is rebuilt from the settings the bootstrap stored (and checked again), then every
 /// role is published as if the threshold had been met at once. `Ok(Err)` is a refusal text.
 pub(crate) async fn finish_signed(
-    ports: &Ports,
+    engine: &Engine,
     root: Metadata<Root>,
     task_id: &str,
 ) -> Result<Result<(), String>, TaskError> {
@@ -228,16 +227,16 @@ pub(crate) async fn finish_signed(
     ] {
         roles.insert(
             role.into(),
-            json!({"expiration": setting(ports, key).await?}),
+            json!({"expiration": setting(engine, key).await?}),
         );
     }
-    let bins = setting(ports, "NUMBER_OF_DELEGATED_BINS").await?;
+    let bins = setting(engine, "NUMBER_OF_DELEGATED_BINS").await?;
     if bins.is_null() {
-        roles.insert("delegations".into(), setting(ports, "DELEGATIONS").await?);
+        roles.insert("delegations".into(), setting(engine, "DELEGATIONS").await?);
     } else {
         roles.insert(
             "bins".into(),
-            json!({"expiration": setting(ports, "BINS_EXPIRATION").await?, "number_of_delegated_bins": bins}),
+            json!({"expiration": setting(engine, "BINS_EXPIRATION").await?, "number_of_delegated_bins": bins}),
         );
     }
     let root_value = to_value(&root)?;
@@ -245,17 +244,17 @@ pub(crate) async fn finish_signed(
         Ok(plan) => plan,
         Err(reason) => return Ok(Err(reason)),
     };
-    let signer = match online_signer(ports, &plan).await {
+    let signer = match online_signer(engine, &plan).await {
         Ok(signer) => signer,
         Err(reason) => return Ok(Err(reason)),
     };
-    finalize(ports, &plan, signer, task_id).await?;
+    finalize(engine, &plan, signer, task_id).await?;
     Ok(Ok(()))
 }
 
 /// The signer of the plan's online key; `Err` is the refusal text.
-async fn online_signer(ports: &Ports, plan: &Plan) -> Result<Arc<dyn Signer>, String> {
-    ports
+async fn online_signer(engine: &Engine, plan: &Plan) -> Result<Arc<dyn Signer>, String> {
+    engine
         .signers
         .resolve(&plan.online_keyid, &plan.online_key)
         .await
@@ -263,17 +262,17 @@ async fn online_signer(ports: &Ports, plan: &Plan) -> Result<Arc<dyn Signer>, St
 }
 
 /// A stored setting, `Null` when unset.
-async fn setting(ports: &Ports, key: &str) -> Result<Value, TaskError> {
-    Ok(ports.settings.get(key).await?.unwrap_or(Value::Null))
+async fn setting(engine: &Engine, key: &str) -> Result<Value, TaskError> {
+    Ok(engine.settings.get(key).await?.unwrap_or(Value::Null))
 }
 
-async fn refuse_and_unlock(ports: &Ports, reason: String) -> Result<TaskOutcome, TaskError> {
-    ports.settings.set(BOOTSTRAP, Value::Null).await?;
+async fn refuse_and_unlock(engine: &Engine, reason: String) -> Result<TaskOutcome, TaskError> {
+    engine.settings.set(BOOTSTRAP, Value::Null).await?;
     Ok(TaskOutcome::refused(FAILED, reason))
 }
 
 /// The repository settings the API and later tasks read.
-async fn save_settings(ports: &Ports, plan: &Plan) -> Result<(), TaskError> {
+async fn save_settings(engine: &Engine, plan: &Plan) -> Result<(), TaskError> {
     let root_role = plan.root.signed.role("root").expect("validated");
     let e = plan.expirations;
     let mut values: Vec<(String, Value)> = [
@@ -317,13 +316,13 @@ async fn save_settings(ports: &Ports, plan: &Plan) -> Result<(), TaskError> {
     }
     values.push(("TARGETS_ONLINE_KEY".to_string(), Value::Bool(true)));
     for (key, value) in values {
-        ports.settings.set(&key, value).await?;
+        engine.settings.set(&key, value).await?;
     }
     Ok(())
 }
 
-/// Publishes version 1 of every role. Called when the root threshold is met, here or when the
-/// last root signature arrives (`sign_metadata`).
+/// Publishes version 1 of every role, as the first [`Publication`]. Called when the root
+/// threshold is met, here or when the last root signature arrives (`sign_metadata`).
 ///
 /// Order: role rows (a name already taken means another bootstrap got here, and nothing is
 /// written), delegated roles, targets, snapshot, timestamp, root; then the settings, with
@@ -331,20 +330,97 @@ async fn save_settings(ports: &Ports, plan: &Plan) -> Result<(), TaskError> {
 /// valid for their policy from now (the reference gave them `expires = now`:
 /// already expired when published).
 async fn finalize(
-    ports: &Ports,
+    engine: &Engine,
     plan: &Plan,
     signer: Arc<dyn Signer>,
     task_id: &str,
 ) -> Result<(), TaskError> {
-    let now = ports.clock.now();
     let keyid = plan.online_keyid.as_str();
     let online = Online {
         keyid: keyid.to_string(),
         signer,
     };
+    let days = plan.expirations;
+    let mut publication = Publication::first(engine, &online, days.snapshot, days.timestamp);
+    let now = publication.now();
 
-    // Each delegated role: name, expiry, and whether the online key publishes it now.
-    let (delegations, roles): (Delegations, Vec<(String, Expires, bool)>) = match &plan.layout {
+    let (delegations, roles) = delegated_roles(plan, &online, now);
+    let rows: Vec<RoleRecord> = roles
+        .iter()
+        .map(|(name, expires, _)| RoleRecord {
+            name: name.clone(),
+            version: 1,
+            expires: expires.0,
+            active: true,
+        })
+        .collect();
+    engine.index.create_roles(&rows).await?;
+
+    // Empty version 1 of every role the online key publishes. Roles with the same expiry have
+    // the same bytes, so each distinct expiry is signed once (16,384 bins: one signature).
+    let mut empty: BTreeMap<DateTime<Utc>, Arc<Vec<u8>>> = BTreeMap::new();
+    for (_, expires, publish) in &roles {
+        if *publish && !empty.contains_key(&expires.0) {
+            let (_, bytes) = online.sign_stored(Targets::new(1, *expires)).await?;
+            empty.insert(expires.0, Arc::new(bytes));
+        }
+    }
+    let published: Vec<SignedRole> = roles
+        .iter()
+        .filter(|(_, _, publish)| *publish)
+        .map(|(name, expires, _)| SignedRole {
+            name: name.clone(),
+            version: 1,
+            expires: *expires,
+            bytes: empty[&expires.0].clone(),
+        })
+        .collect();
+    publication.publish_signed_roles(published).await?;
+    // The others become pending metadata, signed by the online key when it is one of theirs.
+    let mut pending: Vec<(String, Metadata<Targets>)> = Vec::new();
+    for (name, expires, _) in roles.iter().filter(|(_, _, publish)| !*publish) {
+        let signed = Targets::new(1, *expires);
+        let online_signs = delegations
+            .delegation(name)
+            .is_some_and(|d| d.keyids.contains(&online.keyid));
+        let md = if online_signs {
+            online.sign(signed).await?
+        } else {
+            Metadata::new(signed)
+        };
+        pending.push((name.clone(), md));
+    }
+
+    let mut targets = Targets::new(1, expires_in(now, days.targets));
+    targets.delegations = Some(delegations);
+    publication.publish_targets(targets, days.targets).await?;
+    publication
+        .finish_first(&plan.root, &plan.online_key)
+        .await?;
+
+    for (name, md) in &pending {
+        engine
+            .settings
+            .set(&signing_key(name), to_value(md)?)
+            .await?;
+    }
+    engine.settings.set(ROOT_SIGNING, Value::Null).await?;
+    engine
+        .settings
+        .set(BOOTSTRAP, Value::String(task_id.to_string()))
+        .await?;
+    Ok(())
+}
+
+/// What top-level targets delegates, and each delegated role: its name, its expiry, and
+/// whether the online key publishes it now.
+fn delegated_roles(
+    plan: &Plan,
+    online: &Online,
+    now: DateTime<Utc>,
+) -> (Delegations, Vec<(String, Expires, bool)>) {
+    let keyid = online.keyid.as_str();
+    match &plan.layout {
         Layout::Bins {
             expiration,
             bit_length,
@@ -379,111 +455,5 @@ async fn finalize(
                 .collect();
             (custom.delegations.clone(), roles)
         }
-    };
-    let rows: Vec<RoleRecord> = roles
-        .iter()
-        .map(|(name, expires, _)| RoleRecord {
-            name: name.clone(),
-            version: 1,
-            expires: expires.0,
-            active: true,
-        })
-        .collect();
-    ports.index.create_roles(&rows).await?;
-
-    // Empty version 1 of every role the online key publishes. Roles with the same expiry have
-    // the same bytes, so each distinct expiry is signed once (16,384 bins: one signature).
-    let mut empty: BTreeMap<DateTime<Utc>, Arc<Vec<u8>>> = BTreeMap::new();
-    for (_, expires, publish) in &roles {
-        if *publish && !empty.contains_key(&expires.0) {
-            let (_, bytes) = online.sign_stored(Targets::new(1, *expires)).await?;
-            empty.insert(expires.0, Arc::new(bytes));
-        }
     }
-    let files: Vec<(String, Arc<Vec<u8>>)> = roles
-        .iter()
-        .filter(|(_, _, publish)| *publish)
-        .map(|(name, expires, _)| (format!("1.{name}.json"), empty[&expires.0].clone()))
-        .collect();
-    ports.store.put_versioned_many(&files).await?;
-    // The others become pending metadata, signed by the online key when it is one of theirs.
-    let mut pending: Vec<(String, Metadata<Targets>)> = Vec::new();
-    for (name, expires, _) in roles.iter().filter(|(_, _, publish)| !*publish) {
-        let signed = Targets::new(1, *expires);
-        let online_signs = delegations
-            .delegation(name)
-            .is_some_and(|d| d.keyids.contains(&online.keyid));
-        let md = if online_signs {
-            online.sign(signed).await?
-        } else {
-            Metadata::new(signed)
-        };
-        pending.push((name.clone(), md));
-    }
-    let mut meta: BTreeMap<String, MetaFile> = roles
-        .iter()
-        .filter(|(_, _, publish)| *publish)
-        .map(|(name, _, _)| (format!("{name}.json"), MetaFile::version_only(1)))
-        .collect();
-
-    let mut targets = Targets::new(1, expires_in(now, plan.expirations.targets));
-    targets.delegations = Some(delegations);
-    let targets = online.sign(targets).await?;
-    ports
-        .store
-        .put_versioned("1.targets.json", &storage_bytes(&targets)?)
-        .await?;
-    meta.insert("targets.json".into(), MetaFile::version_only(1));
-    let (_, snapshot) = online
-        .sign_stored(Snapshot::new(
-            1,
-            expires_in(now, plan.expirations.snapshot),
-            meta,
-        ))
-        .await?;
-    ports
-        .store
-        .put_versioned("1.snapshot.json", &snapshot)
-        .await?;
-    let timestamp = online
-        .sign(Timestamp::new(
-            1,
-            expires_in(now, plan.expirations.timestamp),
-            1,
-        ))
-        .await?;
-    ports
-        .store
-        .put_timestamp(&storage_bytes(&timestamp)?)
-        .await?;
-    let root_name = format!("{}.root.json", plan.root.signed.version);
-    ports
-        .store
-        .put_versioned(&root_name, &storage_bytes(&plan.root)?)
-        .await?;
-
-    let mut online_value =
-        serde_json::to_value(&plan.online_key).map_err(|e| TaskError::Metadata(e.to_string()))?;
-    online_value["keyid"] = Value::String(keyid.to_string());
-    ports.settings.set(ONLINE_KEY, online_value).await?;
-    ports
-        .settings
-        .set(TRUSTED_ROOT, to_value(&plan.root)?)
-        .await?;
-    ports
-        .settings
-        .set(TRUSTED_TARGETS, to_value(&targets)?)
-        .await?;
-    for (name, md) in &pending {
-        ports
-            .settings
-            .set(&signing_key(name), to_value(md)?)
-            .await?;
-    }
-    ports.settings.set(ROOT_SIGNING, Value::Null).await?;
-    ports
-        .settings
-        .set(BOOTSTRAP, Value::String(task_id.to_string()))
-        .await?;
-    Ok(())
 }

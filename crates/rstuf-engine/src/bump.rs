@@ -11,87 +11,125 @@
 use chrono::Duration;
 use serde_json::{Value, json};
 
+use crate::engine::Engine;
 use crate::outcome::{TaskError, TaskOutcome};
-use crate::ports::{LockGuard, Ports};
+use crate::ports::LockGuard;
 use crate::publish::with_lock;
-use crate::repo::{Current, Online, Publication, ROLE_CHUNK, RoleDays, RoleUpdate, expires_in};
+use crate::repo::{
+    Current, Online, Publication, ROLE_CHUNK, Resign, RoleDays, RoleUpdate, expires_in,
+};
 use crate::settings;
 
 const FORCE_FAILED: &str = "Force new online metadata update failed";
 const FORCE_OK: &str = "Force new online metadata update succeeded";
 const TOP_LEVEL: [&str; 4] = ["root", "targets", "snapshot", "timestamp"];
 
-/// Runs the scheduled bump: every online role, targets, snapshot and timestamp that expires
-/// within `HOURS_BEFORE_EXPIRE` hours gets a new version. With `expired == false`, every
-/// online delegated role and targets are bumped. Returns the names of the roles bumped
-/// (delegated roles and `targets`); empty before the bootstrap finished.
-pub async fn bump_online_roles(ports: &Ports, expired: bool) -> Result<Vec<String>, TaskError> {
-    let state = settings::bootstrap_state(ports.settings.as_ref()).await?;
+/// Which roles a bump re-signs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BumpScope {
+    /// The online roles, targets, snapshot and timestamp that expire within
+    /// `HOURS_BEFORE_EXPIRE` hours (the scheduled bump).
+    ExpiringSoon,
+    /// Every online delegated role, targets, snapshot and timestamp.
+    EveryOnlineRole,
+}
+
+impl BumpScope {
+    /// The scope of a `bump_online_roles` Celery task from its `expired` argument: only
+    /// roles about to expire when true.
+    pub fn from_expired(expired: bool) -> Self {
+        if expired {
+            BumpScope::ExpiringSoon
+        } else {
+            BumpScope::EveryOnlineRole
+        }
+    }
+}
+
+/// Runs the scheduled bump: every online role, targets, snapshot and timestamp in `scope`
+/// gets a new version. Returns the names of the roles bumped (delegated roles and
+/// `targets`); empty before the bootstrap finished.
+pub async fn bump_online_roles(
+    engine: &Engine,
+    scope: BumpScope,
+) -> Result<Vec<String>, TaskError> {
+    let state = settings::bootstrap_state(engine.settings.as_ref()).await?;
     if !settings::is_finished(state.as_deref()) {
         return Ok(Vec::new());
     }
-    with_lock!(ports, |guard| bump_locked(ports, guard, expired).await)
+    with_lock!(engine, |guard| bump_locked(engine, guard, scope).await)
 }
 
 async fn bump_locked(
-    ports: &Ports,
+    engine: &Engine,
     guard: &dyn LockGuard,
-    expired: bool,
+    scope: BumpScope,
 ) -> Result<Vec<String>, TaskError> {
-    let current = Current::load(ports).await?;
-    let online = Online::load(ports).await?;
-    let hours = settings::days(ports.settings.as_ref(), "HOURS_BEFORE_EXPIRE", 1).await?;
-    let now = ports.clock.now();
+    let expired = scope == BumpScope::ExpiringSoon;
+    let current = Current::load(engine).await?;
+    let online = Online::load(engine).await?;
+    let hours = settings::days(engine.settings.as_ref(), "HOURS_BEFORE_EXPIRE", 1).await?;
+    let now = engine.clock.now();
     let deadline = now + Duration::hours(i64::from(hours));
     let due = |expires: chrono::DateTime<chrono::Utc>| !expired || expires <= deadline;
 
     // The index keeps each role's expiry, so finding the due roles costs no file reads.
-    let rows = ports
+    let rows = engine
         .index
         .active_roles(expired.then_some(deadline))
         .await?;
     let names: Vec<String> = rows.into_iter().map(|r| r.name).collect();
-    let mut publication = Publication::new(ports, &online, &current);
-    let bumped = bump_roles(ports, &current, &online, &mut publication, &names).await?;
-    let mut out = bumped;
-    if due(current.targets.signed.expires.0) {
-        let days = settings::days(ports.settings.as_ref(), "TARGETS_EXPIRATION", 365).await?;
+    // Every expiry the publication needs is read before anything is written.
+    let roles = bumpable(&current, &online, &names);
+    let names = roles.iter().map(|(name, _)| name.as_str()).collect();
+    let role_days = RoleDays::read(engine, &current, names).await?;
+    let targets_days = if due(current.targets.signed.expires.0) {
+        Some(settings::days(engine.settings.as_ref(), "TARGETS_EXPIRATION", 365).await?)
+    } else {
+        None
+    };
+    let mut publication = Publication::new(engine, &online, &current).await?;
+    let mut out = bump_roles(&mut publication, roles, &role_days).await?;
+    if let Some(days) = targets_days {
         publication
             .publish_targets(current.targets.signed.clone(), days)
             .await?;
         out.push("targets".into());
     }
-    let snapshot_due = due(current.snapshot.signed.expires.0);
-    let timestamp_due = due(current.timestamp.signed.expires.0);
-    publication
-        .finish(guard, snapshot_due, timestamp_due, &[])
-        .await?;
+    // A new snapshot comes with a new timestamp.
+    let resign = if due(current.snapshot.signed.expires.0) {
+        Resign::SnapshotAndTimestamp
+    } else if due(current.timestamp.signed.expires.0) {
+        Resign::Timestamp
+    } else {
+        Resign::OnlyChanged
+    };
+    publication.finish(guard, resign, &[]).await?;
     Ok(out)
 }
 
-/// Re-signs the stored content of each online role in `names` with a new version and expiry.
-/// Roles that are not delegated, not online or never published are skipped. Returns the names
-/// bumped.
+/// The roles of `names` a bump can re-sign, with their published versions: roles that are
+/// not delegated, not online or never published are left out.
+pub(crate) fn bumpable(current: &Current, online: &Online, names: &[String]) -> Vec<(String, u64)> {
+    names
+        .iter()
+        .filter(|name| current.online_role(online, name) == Some(true))
+        .filter_map(|name| Some((name.clone(), current.snapshot.signed.role_version(name)?)))
+        .collect()
+}
+
+/// Re-signs the stored content of each role of `roles` (from [`bumpable`]) with a new version
+/// and expiry, its days from `days`. Returns the names bumped.
 pub(crate) async fn bump_roles(
-    ports: &Ports,
-    current: &Current,
-    online: &Online,
     publication: &mut Publication<'_>,
-    names: &[String],
+    roles: Vec<(String, u64)>,
+    days: &RoleDays<'_>,
 ) -> Result<Vec<String>, TaskError> {
-    let mut role_days = RoleDays::new(ports, current);
     let mut bumped = Vec::new();
-    for chunk in names.chunks(ROLE_CHUNK) {
+    for chunk in roles.chunks(ROLE_CHUNK) {
         let mut updates = Vec::new();
-        for name in chunk {
-            if current.online_role(online, name) != Some(true) {
-                continue;
-            }
-            let Some(version) = current.snapshot.signed.role_version(name) else {
-                continue;
-            };
-            let days = role_days.of(name).await?;
-            let expires = expires_in(publication.now(), days);
+        for (name, version) in chunk {
+            let expires = expires_in(publication.now(), days.of(name)?);
             updates.push(RoleUpdate::stored(
                 name.clone(),
                 format!("{version}.{name}.json"),
@@ -108,10 +146,10 @@ pub(crate) async fn bump_roles(
 
 /// Runs `force_online_metadata_update` with payload `{"roles": [...]}`.
 pub async fn force_online_metadata_update(
-    ports: &Ports,
+    engine: &Engine,
     payload: &Value,
 ) -> Result<TaskOutcome, TaskError> {
-    let state = settings::bootstrap_state(ports.settings.as_ref()).await?;
+    let state = settings::bootstrap_state(engine.settings.as_ref()).await?;
     if !settings::is_finished(state.as_deref()) {
         return Ok(TaskOutcome::refused(
             FORCE_FAILED,
@@ -143,8 +181,8 @@ pub async fn force_online_metadata_update(
         }
     };
     let result = (async {
-        Ok(with_lock!(ports, |guard| force_locked(
-            ports, guard, &roles
+        Ok(with_lock!(engine, |guard| force_locked(
+            engine, guard, &roles
         )
         .await))
     })
@@ -166,12 +204,12 @@ pub async fn force_online_metadata_update(
 
 /// The forced update; the inner `Err` is a refusal (nothing was written).
 async fn force_locked(
-    ports: &Ports,
+    engine: &Engine,
     guard: &dyn LockGuard,
     roles: &[String],
 ) -> Result<Result<Vec<String>, String>, TaskError> {
-    let current = Current::load(ports).await?;
-    let online = Online::load(ports).await?;
+    let current = Current::load(engine).await?;
+    let online = Online::load(engine).await?;
     let delegations = current.targets.signed.delegations.as_ref();
     let bins: Vec<String> = delegations
         .and_then(|d| d.succinct_roles.as_ref())
@@ -205,25 +243,37 @@ async fn force_locked(
         requested_delegated.push(role.clone());
     }
     let has = |r: &str| roles.iter().any(|x| x == r);
-    let mut publication = Publication::new(ports, &online, &current);
+    // Every expiry the publication needs is read before anything is written.
+    let bumped = bumpable(&current, &online, &delegated_names);
+    let names = bumped.iter().map(|(name, _)| name.as_str()).collect();
+    let role_days = RoleDays::read(engine, &current, names).await?;
+    let targets_days = if has("targets") {
+        Some(settings::days(engine.settings.as_ref(), "TARGETS_EXPIRATION", 365).await?)
+    } else {
+        None
+    };
+    let mut publication = Publication::new(engine, &online, &current).await?;
     let mut updated = Vec::new();
     if has("targets") || !delegated_names.is_empty() {
         updated.extend(["snapshot".to_string(), "timestamp".to_string()]);
-        if has("targets") {
-            let days = settings::days(ports.settings.as_ref(), "TARGETS_EXPIRATION", 365).await?;
+        if let Some(days) = targets_days {
             publication
                 .publish_targets(current.targets.signed.clone(), days)
                 .await?;
             updated.push("targets".into());
         }
-        bump_roles(ports, &current, &online, &mut publication, &delegated_names).await?;
+        bump_roles(&mut publication, bumped, &role_days).await?;
         updated.extend(requested_delegated);
-        publication.finish(guard, true, true, &[]).await?;
+        publication
+            .finish(guard, Resign::SnapshotAndTimestamp, &[])
+            .await?;
     } else if has("snapshot") {
-        publication.finish(guard, true, true, &[]).await?;
+        publication
+            .finish(guard, Resign::SnapshotAndTimestamp, &[])
+            .await?;
         updated.extend(["snapshot".to_string(), "timestamp".to_string()]);
     } else if has("timestamp") {
-        publication.finish(guard, false, true, &[]).await?;
+        publication.finish(guard, Resign::Timestamp, &[]).await?;
         updated.push("timestamp".into());
     }
     Ok(Ok(updated))

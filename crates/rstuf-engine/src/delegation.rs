@@ -18,10 +18,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use rstuf_metadata::schema::{DelegatedRole, Delegations, Metadata, Signed, Targets};
 use serde_json::{Value, json};
 
+use crate::engine::Engine;
 use crate::outcome::{TaskError, TaskOutcome};
-use crate::ports::{LockGuard, Ports, RoleRecord};
+use crate::ports::{LockGuard, RoleRecord};
 use crate::publish::with_lock;
-use crate::repo::{self, Current, Online, Publication, RoleUpdate, expires_in, to_value};
+use crate::repo::{self, Current, Online, Publication, Resign, RoleUpdate, expires_in, to_value};
 use crate::roles::{check_custom_delegations, expiration_key, settings_prefix, signing_key};
 use crate::settings;
 
@@ -46,7 +47,10 @@ impl Action {
 }
 
 /// Runs the `metadata_delegation` action.
-pub async fn metadata_delegation(ports: &Ports, payload: &Value) -> Result<TaskOutcome, TaskError> {
+pub async fn metadata_delegation(
+    engine: &Engine,
+    payload: &Value,
+) -> Result<TaskOutcome, TaskError> {
     let action = match payload.get("action").and_then(Value::as_str) {
         Some("add") => Action::Add,
         Some("update") => Action::Update,
@@ -64,14 +68,14 @@ pub async fn metadata_delegation(ports: &Ports, payload: &Value) -> Result<TaskO
             "No 'delegations' in the payload",
         ));
     };
-    let state = settings::bootstrap_state(ports.settings.as_ref()).await?;
+    let state = settings::bootstrap_state(engine.settings.as_ref()).await?;
     if !settings::is_finished(state.as_deref()) {
         return Ok(TaskOutcome::refused(
             FAILED,
             "Metadata delegation requires a completed bootstrap",
         ));
     }
-    let outcome = with_lock!(ports, |guard| locked(ports, guard, action, given).await)?;
+    let outcome = with_lock!(engine, |guard| locked(engine, guard, action, given).await)?;
     Ok(outcome)
 }
 
@@ -81,12 +85,12 @@ fn failure(role: &str, reason: impl Into<String>) -> Value {
 }
 
 async fn locked(
-    ports: &Ports,
+    engine: &Engine,
     guard: &dyn LockGuard,
     action: Action,
     given: &Value,
 ) -> Result<TaskOutcome, TaskError> {
-    let current = Current::load(ports).await?;
+    let current = Current::load(engine).await?;
     let Some(existing) = current.targets.signed.delegations.clone() else {
         return Err(TaskError::Metadata("targets delegates nothing".into()));
     };
@@ -99,17 +103,17 @@ async fn locked(
             ),
         ));
     }
-    let online = Online::load(ports).await?;
+    let online = Online::load(engine).await?;
     match action {
-        Action::Delete => delete(ports, guard, &current, &online, existing, given).await,
+        Action::Delete => delete(engine, guard, &current, &online, existing, given).await,
         Action::Add | Action::Update => {
-            add_or_update(ports, guard, &current, &online, existing, given, action).await
+            add_or_update(engine, guard, &current, &online, existing, given, action).await
         }
     }
 }
 
 async fn delete(
-    ports: &Ports,
+    engine: &Engine,
     guard: &dyn LockGuard,
     current: &Current,
     online: &Online,
@@ -152,9 +156,11 @@ async fn delete(
     delegations.roles = Some(roles);
     keep_used_keys(&mut delegations);
 
-    let mut publication = Publication::new(ports, online, current);
+    // Every expiry the publication needs is read before anything is written.
+    let targets_days = targets_days(engine).await?;
+    let mut publication = Publication::new(engine, online, current).await?;
     for name in &deleted {
-        let record = ports.index.role(name).await?.unwrap_or(RoleRecord {
+        let record = engine.index.role(name).await?.unwrap_or(RoleRecord {
             name: name.clone(),
             version: 1,
             expires: publication.now(),
@@ -162,16 +168,18 @@ async fn delete(
         });
         publication.deactivate(record);
     }
-    publish_targets(ports, &mut publication, current, delegations).await?;
-    publication.finish(guard, false, false, &[]).await?;
+    publish_targets(&mut publication, current, delegations, targets_days).await?;
+    publication.finish(guard, Resign::OnlyChanged, &[]).await?;
     for name in &deleted {
-        ports.settings.set(&signing_key(name), Value::Null).await?;
+        engine.settings.set(&signing_key(name), Value::Null).await?;
     }
     Ok(processed(&deleted, failed))
 }
 
+// One sequence read top to bottom (merge the keys, check, apply, create rows, publish, then
+// the settings), longer than 120 lines because each step hands the next its values.
 async fn add_or_update(
-    ports: &Ports,
+    engine: &Engine,
     guard: &dyn LockGuard,
     current: &Current,
     online: &Online,
@@ -211,7 +219,7 @@ async fn add_or_update(
                 "role already exists or name used in the past",
             )),
             (Action::Add, None) => {
-                if ports.index.role(&role.name).await?.is_some() {
+                if engine.index.role(&role.name).await?.is_some() {
                     failed.push(failure(
                         &role.name,
                         "role already exists or name used in the past",
@@ -244,7 +252,11 @@ async fn add_or_update(
     delegations.roles = Some(roles);
     keep_used_keys(&mut delegations);
 
-    let now = ports.clock.now();
+    let now = engine.clock.now();
+    // Every expiry the publication needs is read before anything is written (the new roles'
+    // rows included).
+    let targets_days = targets_days(engine).await?;
+    let mut publication = Publication::new(engine, online, current).await?;
     if action == Action::Add {
         let rows: Vec<RoleRecord> = applied
             .iter()
@@ -255,9 +267,8 @@ async fn add_or_update(
                 active: true,
             })
             .collect();
-        ports.index.create_roles(&rows).await?;
+        engine.index.create_roles(&rows).await?;
     }
-    let mut publication = Publication::new(ports, online, current);
     let mut updates = Vec::new();
     let mut pending: Vec<(String, Metadata<Targets>)> = Vec::new();
     for (role, days) in &applied {
@@ -270,7 +281,7 @@ async fn add_or_update(
         // An updated role keeps what it delegates; a new one starts empty.
         let mut signed = match published {
             Some(version) => {
-                repo::load::<Targets>(ports, &format!("{version}.{}.json", role.name))
+                repo::load::<Targets>(engine, &format!("{version}.{}.json", role.name))
                     .await?
                     .signed
             }
@@ -289,25 +300,25 @@ async fn add_or_update(
         }
     }
     publication.publish_roles(updates).await?;
-    publish_targets(ports, &mut publication, current, delegations).await?;
-    publication.finish(guard, false, false, &[]).await?;
+    publish_targets(&mut publication, current, delegations, targets_days).await?;
+    publication.finish(guard, Resign::OnlyChanged, &[]).await?;
 
     // Settings after the files they describe.
     let pending_names: BTreeSet<&str> = pending.iter().map(|(n, _)| n.as_str()).collect();
     for (role, days) in &applied {
-        ports
+        engine
             .settings
             .set(&expiration_key(&role.name), json!(days))
             .await?;
         if !pending_names.contains(role.name.as_str()) {
-            ports
+            engine
                 .settings
                 .set(&signing_key(&role.name), Value::Null)
                 .await?;
         }
     }
     for (name, md) in &pending {
-        ports
+        engine
             .settings
             .set(&signing_key(name), to_value(md)?)
             .await?;
@@ -350,15 +361,20 @@ fn keep_used_keys(delegations: &mut Delegations) {
     delegations.keys = keys;
 }
 
-/// A new targets version with `delegations`, keeping what targets itself lists.
+/// Days a new targets version stays valid: `TARGETS_EXPIRATION`, 365 when unset.
+async fn targets_days(engine: &Engine) -> Result<u32, TaskError> {
+    settings::days(engine.settings.as_ref(), "TARGETS_EXPIRATION", 365).await
+}
+
+/// A new targets version with `delegations`, keeping what targets itself lists, valid for
+/// `days`.
 async fn publish_targets(
-    ports: &Ports,
     publication: &mut Publication<'_>,
     current: &Current,
     delegations: Delegations,
+    days: u32,
 ) -> Result<(), TaskError> {
     let mut signed = current.targets.signed.clone();
     signed.delegations = Some(delegations);
-    let days = settings::days(ports.settings.as_ref(), "TARGETS_EXPIRATION", 365).await?;
     publication.publish_targets(signed, days).await
 }

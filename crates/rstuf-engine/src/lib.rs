@@ -1,8 +1,9 @@
 //! The RSTUF worker's task logic, over small ports.
 //!
-//! Each task action is a function `(ports, payload) -> Result<TaskOutcome, TaskError>`. The
-//! engine never names Redis, SQL, S3, Celery or environment variables: it talks to
-//! [`ports`], and time comes from the [`ports::Clock`]. A request that is wrong gets a
+//! Each task action is a function `(engine, payload) -> Result<TaskOutcome, TaskError>`, the
+//! [`Engine`] holding the [`Ports`] and the state kept between tasks. The engine never names
+//! Redis, SQL, S3, Celery or environment variables: it talks to [`ports`], and time comes
+//! from the [`ports::Clock`]. A request that is wrong gets a
 //! [`TaskOutcome`] with an error and changes nothing; a service that fails gives a
 //! [`TaskError`].
 
@@ -12,6 +13,7 @@ pub mod artifacts;
 pub mod bootstrap;
 pub mod bump;
 pub mod delegation;
+mod engine;
 pub mod outcome;
 pub mod ports;
 pub mod publish;
@@ -25,5 +27,6 @@ pub mod signing;
 pub mod testing;
 pub mod update_settings;
 
+pub use engine::{Engine, MetadataCache};
 pub use outcome::{TaskError, TaskOutcome};
 pub use ports::Ports;

@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rstuf_metadata::keys::Key;
-use rstuf_metadata::schema::{Metadata, Snapshot, Targets};
 use serde_json::Value;
 
 /// What kind of failure a port reports.
@@ -327,45 +326,8 @@ impl Clock for SystemClock {
     }
 }
 
-/// The latest snapshot and targets this process read or wrote, parsed. Versioned files are
-/// write-once, so a copy kept under its version never goes stale; a publish then costs no
-/// re-parse of a snapshot listing 16,384 bins.
-///
-/// Each slot keeps the newest version seen: a task that reads an older one (the timestamp it
-/// read still named it) does not push out the one the next publication needs. The targets
-/// version each recent snapshot names is remembered too, so a task that only needs the
-/// delegations finds them without parsing the snapshot the timestamp names.
-#[derive(Debug, Default)]
-pub struct MetadataCache {
-    pub(crate) snapshot: Mutex<Option<Arc<Metadata<Snapshot>>>>,
-    pub(crate) targets: Mutex<Option<Arc<Metadata<Targets>>>>,
-    targets_of: Mutex<std::collections::VecDeque<(u64, u64)>>,
-}
-
-/// How many snapshot versions' targets versions the cache remembers.
-const REMEMBERED_SNAPSHOTS: usize = 32;
-
-impl MetadataCache {
-    /// Notes that snapshot version `snapshot` names targets version `targets`.
-    pub(crate) fn note_targets_version(&self, snapshot: u64, targets: u64) {
-        let mut known = self.targets_of.lock().expect("cache lock");
-        if known.iter().any(|(s, _)| *s == snapshot) {
-            return;
-        }
-        if known.len() == REMEMBERED_SNAPSHOTS {
-            known.pop_front();
-        }
-        known.push_back((snapshot, targets));
-    }
-
-    /// The targets version snapshot version `snapshot` names, if noted.
-    pub(crate) fn targets_version_of(&self, snapshot: u64) -> Option<u64> {
-        let known = self.targets_of.lock().expect("cache lock");
-        known.iter().find(|(s, _)| *s == snapshot).map(|(_, t)| *t)
-    }
-}
-
-/// Everything a task needs, borrowed for the task's duration.
+/// The ports of one repository: the outside services a task talks to. The engine's own state
+/// (parsed metadata, publishing rounds) is in [`crate::Engine`], which holds these.
 #[derive(Clone)]
 pub struct Ports {
     /// Metadata files.
@@ -380,13 +342,60 @@ pub struct Ports {
     pub lock: Arc<dyn RepoLock>,
     /// Time.
     pub clock: Arc<dyn Clock>,
-    /// Parsed metadata kept between tasks (share one per repository; `Default` to start).
-    pub cache: Arc<MetadataCache>,
     /// Where roles are encoded and signed in bulk.
     pub cpu: Arc<dyn Cpu>,
-    /// The add and remove tasks' shared rounds of writing and publishing (share one per
-    /// repository; `Default` to start).
-    pub queue: Arc<crate::queue::PublishQueue>,
+}
+
+impl Ports {
+    /// The ports over these services, with the [`SystemClock`] and jobs run inline
+    /// ([`InlineCpu`]); [`Ports::with_clock`] and [`Ports::with_cpu`] change those.
+    pub fn new(
+        store: Arc<dyn MetadataStore>,
+        index: Arc<dyn ArtifactIndex>,
+        settings: Arc<dyn SettingsStore>,
+        signers: Arc<dyn SignerResolver>,
+        lock: Arc<dyn RepoLock>,
+    ) -> Self {
+        Ports {
+            store,
+            index,
+            settings,
+            signers,
+            lock,
+            clock: Arc::new(SystemClock),
+            cpu: Arc::new(InlineCpu),
+        }
+    }
+
+    /// The same ports with time from `clock`.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The same ports with bulk work run on `cpu`.
+    pub fn with_cpu(mut self, cpu: Arc<dyn Cpu>) -> Self {
+        self.cpu = cpu;
+        self
+    }
+
+    /// The same ports with files in `store`.
+    pub fn with_store(mut self, store: Arc<dyn MetadataStore>) -> Self {
+        self.store = store;
+        self
+    }
+
+    /// The same ports with online keys from `signers`.
+    pub fn with_signers(mut self, signers: Arc<dyn SignerResolver>) -> Self {
+        self.signers = signers;
+        self
+    }
+
+    /// The same ports with the repository lock `lock`.
+    pub fn with_lock(mut self, lock: Arc<dyn RepoLock>) -> Self {
+        self.lock = lock;
+        self
+    }
 }
 
 impl fmt::Debug for Ports {

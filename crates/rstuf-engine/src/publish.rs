@@ -24,10 +24,11 @@ use std::collections::BTreeMap;
 use rstuf_metadata::schema::{Metadata, TargetFile, Targets};
 use serde_json::{Value, json};
 
+use crate::engine::Engine;
 use crate::outcome::{TaskError, TaskOutcome};
-use crate::ports::{ArtifactAction, ArtifactRow, LockGuard, Ports};
+use crate::ports::{ArtifactAction, ArtifactRow, LockGuard};
 use crate::repo::{
-    Current, Online, Publication, ROLE_CHUNK, RoleDays, RoleUpdate, expires_in, to_value,
+    Current, Online, Publication, ROLE_CHUNK, Resign, RoleDays, RoleUpdate, expires_in, to_value,
 };
 use crate::roles::signing_key;
 
@@ -59,8 +60,8 @@ impl PublishReport {
 }
 
 /// Runs the `publish_artifacts` action.
-pub async fn publish_artifacts(ports: &Ports) -> Result<TaskOutcome, TaskError> {
-    let report = with_lock!(ports, |guard| publish_locked(ports, guard).await)?;
+pub async fn publish_artifacts(engine: &Engine) -> Result<TaskOutcome, TaskError> {
+    let report = with_lock!(engine, |guard| publish_locked(engine, guard).await)?;
     let roles = report.roles();
     let mut details =
         json!({"artifact_roles": if roles.is_empty() { Value::Null } else { json!(roles) }});
@@ -75,8 +76,8 @@ pub async fn publish_artifacts(ports: &Ports) -> Result<TaskOutcome, TaskError> 
 /// closure: futures built from async closures over borrowed guards are not provably `Send`
 /// (a compiler limitation), and the worker runs tasks on a multi-threaded runtime.
 macro_rules! with_lock {
-    ($ports:expr, |$guard:ident| $body:expr) => {{
-        let held = $ports.lock.acquire().await?;
+    ($engine:expr, |$guard:ident| $body:expr) => {{
+        let held = $engine.lock.acquire().await?;
         let $guard: &dyn $crate::ports::LockGuard = held.as_ref();
         let result = $body;
         // A failed release (lock already expired) does not undo what the body published:
@@ -89,16 +90,16 @@ pub(crate) use with_lock;
 
 /// Publishes every role with unpublished rows. The caller holds the lock.
 pub(crate) async fn publish_locked(
-    ports: &Ports,
+    engine: &Engine,
     guard: &dyn LockGuard,
 ) -> Result<PublishReport, TaskError> {
-    let roles = ports.index.roles_with_unpublished().await?;
-    publish_roles_locked(ports, guard, roles).await
+    let roles = engine.index.roles_with_unpublished().await?;
+    publish_roles_locked(engine, guard, roles).await
 }
 
 /// Publishes `roles`, the roles with unpublished rows the caller just read under the lock.
 pub(crate) async fn publish_roles_locked(
-    ports: &Ports,
+    engine: &Engine,
     guard: &dyn LockGuard,
     roles: Vec<String>,
 ) -> Result<PublishReport, TaskError> {
@@ -106,12 +107,18 @@ pub(crate) async fn publish_roles_locked(
     if roles.is_empty() {
         return Ok(report);
     }
-    let current = Current::load(ports).await?;
-    let online = Online::load(ports).await?;
+    let current = Current::load(engine).await?;
+    let online = Online::load(engine).await?;
 
-    let now = ports.clock.now();
-    let mut publication = Publication::new(ports, &online, &current);
-    let mut role_days = RoleDays::new(ports, &current);
+    let now = engine.clock.now();
+    // Every expiry the publication needs is read before anything is written.
+    let delegated = roles
+        .iter()
+        .map(String::as_str)
+        .filter(|role| current.online_role(&online, role).is_some())
+        .collect();
+    let role_days = RoleDays::read(engine, &current, delegated).await?;
+    let mut publication = Publication::new(engine, &online, &current).await?;
     let mut covered = Vec::new();
     for chunk in roles.chunks(ROLE_CHUNK) {
         // An online role with a published version gets its unpublished rows applied to that
@@ -138,7 +145,7 @@ pub(crate) async fn publish_roles_locked(
         let mut changes = if names.is_empty() {
             BTreeMap::new()
         } else {
-            rows_by_role(ports.index.unpublished_of(&names).await?)
+            rows_by_role(engine.index.unpublished_of(&names).await?)
         };
         for (role, version) in patched {
             let rows = changes.remove(&role).unwrap_or_default();
@@ -149,7 +156,7 @@ pub(crate) async fn publish_roles_locked(
                     continue;
                 }
             };
-            let expires = expires_in(now, role_days.of(&role).await?);
+            let expires = expires_in(now, role_days.of(&role)?);
             let file = format!("{version}.{role}.json");
             covered.extend(rows);
             report.published.push(role.clone());
@@ -159,7 +166,7 @@ pub(crate) async fn publish_roles_locked(
         let mut all_rows = if names.is_empty() {
             BTreeMap::new()
         } else {
-            rows_by_role(ports.index.artifacts_of(&names).await?)
+            rows_by_role(engine.index.artifacts_of(&names).await?)
         };
         for (role, online_only) in rebuilt {
             let rows = all_rows.remove(&role).unwrap_or_default();
@@ -170,7 +177,7 @@ pub(crate) async fn publish_roles_locked(
                     continue;
                 }
             };
-            let days = role_days.of(&role).await?;
+            let days = role_days.of(&role)?;
             let mut signed = Targets::new(0, expires_in(now, days));
             signed.targets = artifacts;
             if online_only {
@@ -179,7 +186,7 @@ pub(crate) async fn publish_roles_locked(
                 updates.push(RoleUpdate::new(role, signed.expires, signed));
             } else {
                 signed.version = current.snapshot.signed.role_version(&role).unwrap_or(0) + 1;
-                set_pending(ports, &online, &current, &role, signed).await?;
+                set_pending(engine, &online, &current, &role, signed).await?;
                 report.pending.push(role);
             }
         }
@@ -192,7 +199,9 @@ pub(crate) async fn publish_roles_locked(
     if report.published.is_empty() {
         return Ok(report);
     }
-    publication.finish(guard, false, false, &covered).await?;
+    publication
+        .finish(guard, Resign::OnlyChanged, &covered)
+        .await?;
     Ok(report)
 }
 
@@ -232,14 +241,14 @@ pub(crate) fn build_targets(rows: &[ArtifactRow]) -> Result<BTreeMap<String, Tar
 /// online key when it is one of the role's keys. Pending metadata with the same artifacts is
 /// left alone, so signatures already collected are kept.
 async fn set_pending(
-    ports: &Ports,
+    engine: &Engine,
     online: &Online,
     current: &Current,
     role: &str,
     signed: Targets,
 ) -> Result<(), TaskError> {
     let key = signing_key(role);
-    if let Some(existing) = ports.settings.get(&key).await?
+    if let Some(existing) = engine.settings.get(&key).await?
         && let Ok(md) = Metadata::<Targets>::from_value(existing)
         && md.signed.targets == signed.targets
     {
@@ -257,6 +266,6 @@ async fn set_pending(
     } else {
         Metadata::new(signed)
     };
-    ports.settings.set(&key, to_value(&md)?).await?;
+    engine.settings.set(&key, to_value(&md)?).await?;
     Ok(())
 }

@@ -23,8 +23,9 @@ use std::sync::{Arc, Mutex};
 
 use futures_channel::oneshot;
 
+use crate::engine::Engine;
 use crate::outcome::TaskError;
-use crate::ports::{LockGuard, NewArtifact, Ports};
+use crate::ports::{LockGuard, NewArtifact};
 use crate::publish::publish_roles_locked;
 
 /// What a waiting task is told.
@@ -146,11 +147,11 @@ impl Drop for Leading<'_> {
 /// metadata; if another worker published it while the round waited for the lock, the round
 /// publishes nothing (what arrived since is left to whoever wrote it).
 pub(crate) async fn write_and_publish(
-    ports: &Ports,
+    engine: &Engine,
     rows: Vec<NewArtifact>,
     roles: Vec<String>,
 ) -> Result<(), TaskError> {
-    let queue = ports.queue.as_ref();
+    let queue = engine.queue.as_ref();
     let change = Arc::new(Change { rows, roles });
     loop {
         let (reply, answer) = oneshot::channel();
@@ -181,20 +182,20 @@ pub(crate) async fn write_and_publish(
         };
         match turn {
             Turn::Done(result) => return result,
-            Turn::Lead => return lead(ports, queue, &change).await,
+            Turn::Lead => return lead(engine, queue, &change).await,
         }
     }
 }
 
 /// Runs one round: this task's change, those of every task waiting now, and those of every
 /// task that arrives while the round waits for the lock.
-async fn lead(ports: &Ports, queue: &PublishQueue, own: &Arc<Change>) -> Result<(), TaskError> {
+async fn lead(engine: &Engine, queue: &PublishQueue, own: &Arc<Change>) -> Result<(), TaskError> {
     let mut leading = Leading {
         queue,
         passed: false,
     };
     let mut round = queue.take_waiting();
-    let result = run_round(ports, queue, &mut leading, own, &mut round).await;
+    let result = run_round(engine, queue, &mut leading, own, &mut round).await;
     for waiter in round {
         let _ = waiter.reply.send(Turn::Done(result.clone()));
     }
@@ -208,7 +209,7 @@ async fn lead(ports: &Ports, queue: &PublishQueue, own: &Arc<Change>) -> Result<
 /// few tasks). Then, under the lock, it publishes every role with unpublished rows unless
 /// another round or worker already published the round's roles.
 async fn run_round(
-    ports: &Ports,
+    engine: &Engine,
     queue: &PublishQueue,
     leading: &mut Leading<'_>,
     own: &Change,
@@ -218,8 +219,8 @@ async fn run_round(
     let changes: Vec<&Change> = std::iter::once(own)
         .chain(round.iter().map(|w| w.change.as_ref()))
         .collect();
-    write_changes(ports, &changes, &mut roles).await?;
-    let mut acquire = ports.lock.acquire();
+    write_changes(engine, &changes, &mut roles).await?;
+    let mut acquire = engine.lock.acquire();
     let mut written = Ok(());
     let held = loop {
         if written.is_err() {
@@ -232,7 +233,7 @@ async fn run_round(
                 acquire = pending;
                 let joined = queue.take_waiting();
                 let changes: Vec<&Change> = joined.iter().map(|w| w.change.as_ref()).collect();
-                written = write_changes(ports, &changes, &mut roles).await;
+                written = write_changes(engine, &changes, &mut roles).await;
                 round.extend(joined);
             }
         }
@@ -244,9 +245,9 @@ async fn run_round(
         written?;
         roles.sort_unstable();
         roles.dedup();
-        let pending = ports.index.roles_with_unpublished().await?;
+        let pending = engine.index.roles_with_unpublished().await?;
         if roles.iter().any(|r| pending.iter().any(|p| p == r)) {
-            publish_roles_locked(ports, guard, pending).await?;
+            publish_roles_locked(engine, guard, pending).await?;
         }
         Ok(())
     }
@@ -260,14 +261,14 @@ async fn run_round(
 /// Writes the rows of `changes` in one transaction (see [`merge`]) and adds the roles they
 /// are in to `roles` (unsorted, may repeat).
 async fn write_changes(
-    ports: &Ports,
+    engine: &Engine,
     changes: &[&Change],
     roles: &mut Vec<String>,
 ) -> Result<(), TaskError> {
     roles.extend(changes.iter().flat_map(|c| c.roles.iter().cloned()));
     let rows = merge(changes);
     if !rows.is_empty() {
-        ports.index.add_artifacts(&rows).await?;
+        engine.index.add_artifacts(&rows).await?;
     }
     Ok(())
 }

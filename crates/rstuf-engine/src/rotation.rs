@@ -23,13 +23,14 @@ use rstuf_metadata::schema::{Delegations, Metadata, Root, Signature, Signed, Tar
 use rstuf_metadata::verify::signed_by_one_of;
 use serde_json::{Value, json};
 
-use crate::bump::bump_roles;
+use crate::bump::{bump_roles, bumpable};
+use crate::engine::Engine;
 use crate::outcome::{TaskError, TaskOutcome};
-use crate::ports::{LockGuard, PortErrorKind, Ports};
+use crate::ports::{LockGuard, PortErrorKind};
 use crate::publish::with_lock;
 use crate::repo::{
-    Current, Online, Publication, RoleDays, expires_in, load, online_key_of, storage_bytes,
-    to_value,
+    Current, Online, Publication, Resign, RoleDays, expires_in, load, online_key_of,
+    online_key_setting, storage_bytes, to_value,
 };
 use crate::roles::signing_key;
 use crate::settings::{self, ONLINE_KEY, ROOT_SIGNING, TRUSTED_ROOT};
@@ -38,8 +39,8 @@ const UPDATE_FAILED: &str = "Metadata Update Failed";
 const UPDATE_PROCESSED: &str = "Metadata Update Processed";
 
 /// The trusted root: `TRUSTED_ROOT`, kept current by bootstrap and rotation.
-async fn trusted_root(ports: &Ports) -> Result<Metadata<Root>, TaskError> {
-    let value = ports
+async fn trusted_root(engine: &Engine) -> Result<Metadata<Root>, TaskError> {
+    let value = engine
         .settings
         .get(TRUSTED_ROOT)
         .await?
@@ -90,8 +91,8 @@ fn check_next(
 }
 
 /// Runs the `metadata_update` action (root only).
-pub async fn metadata_update(ports: &Ports, payload: &Value) -> Result<TaskOutcome, TaskError> {
-    let state = settings::bootstrap_state(ports.settings.as_ref()).await?;
+pub async fn metadata_update(engine: &Engine, payload: &Value) -> Result<TaskOutcome, TaskError> {
+    let state = settings::bootstrap_state(engine.settings.as_ref()).await?;
     if !settings::is_finished(state.as_deref()) {
         return Ok(TaskOutcome::refused(
             UPDATE_FAILED,
@@ -119,15 +120,15 @@ pub async fn metadata_update(ports: &Ports, payload: &Value) -> Result<TaskOutco
             ));
         }
     };
-    let trusted = trusted_root(ports).await?;
-    match check_next(&trusted, &new, ports.clock.now()) {
+    let trusted = trusted_root(engine).await?;
+    match check_next(&trusted, &new, engine.clock.now()) {
         Err(reason) => Ok(TaskOutcome::refused(
             UPDATE_FAILED,
             format!("Failed to verify the trust: {reason}"),
         )),
         Ok(false) => {
             let version = new.signed.version;
-            ports.settings.set(ROOT_SIGNING, to_value(&new)?).await?;
+            engine.settings.set(ROOT_SIGNING, to_value(&new)?).await?;
             Ok(TaskOutcome::ok(
                 UPDATE_PROCESSED,
                 Some(
@@ -135,7 +136,7 @@ pub async fn metadata_update(ports: &Ports, payload: &Value) -> Result<TaskOutco
                 ),
             ))
         }
-        Ok(true) => match finalize(ports, &trusted, &new).await? {
+        Ok(true) => match finalize(engine, &trusted, &new).await? {
             Ok(()) => Ok(TaskOutcome::ok(
                 UPDATE_PROCESSED,
                 Some(json!({"role": "root"})),
@@ -148,14 +149,14 @@ pub async fn metadata_update(ports: &Ports, payload: &Value) -> Result<TaskOutco
 /// A signature for a pending new root version (not a bootstrap): valid for a root key of the
 /// trusted or of the new root; both thresholds met publish it.
 pub(crate) async fn sign_pending_root(
-    ports: &Ports,
+    engine: &Engine,
     pending: Value,
     signature: Signature,
 ) -> Result<TaskOutcome, TaskError> {
     const FAILED: &str = "Signature Failed";
     let mut new = Metadata::<Root>::from_value(pending)
         .map_err(|e| TaskError::Metadata(format!("the pending root is unreadable: {e}")))?;
-    let trusted = trusted_root(ports).await?;
+    let trusted = trusted_root(engine).await?;
     if new.signed.version != trusted.signed.version + 1 {
         return Ok(TaskOutcome::refused(
             FAILED,
@@ -177,17 +178,17 @@ pub(crate) async fn sign_pending_root(
     }
     new.signatures.retain(|s| s.keyid != signature.keyid);
     new.signatures.push(signature);
-    match check_next(&trusted, &new, ports.clock.now()) {
+    match check_next(&trusted, &new, engine.clock.now()) {
         Err(reason) => Ok(TaskOutcome::refused(FAILED, reason)),
         Ok(false) => {
             let version = new.signed.version;
-            ports.settings.set(ROOT_SIGNING, to_value(&new)?).await?;
+            engine.settings.set(ROOT_SIGNING, to_value(&new)?).await?;
             Ok(TaskOutcome::ok(
                 "Signature Processed",
                 Some(json!({"update": format!("Root v{version} is pending signatures")})),
             ))
         }
-        Ok(true) => match finalize(ports, &trusted, &new).await? {
+        Ok(true) => match finalize(engine, &trusted, &new).await? {
             Ok(()) => Ok(TaskOutcome::ok(
                 "Signature Processed",
                 Some(json!({"update": "Metadata update finished"})),
@@ -200,7 +201,7 @@ pub(crate) async fn sign_pending_root(
 /// Publishes an accepted new root; re-signs everything online first when the online key
 /// changed. `Ok(Err)` is a refusal text (nothing was written).
 async fn finalize(
-    ports: &Ports,
+    engine: &Engine,
     trusted: &Metadata<Root>,
     new: &Metadata<Root>,
 ) -> Result<Result<(), String>, TaskError> {
@@ -212,7 +213,7 @@ async fn finalize(
     let signer = if new_id == old_id {
         None
     } else {
-        match ports.signers.resolve(&new_id, &new_key).await {
+        match engine.signers.resolve(&new_id, &new_key).await {
             Ok(signer) => Some(Online {
                 keyid: new_id.clone(),
                 signer,
@@ -220,25 +221,23 @@ async fn finalize(
             Err(e) => return Ok(Err(format!("Online key {new_id}: {}", e.message))),
         }
     };
-    let result = with_lock!(ports, |guard| {
-        publish_root(ports, guard, new, &old_id, signer.as_ref(), &new_key).await
+    let result = with_lock!(engine, |guard| {
+        publish_root(engine, guard, new, &old_id, signer.as_ref(), &new_key).await
     })?;
     if result.is_err() {
         return Ok(result);
     }
     if signer.is_some() {
-        let mut value =
-            serde_json::to_value(&new_key).map_err(|e| TaskError::Metadata(e.to_string()))?;
-        value["keyid"] = Value::String(new_id);
-        ports.settings.set(ONLINE_KEY, value).await?;
+        let value = online_key_setting(&new_id, &new_key)?;
+        engine.settings.set(ONLINE_KEY, value).await?;
     }
-    ports.settings.set(TRUSTED_ROOT, to_value(new)?).await?;
-    ports.settings.set(ROOT_SIGNING, Value::Null).await?;
+    engine.settings.set(TRUSTED_ROOT, to_value(new)?).await?;
+    engine.settings.set(ROOT_SIGNING, Value::Null).await?;
     Ok(Ok(()))
 }
 
 async fn publish_root(
-    ports: &Ports,
+    engine: &Engine,
     guard: &dyn LockGuard,
     new: &Metadata<Root>,
     old_id: &str,
@@ -246,10 +245,14 @@ async fn publish_root(
     new_key: &Key,
 ) -> Result<Result<(), String>, TaskError> {
     if let Some(online) = rotate_to {
-        re_sign_online(ports, guard, old_id, online, new_key).await?;
+        re_sign_online(engine, guard, old_id, online, new_key).await?;
     }
     let name = format!("{}.root.json", new.signed.version);
-    match ports.store.put_versioned(&name, &storage_bytes(new)?).await {
+    match engine
+        .store
+        .put_versioned(&name, &storage_bytes(new)?)
+        .await
+    {
         Ok(()) => Ok(Ok(())),
         Err(e) if e.kind == PortErrorKind::Conflict => {
             Ok(Err(format!("{name} already holds another root")))
@@ -261,13 +264,13 @@ async fn publish_root(
 /// Every role the old online key signs, re-signed by `online` with a new version; then
 /// targets, snapshot and timestamp.
 async fn re_sign_online(
-    ports: &Ports,
+    engine: &Engine,
     guard: &dyn LockGuard,
     old_id: &str,
     online: &Online,
     new_key: &Key,
 ) -> Result<(), TaskError> {
-    let current = Current::load(ports).await?;
+    let current = Current::load(engine).await?;
     let mut targets = current.targets.signed.clone();
     let mixed = match targets.delegations.as_mut() {
         Some(delegations) => rekey(delegations, old_id, &online.keyid, new_key),
@@ -278,34 +281,41 @@ async fn re_sign_online(
         snapshot: current.snapshot.clone(),
         targets: Arc::new(Metadata::new(targets.clone())),
     };
-    let names: Vec<String> = ports
+    let names: Vec<String> = engine
         .index
         .active_roles(None)
         .await?
         .into_iter()
         .map(|r| r.name)
         .collect();
-    let mut publication = Publication::new(ports, online, &rekeyed);
-    bump_roles(ports, &rekeyed, online, &mut publication, &names).await?;
-    let days = settings::days(ports.settings.as_ref(), "TARGETS_EXPIRATION", 365).await?;
-    publication.publish_targets(targets, days).await?;
+    // Every expiry needed is read before anything is written: the online roles', the
+    // targets', and those of the roles signed after the publication.
+    let roles = bumpable(&rekeyed, online, &names);
+    let signed_now = roles.iter().map(|(name, _)| name.as_str());
+    let names = signed_now.chain(mixed.iter().map(String::as_str)).collect();
+    let role_days = RoleDays::read(engine, &rekeyed, names).await?;
+    let targets_days = settings::days(engine.settings.as_ref(), "TARGETS_EXPIRATION", 365).await?;
+    let mut publication = Publication::new(engine, online, &rekeyed).await?;
+    bump_roles(&mut publication, roles, &role_days).await?;
+    publication.publish_targets(targets, targets_days).await?;
     let now = publication.now();
-    publication.finish(guard, true, true, &[]).await?;
+    publication
+        .finish(guard, Resign::SnapshotAndTimestamp, &[])
+        .await?;
 
     // Roles that need offline signatures besides the online key: a new version signed by
     // the new key, waiting for the others.
-    let mut role_days = RoleDays::new(ports, &rekeyed);
     for name in mixed {
         let Some(version) = current.snapshot.signed.role_version(&name) else {
             continue;
         };
-        let mut signed: Targets = load::<Targets>(ports, &format!("{version}.{name}.json"))
+        let mut signed: Targets = load::<Targets>(engine, &format!("{version}.{name}.json"))
             .await?
             .signed;
-        let days = role_days.of(&name).await?;
+        let days = role_days.of(&name)?;
         signed.set_version_and_expires(version + 1, expires_in(now, days));
         let md = online.sign(signed).await?;
-        ports
+        engine
             .settings
             .set(&signing_key(&name), to_value(&md)?)
             .await?;

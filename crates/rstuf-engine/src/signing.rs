@@ -7,10 +7,11 @@ use rstuf_metadata::verify::{signed_by_one_of, verify_threshold};
 use serde_json::{Value, json};
 
 use crate::bootstrap;
+use crate::engine::Engine;
 use crate::outcome::{TaskError, TaskOutcome};
-use crate::ports::{ArtifactAction, ArtifactRow, LockGuard, Ports};
+use crate::ports::{ArtifactAction, ArtifactRow, LockGuard};
 use crate::publish::with_lock;
-use crate::repo::{Current, Online, Publication, to_value};
+use crate::repo::{Current, Online, Publication, Resign, to_value};
 use crate::roles::signing_key;
 use crate::settings::{self, BOOTSTRAP, ROOT_SIGNING};
 
@@ -18,7 +19,7 @@ use crate::settings::{self, BOOTSTRAP, ROOT_SIGNING};
 /// during a bootstrap that waits for signatures also releases the bootstrap (`BOOTSTRAP =
 /// None`), so a new bootstrap can be sent.
 pub async fn delete_sign_metadata(
-    ports: &Ports,
+    engine: &Engine,
     payload: &Value,
 ) -> Result<TaskOutcome, TaskError> {
     let role = match payload.get("role") {
@@ -37,18 +38,18 @@ pub async fn delete_sign_metadata(
         }
     };
     let key = signing_key(role);
-    if matches!(ports.settings.get(&key).await?, None | Some(Value::Null)) {
+    if matches!(engine.settings.get(&key).await?, None | Some(Value::Null)) {
         return Ok(TaskOutcome::refused(
             &format!("Deletion of {role} metadata failed."),
             format!("The {role} role is not in a signing process."),
         ));
     }
-    ports.settings.set(&key, Value::Null).await?;
+    engine.settings.set(&key, Value::Null).await?;
     let mut details = None;
     if role == "root" {
-        let state = settings::bootstrap_state(ports.settings.as_ref()).await?;
+        let state = settings::bootstrap_state(engine.settings.as_ref()).await?;
         if state.as_deref().is_some_and(|s| s.starts_with("signing-")) {
-            ports.settings.set(BOOTSTRAP, Value::Null).await?;
+            engine.settings.set(BOOTSTRAP, Value::Null).await?;
             details = Some(json!({"bootstrap": "Bootstrap process has been stopped"}));
         }
     }
@@ -67,7 +68,7 @@ const SIGN_PROCESSED: &str = "Signature Processed";
 /// the threshold is met), and delegated roles signed with offline keys (published with a new
 /// snapshot and timestamp when their delegator's threshold is met). A new root version after the
 /// bootstrap is signed through [`crate::rotation`].
-pub async fn sign_metadata(ports: &Ports, payload: &Value) -> Result<TaskOutcome, TaskError> {
+pub async fn sign_metadata(engine: &Engine, payload: &Value) -> Result<TaskOutcome, TaskError> {
     let Some(role) = payload.get("role").and_then(Value::as_str) else {
         return Ok(TaskOutcome::refused(
             SIGN_FAILED,
@@ -87,7 +88,7 @@ pub async fn sign_metadata(ports: &Ports, payload: &Value) -> Result<TaskOutcome
             ));
         }
     };
-    let pending = match ports.settings.get(&signing_key(role)).await? {
+    let pending = match engine.settings.get(&signing_key(role)).await? {
         None | Some(Value::Null) => {
             return Ok(TaskOutcome::refused(
                 SIGN_FAILED,
@@ -96,17 +97,17 @@ pub async fn sign_metadata(ports: &Ports, payload: &Value) -> Result<TaskOutcome
         }
         Some(pending) => pending,
     };
-    let state = settings::bootstrap_state(ports.settings.as_ref()).await?;
+    let state = settings::bootstrap_state(engine.settings.as_ref()).await?;
     match (
         role,
         state.as_deref().and_then(|s| s.strip_prefix("signing-")),
     ) {
-        ("root", Some(task_id)) => sign_bootstrap_root(ports, pending, signature, task_id).await,
+        ("root", Some(task_id)) => sign_bootstrap_root(engine, pending, signature, task_id).await,
         ("root", _) if settings::is_finished(state.as_deref()) => {
-            crate::rotation::sign_pending_root(ports, pending, signature).await
+            crate::rotation::sign_pending_root(engine, pending, signature).await
         }
         _ if settings::is_finished(state.as_deref()) => {
-            sign_delegated(ports, role, pending, signature).await
+            sign_delegated(engine, role, pending, signature).await
         }
         _ => Ok(TaskOutcome::refused(
             SIGN_FAILED,
@@ -116,7 +117,7 @@ pub async fn sign_metadata(ports: &Ports, payload: &Value) -> Result<TaskOutcome
 }
 
 async fn sign_bootstrap_root(
-    ports: &Ports,
+    engine: &Engine,
     pending: Value,
     signature: Signature,
     task_id: &str,
@@ -134,15 +135,15 @@ async fn sign_bootstrap_root(
     root.signatures.push(signature);
     if root.signed.verify_delegate("root", &root).is_err() {
         let version = root.signed.version;
-        ports.settings.set(ROOT_SIGNING, to_value(&root)?).await?;
+        engine.settings.set(ROOT_SIGNING, to_value(&root)?).await?;
         return Ok(TaskOutcome::ok(
             SIGN_PROCESSED,
             Some(json!({"bootstrap": format!("Root v{version} is pending signatures")})),
         ));
     }
-    match bootstrap::finish_signed(ports, root, task_id).await? {
+    match bootstrap::finish_signed(engine, root, task_id).await? {
         Ok(()) => {
-            ports.settings.set(ROOT_SIGNING, Value::Null).await?;
+            engine.settings.set(ROOT_SIGNING, Value::Null).await?;
             Ok(TaskOutcome::ok(
                 SIGN_PROCESSED,
                 Some(json!({"bootstrap": "Bootstrap Finished"})),
@@ -156,12 +157,12 @@ async fn sign_bootstrap_root(
 /// the trusted targets. The role is published once its threshold is met and only if its
 /// metadata is still valid (an expired role would lock clients out of its artifacts).
 async fn sign_delegated(
-    ports: &Ports,
+    engine: &Engine,
     role: &str,
     pending: Value,
     signature: Signature,
 ) -> Result<TaskOutcome, TaskError> {
-    let current = Current::load(ports).await?;
+    let current = Current::load(engine).await?;
     let delegations = current.targets.signed.delegations.as_ref();
     let Some(delegated) = current.custom_role(role) else {
         return Ok(TaskOutcome::refused(
@@ -190,7 +191,7 @@ async fn sign_delegated(
     )
     .verified();
     if !met {
-        ports
+        engine
             .settings
             .set(&signing_key(role), to_value(&md)?)
             .await?;
@@ -199,7 +200,7 @@ async fn sign_delegated(
             Some(json!({"update": format!("{role} v{version} is pending signatures")})),
         ));
     }
-    let now = ports.clock.now();
+    let now = engine.clock.now();
     if md.signed.expires.0 <= now {
         return Ok(TaskOutcome::refused(
             SIGN_FAILED,
@@ -209,13 +210,13 @@ async fn sign_delegated(
             ),
         ));
     }
-    let published = with_lock!(ports, |guard| {
-        publish_signed_role(ports, guard, role, &md).await
+    let published = with_lock!(engine, |guard| {
+        publish_signed_role(engine, guard, role, &md).await
     })?;
     if let Err(reason) = published {
         return Ok(TaskOutcome::refused(SIGN_FAILED, reason));
     }
-    ports.settings.set(&signing_key(role), Value::Null).await?;
+    engine.settings.set(&signing_key(role), Value::Null).await?;
     Ok(TaskOutcome::ok(
         SIGN_PROCESSED,
         Some(json!({"update": format!("Role {role} signing complete")})),
@@ -223,20 +224,20 @@ async fn sign_delegated(
 }
 
 async fn publish_signed_role(
-    ports: &Ports,
+    engine: &Engine,
     guard: &dyn LockGuard,
     role: &str,
     md: &Metadata<Targets>,
 ) -> Result<Result<(), String>, TaskError> {
-    let current = Current::load(ports).await?;
-    let online = Online::load(ports).await?;
-    let mut publication = Publication::new(ports, &online, &current);
+    let current = Current::load(engine).await?;
+    let online = Online::load(engine).await?;
+    let mut publication = Publication::new(engine, &online, &current).await?;
     if let Err(reason) = publication.publish_presigned(role, md).await? {
         return Ok(Err(reason));
     }
     // The artifact rows this version publishes: added ones it lists as recorded, removed
     // ones it no longer lists. Rows changed since it was prepared wait for the next event.
-    let covered: Vec<ArtifactRow> = ports
+    let covered: Vec<ArtifactRow> = engine
         .index
         .artifacts_of(&[role.to_string()])
         .await?
@@ -253,6 +254,8 @@ async fn publish_signed_role(
             }
         })
         .collect();
-    publication.finish(guard, false, false, &covered).await?;
+    publication
+        .finish(guard, Resign::OnlyChanged, &covered)
+        .await?;
     Ok(Ok(()))
 }

@@ -12,11 +12,12 @@ use rstuf_metadata::keys::{Key, PrivateKey};
 use serde_json::Value;
 
 use crate::ports::{
-    ArtifactAction, ArtifactIndex, ArtifactRow, Clock, InlineCpu, KeySigner, LockGuard,
-    MetadataCache, MetadataStore, NewArtifact, PortError, PortErrorKind, Ports, RepoLock,
-    RoleRecord, SettingsStore, Signer, SignerResolver,
+    ArtifactAction, ArtifactIndex, ArtifactRow, Clock, KeySigner, LockGuard, MetadataStore,
+    NewArtifact, PortError, PortErrorKind, Ports, RepoLock, RoleRecord, SettingsStore, Signer,
+    SignerResolver,
 };
 use crate::queue::PublishQueue;
+use crate::{Engine, MetadataCache};
 
 /// Metadata files in memory, with the order they were written.
 #[derive(Debug, Default)]
@@ -396,19 +397,29 @@ impl MemoryRepo {
         }
     }
 
-    /// The ports over these fakes.
+    /// The ports over these fakes (jobs run inline).
     pub fn ports(&self) -> Ports {
-        Ports {
-            store: self.store.clone(),
-            index: self.index.clone(),
-            settings: self.settings.clone(),
-            signers: self.signers.clone(),
-            lock: self.lock.clone(),
-            clock: self.clock.clone(),
-            cache: self.cache.clone(),
-            cpu: Arc::new(InlineCpu),
-            queue: self.queue.clone(),
-        }
+        Ports::new(
+            self.store.clone(),
+            self.index.clone(),
+            self.settings.clone(),
+            self.signers.clone(),
+            self.lock.clone(),
+        )
+        .with_clock(self.clock.clone())
+    }
+
+    /// The engine over these fakes, with this repository's cache and publishing rounds.
+    pub fn engine(&self) -> Engine {
+        self.engine_over(self.ports())
+    }
+
+    /// The engine over `ports` (these fakes with something changed), with this repository's
+    /// cache and publishing rounds.
+    pub fn engine_over(&self, ports: Ports) -> Engine {
+        Engine::new(ports)
+            .with_cache(self.cache.clone())
+            .with_queue(self.queue.clone())
     }
 }
 

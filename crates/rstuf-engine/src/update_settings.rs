@@ -8,8 +8,8 @@
 
 use serde_json::{Value, json};
 
+use crate::engine::Engine;
 use crate::outcome::{TaskError, TaskOutcome};
-use crate::ports::Ports;
 use crate::roles::expiration_key;
 
 const FAILED: &str = "Update Settings Failed";
@@ -20,7 +20,7 @@ const SUCCEEDED: &str = "Update Settings Succeded";
 const MAX_DAYS: u64 = 36_500;
 
 /// Runs the `update_settings` action.
-pub async fn update_settings(ports: &Ports, payload: &Value) -> Result<TaskOutcome, TaskError> {
+pub async fn update_settings(engine: &Engine, payload: &Value) -> Result<TaskOutcome, TaskError> {
     let Some(settings) = payload.get("settings") else {
         return Ok(TaskOutcome::refused(FAILED, "No 'settings' in the payload"));
     };
@@ -61,7 +61,7 @@ pub async fn update_settings(ports: &Ports, payload: &Value) -> Result<TaskOutco
     let mut writes = Vec::new();
     for (role, days) in policies {
         let key = expiration_key(role);
-        match ports.settings.get(&key).await? {
+        match engine.settings.get(&key).await? {
             None | Some(Value::Null) => invalid.push(role.clone()),
             Some(_) => {
                 updated.push(role.clone());
@@ -70,7 +70,7 @@ pub async fn update_settings(ports: &Ports, payload: &Value) -> Result<TaskOutco
         }
     }
     for (key, days) in writes {
-        ports.settings.set(&key, json!(days)).await?;
+        engine.settings.set(&key, json!(days)).await?;
     }
     Ok(TaskOutcome::ok(
         SUCCEEDED,

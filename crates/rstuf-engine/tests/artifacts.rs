@@ -9,7 +9,7 @@ use chrono::{DateTime, Duration, Utc};
 use rstuf_engine::TaskError;
 use rstuf_engine::artifacts::{add_artifacts, remove_artifacts};
 use rstuf_engine::bootstrap::bootstrap;
-use rstuf_engine::bump::{bump_online_roles, force_online_metadata_update};
+use rstuf_engine::bump::{BumpScope, bump_online_roles, force_online_metadata_update};
 use rstuf_engine::ports::{ArtifactAction, ArtifactRow, MetadataStore, RepoLock, SettingsStore};
 use rstuf_engine::publish::publish_artifacts;
 use rstuf_engine::testing::MemoryRepo;
@@ -57,7 +57,7 @@ fn artifact(path: &str, length: u64, sha: &str) -> Value {
 async fn add_publishes_the_reference_payload_into_its_bins() {
     let repo = bootstrapped().await;
     let out = add_artifacts(
-        &repo.ports(),
+        &repo.engine(),
         &fixture("api-payloads/artifacts/add_payload.json"),
     )
     .await
@@ -105,7 +105,7 @@ async fn add_publishes_the_reference_payload_into_its_bins() {
 #[tokio::test]
 async fn remove_readd_and_cli_rows_are_published() {
     let repo = bootstrapped().await;
-    let ports = repo.ports();
+    let ports = repo.engine();
     add_artifacts(
         &ports,
         &json!({"artifacts": [artifact("a.txt", 1, "aa"), artifact("b.txt", 2, "bb")]}),
@@ -165,7 +165,7 @@ async fn remove_readd_and_cli_rows_are_published() {
 #[tokio::test]
 async fn publish_false_leaves_rows_for_the_next_publish() {
     let repo = bootstrapped().await;
-    let ports = repo.ports();
+    let ports = repo.engine();
     let before = repo.store.files();
     let out = add_artifacts(
         &ports,
@@ -184,7 +184,7 @@ async fn publish_false_leaves_rows_for_the_next_publish() {
 #[tokio::test]
 async fn versions_left_by_an_interrupted_publish_are_skipped_not_reused() {
     let repo = bootstrapped().await;
-    let ports = repo.ports();
+    let ports = repo.engine();
     // A crashed publish wrote these and never got to the timestamp.
     let role =
         rstuf_metadata::succinct::SuccinctRoles::new(vec![], 1, 2, "bins").role_for_target("y.txt");
@@ -215,7 +215,7 @@ async fn versions_left_by_an_interrupted_publish_are_skipped_not_reused() {
 #[tokio::test]
 async fn a_lost_lock_publishes_nothing_and_marks_nothing() {
     let repo = bootstrapped().await;
-    let ports = repo.ports();
+    let ports = repo.engine();
     let ts_before = repo.store.get("timestamp.json").await.unwrap();
     repo.lock.lose_next();
     let err = add_artifacts(&ports, &json!({"artifacts": [artifact("z.txt", 3, "cd")]}))
@@ -233,7 +233,7 @@ async fn a_lost_lock_publishes_nothing_and_marks_nothing() {
 #[tokio::test]
 async fn bad_requests_are_refused_and_change_nothing() {
     let repo = bootstrapped().await;
-    let ports = repo.ports();
+    let ports = repo.engine();
     add_artifacts(
         &ports,
         &json!({"artifacts": [artifact("keep.txt", 1, "aa")]}),
@@ -320,7 +320,7 @@ async fn bad_requests_are_refused_and_change_nothing() {
 #[tokio::test]
 async fn scheduled_bumps_keep_every_role_valid_for_thirty_days() {
     let repo = bootstrapped().await;
-    let ports = repo.ports();
+    let ports = repo.engine();
     // Bins outlive the timestamp: the reference worker let snapshot and timestamp expire here.
     repo.settings
         .set("BINS_EXPIRATION", json!(7))
@@ -342,7 +342,10 @@ async fn scheduled_bumps_keep_every_role_valid_for_thirty_days() {
     while at < end {
         at += Duration::minutes(50);
         repo.clock.set(at);
-        bumped_roles += bump_online_roles(&ports, true).await.unwrap().len();
+        bumped_roles += bump_online_roles(&ports, BumpScope::ExpiringSoon)
+            .await
+            .unwrap()
+            .len();
         // Just after the bump, and just before the next one.
         accepted_at(&repo, at);
         accepted_at(&repo, at + Duration::minutes(49));
@@ -355,7 +358,9 @@ async fn scheduled_bumps_keep_every_role_valid_for_thirty_days() {
     // Bumps before the window changed nothing: a second run right away writes no file.
     let count = repo.store.write_log().len();
     assert_eq!(
-        bump_online_roles(&ports, true).await.unwrap(),
+        bump_online_roles(&ports, BumpScope::ExpiringSoon)
+            .await
+            .unwrap(),
         Vec::<String>::new()
     );
     assert_eq!(repo.store.write_log().len(), count);
@@ -364,7 +369,7 @@ async fn scheduled_bumps_keep_every_role_valid_for_thirty_days() {
 #[tokio::test]
 async fn forced_updates() {
     let repo = bootstrapped().await;
-    let ports = repo.ports();
+    let ports = repo.engine();
     let cases: Vec<(Value, Value)> = vec![
         (json!({"roles": []}), json!([])),
         (json!({"roles": ["root"]}), json!([])),
@@ -433,7 +438,7 @@ async fn forced_updates() {
 #[tokio::test]
 async fn tasks_before_bootstrap_are_refused() {
     let repo = MemoryRepo::new(now());
-    let ports = repo.ports();
+    let ports = repo.engine();
     let out = add_artifacts(&ports, &json!({"artifacts": [artifact("a", 1, "aa")]}))
         .await
         .unwrap();
@@ -446,7 +451,9 @@ async fn tasks_before_bootstrap_are_refused() {
         Some("New metadata updates requre completed bootstrap")
     );
     assert_eq!(
-        bump_online_roles(&ports, true).await.unwrap(),
+        bump_online_roles(&ports, BumpScope::ExpiringSoon)
+            .await
+            .unwrap(),
         Vec::<String>::new()
     );
     assert!(repo.store.files().is_empty());
@@ -459,9 +466,9 @@ async fn publishes_and_bumps_spanning_many_role_chunks_cover_every_role() {
     common::pre(&repo).await;
     let mut payload = common::payload("payload_bins.json");
     payload["settings"]["roles"]["bins"]["number_of_delegated_bins"] = json!(2048);
-    let out = bootstrap(&repo.ports(), &payload, TASK).await.unwrap();
+    let out = bootstrap(&repo.engine(), &payload, TASK).await.unwrap();
     assert!(out.status(), "{out:?}");
-    let ports = repo.ports();
+    let ports = repo.engine();
     let artifacts: Vec<Value> = (0..2500)
         .map(|i| artifact(&format!("many/{i}.tgz"), i, &format!("{i:064x}")))
         .collect();
@@ -484,7 +491,9 @@ async fn publishes_and_bumps_spanning_many_role_chunks_cover_every_role() {
     );
 
     // A bump of every role re-signs all 2,048 bins across chunks and keeps every artifact.
-    let bumped = bump_online_roles(&ports, false).await.unwrap();
+    let bumped = bump_online_roles(&ports, BumpScope::EveryOnlineRole)
+        .await
+        .unwrap();
     assert_eq!(bumped.len(), 2048 + 1, "every bin and targets");
     assert_eq!(published(&repo).await.len(), 2500);
     accepted_at(&repo, now());
@@ -495,14 +504,15 @@ async fn publishes_and_bumps_spanning_many_role_chunks_cover_every_role() {
 /// so a burst spread over several workers costs one publication per turn of the lock.
 #[tokio::test]
 async fn a_round_whose_rows_another_worker_published_publishes_nothing() {
-    use rstuf_engine::ports::{ArtifactIndex, LockGuard, NewArtifact, PortError, Ports, RepoLock};
+    use rstuf_engine::Engine;
+    use rstuf_engine::ports::{ArtifactIndex, LockGuard, NewArtifact, PortError, RepoLock};
     use std::sync::{Arc, Mutex};
 
     /// The lock as this worker sees it: on the first turn, another worker (`other`) takes it
     /// first, publishes, and adds a row before this worker gets it.
     struct OtherWorkerFirst {
         inner: Arc<rstuf_engine::testing::MemoryLock>,
-        other: Mutex<Option<Ports>>,
+        other: Mutex<Option<Engine>>,
     }
     #[async_trait::async_trait]
     impl RepoLock for OtherWorkerFirst {
@@ -526,14 +536,12 @@ async fn a_round_whose_rows_another_worker_published_publishes_nothing() {
 
     let repo = bootstrapped().await;
     let before = snapshots(&repo);
-    let ports = Ports {
-        lock: Arc::new(OtherWorkerFirst {
-            inner: repo.lock.clone(),
-            other: Mutex::new(Some(repo.ports())),
-        }),
-        queue: Default::default(),
-        ..repo.ports()
-    };
+    // This worker shares the repository's cache, not its publishing rounds.
+    let ports = Engine::new(repo.ports().with_lock(Arc::new(OtherWorkerFirst {
+        inner: repo.lock.clone(),
+        other: Mutex::new(Some(repo.engine())),
+    })))
+    .with_cache(repo.cache.clone());
     let out = add_artifacts(
         &ports,
         &json!({"artifacts": [{"path": "file1.tar.gz",
@@ -593,7 +601,7 @@ async fn a_burst_of_tasks_shares_one_write_and_one_publication() {
     let held = repo.lock.acquire().await.unwrap();
     let tasks: Vec<_> = (0..20)
         .map(|i| {
-            let ports = repo.ports();
+            let ports = repo.engine();
             tokio::spawn(async move { add_artifacts(&ports, &one_artifact(i)).await })
         })
         .collect();
@@ -638,13 +646,13 @@ async fn a_cancelled_leader_passes_the_lead_on() {
     let repo = bootstrapped().await;
     let held = repo.lock.acquire().await.unwrap();
     let leader = {
-        let ports = repo.ports();
+        let ports = repo.engine();
         tokio::spawn(async move { add_artifacts(&ports, &one_artifact(0)).await })
     };
     until(|| repo.index.files().contains_key("burst/0.tar.gz")).await;
     let followers: Vec<_> = (1..4)
         .map(|i| {
-            let ports = repo.ports();
+            let ports = repo.engine();
             tokio::spawn(async move { add_artifacts(&ports, &one_artifact(i)).await })
         })
         .collect();
@@ -667,9 +675,43 @@ async fn a_cancelled_leader_passes_the_lead_on() {
     }
     assert_eq!(repo.queue.waiting(), 0);
     // The queue is free again: a later task leads at once.
-    let out = add_artifacts(&repo.ports(), &one_artifact(9))
+    let out = add_artifacts(&repo.engine(), &one_artifact(9))
         .await
         .unwrap();
     assert!(out.status(), "{out:?}");
     accepted_at(&repo, now());
+}
+
+/// A setting a publication needs that cannot be read fails the task before its first file:
+/// no role or targets version is left written without the snapshot that lists it.
+#[tokio::test]
+async fn an_unreadable_expiration_fails_a_publication_before_it_writes() {
+    let repo = bootstrapped().await;
+    let files = repo.store.write_log();
+    let targets = json!({"roles": ["targets"]});
+    repo.settings
+        .set("SNAPSHOT_EXPIRATION", json!("soon"))
+        .await
+        .unwrap();
+    let out = force_online_metadata_update(&repo.engine(), &targets).await;
+    assert!(out.is_err(), "{out:?}");
+    assert_eq!(repo.store.write_log(), files, "nothing written");
+
+    repo.settings
+        .set("SNAPSHOT_EXPIRATION", json!(1))
+        .await
+        .unwrap();
+    repo.settings
+        .set("BINS_EXPIRATION", json!(-1))
+        .await
+        .unwrap();
+    let out = bump_online_roles(&repo.engine(), BumpScope::EveryOnlineRole).await;
+    assert!(out.is_err(), "{out:?}");
+    assert_eq!(repo.store.write_log(), files, "nothing written");
+
+    let out = force_online_metadata_update(&repo.engine(), &targets)
+        .await
+        .unwrap();
+    assert!(out.status(), "{out:?}");
+    assert!(repo.store.files().contains_key("2.targets.json"));
 }

@@ -14,7 +14,7 @@ use common::{ONLINE, TASK, fixtures, now, payload, pre, repo, root_key, signatur
 async fn bins_bootstrap_with_threshold_met_publishes_every_role() {
     let repo = repo();
     pre(&repo).await;
-    let out = bootstrap(&repo.ports(), &payload("payload_bins.json"), TASK)
+    let out = bootstrap(&repo.engine(), &payload("payload_bins.json"), TASK)
         .await
         .unwrap();
     assert_eq!(out.message, "Bootstrap Processed");
@@ -75,7 +75,7 @@ async fn ceremony_bootstrap_waits_for_root_signatures() {
     let repo = repo();
     pre(&repo).await;
     let p = payload("ceremony-payload.json");
-    let out = bootstrap(&repo.ports(), &p, TASK).await.unwrap();
+    let out = bootstrap(&repo.engine(), &p, TASK).await.unwrap();
     assert_eq!(
         out.details,
         Some(json!({"bootstrap": "Root v1 is pending signature"}))
@@ -91,7 +91,7 @@ async fn ceremony_bootstrap_waits_for_root_signatures() {
 
     // A second bootstrap is refused and changes nothing.
     let before = repo.settings.all();
-    let out = bootstrap(&repo.ports(), &payload("payload_bins.json"), "other")
+    let out = bootstrap(&repo.engine(), &payload("payload_bins.json"), "other")
         .await
         .unwrap();
     assert_eq!(out.message, "Bootstrap Failed");
@@ -179,7 +179,7 @@ async fn bad_payloads_are_refused_and_change_nothing_but_the_lock() {
     for (p, expected, unlocks) in cases {
         let repo = repo();
         pre(&repo).await;
-        let out = bootstrap(&repo.ports(), &p, TASK).await.unwrap();
+        let out = bootstrap(&repo.engine(), &p, TASK).await.unwrap();
         assert_eq!(out.message, "Bootstrap Failed", "{expected}");
         let error = out.error.unwrap();
         assert!(
@@ -206,7 +206,7 @@ async fn bad_payloads_are_refused_and_change_nothing_but_the_lock() {
 async fn an_online_key_without_a_usable_signer_is_refused_before_anything_is_written() {
     let repo = MemoryRepo::new(now()); // no private key registered
     pre(&repo).await;
-    let out = bootstrap(&repo.ports(), &payload("payload_bins.json"), TASK)
+    let out = bootstrap(&repo.engine(), &payload("payload_bins.json"), TASK)
         .await
         .unwrap();
     assert!(
@@ -230,7 +230,7 @@ async fn custom_bootstrap_publishes_online_roles_and_leaves_offline_ones_pending
     let repo = repo();
     pre(&repo).await;
     let p = payload("payload_custom_targets.json");
-    let out = bootstrap(&repo.ports(), &p, TASK).await.unwrap();
+    let out = bootstrap(&repo.engine(), &p, TASK).await.unwrap();
     assert_eq!(out.error, None, "{out:?}");
     assert_eq!(
         out.details,
@@ -356,7 +356,7 @@ async fn bad_custom_delegations_are_refused_before_anything_is_written() {
     for (p, expected) in cases {
         let repo = repo();
         pre(&repo).await;
-        let out = bootstrap(&repo.ports(), &p, TASK).await.unwrap();
+        let out = bootstrap(&repo.engine(), &p, TASK).await.unwrap();
         assert_eq!(out.message, "Bootstrap Failed", "{expected}");
         let error = out.error.unwrap();
         assert!(
@@ -379,7 +379,7 @@ async fn deleting_root_signing_stops_the_bootstrap_and_a_new_one_is_accepted() {
     use rstuf_engine::signing::delete_sign_metadata;
     let repo = repo();
     pre(&repo).await;
-    bootstrap(&repo.ports(), &payload("ceremony-payload.json"), TASK)
+    bootstrap(&repo.engine(), &payload("ceremony-payload.json"), TASK)
         .await
         .unwrap();
 
@@ -397,13 +397,13 @@ async fn deleting_root_signing_stops_the_bootstrap_and_a_new_one_is_accepted() {
             "The targets role is not in a signing process.",
         ),
     ] {
-        let out = delete_sign_metadata(&repo.ports(), &p).await.unwrap();
+        let out = delete_sign_metadata(&repo.engine(), &p).await.unwrap();
         assert_eq!(out.message, message);
         assert_eq!(out.error.as_deref(), Some(error));
         assert_eq!(repo.settings.all(), before);
     }
 
-    let out = delete_sign_metadata(&repo.ports(), &json!({"role": "root"}))
+    let out = delete_sign_metadata(&repo.engine(), &json!({"role": "root"}))
         .await
         .unwrap();
     assert!(out.status(), "{out:?}");
@@ -425,7 +425,7 @@ async fn deleting_root_signing_stops_the_bootstrap_and_a_new_one_is_accepted() {
         .set("BOOTSTRAP", json!("pre-second"))
         .await
         .unwrap();
-    let out = bootstrap(&repo.ports(), &payload("payload_bins.json"), "second")
+    let out = bootstrap(&repo.engine(), &payload("payload_bins.json"), "second")
         .await
         .unwrap();
     assert!(out.status(), "{out:?}");
@@ -440,7 +440,7 @@ async fn root_signatures_finish_a_waiting_bootstrap() {
     let repo = repo();
     pre(&repo).await;
     let p = payload("ceremony-payload.json");
-    bootstrap(&repo.ports(), &p, TASK).await.unwrap();
+    bootstrap(&repo.engine(), &p, TASK).await.unwrap();
     let pending = repo.settings.all()["ROOT_SIGNING"].clone();
 
     // Refused, changing nothing: no role, another role, a key outside root, a bad signature.
@@ -463,7 +463,7 @@ async fn root_signatures_finish_a_waiting_bootstrap() {
             "Invalid signature",
         ),
     ] {
-        let out = sign_metadata(&repo.ports(), &p).await.unwrap();
+        let out = sign_metadata(&repo.engine(), &p).await.unwrap();
         assert_eq!(out.message, "Signature Failed", "{p}");
         assert!(
             out.error.as_deref().unwrap().starts_with(error),
@@ -474,7 +474,7 @@ async fn root_signatures_finish_a_waiting_bootstrap() {
 
     // The signature already there again: still one short.
     let again = signature_over(&pending, JJ, &root_key("JJ.ecdsa"));
-    let out = sign_metadata(&repo.ports(), &json!({"role": "root", "signature": again}))
+    let out = sign_metadata(&repo.engine(), &json!({"role": "root", "signature": again}))
         .await
         .unwrap();
     assert_eq!(
@@ -485,9 +485,12 @@ async fn root_signatures_finish_a_waiting_bootstrap() {
 
     // The second key: the bootstrap finishes and every role is published.
     let second = signature_over(&pending, JH, &root_key("JH.ed25519"));
-    let out = sign_metadata(&repo.ports(), &json!({"role": "root", "signature": second}))
-        .await
-        .unwrap();
+    let out = sign_metadata(
+        &repo.engine(),
+        &json!({"role": "root", "signature": second}),
+    )
+    .await
+    .unwrap();
     assert!(out.status(), "{out:?}");
     assert_eq!(out.message, "Signature Processed");
     assert_eq!(
@@ -518,20 +521,24 @@ async fn an_offline_role_is_published_when_its_keys_have_signed() {
     const JH: &str = "c6d8bf2e4f48b41ac2ce8eca21415ca8ef68c133b47fc33df03d4070a7e1e9cc";
     let repo = repo();
     pre(&repo).await;
-    bootstrap(&repo.ports(), &payload("payload_custom_targets.json"), TASK)
-        .await
-        .unwrap();
+    bootstrap(
+        &repo.engine(),
+        &payload("payload_custom_targets.json"),
+        TASK,
+    )
+    .await
+    .unwrap();
     let pending = repo.settings.all()["PRODUCTION_SIGNING"].clone();
     let sign = |keyid: &str, file: &str, p: &Value| json!({"role": "production", "signature": signature_over(p, keyid, &root_key(file))});
 
     // A key of the role, but a signature by another key: refused, nothing changes.
     let before = (repo.settings.all(), repo.store.files());
     let forged = sign(JC, "JH.ed25519", &pending);
-    let out = sign_metadata(&repo.ports(), &forged).await.unwrap();
+    let out = sign_metadata(&repo.engine(), &forged).await.unwrap();
     assert_eq!(out.error.as_deref(), Some("Invalid signature"));
     assert_eq!((repo.settings.all(), repo.store.files()), before);
 
-    let out = sign_metadata(&repo.ports(), &sign(JC, "JC.rsa", &pending))
+    let out = sign_metadata(&repo.engine(), &sign(JC, "JC.rsa", &pending))
         .await
         .unwrap();
     assert_eq!(
@@ -544,14 +551,14 @@ async fn an_offline_role_is_published_when_its_keys_have_signed() {
     let pending = repo.settings.all()["PRODUCTION_SIGNING"].clone();
     repo.clock.set(now() + chrono::Duration::days(8));
     let before = (repo.settings.all(), repo.store.files());
-    let out = sign_metadata(&repo.ports(), &sign(JH, "JH.ed25519", &pending))
+    let out = sign_metadata(&repo.engine(), &sign(JH, "JH.ed25519", &pending))
         .await
         .unwrap();
     assert!(out.error.as_deref().unwrap().contains("expired"), "{out:?}");
     assert_eq!((repo.settings.all(), repo.store.files()), before);
 
     repo.clock.set(now() + chrono::Duration::hours(1));
-    let out = sign_metadata(&repo.ports(), &sign(JH, "JH.ed25519", &pending))
+    let out = sign_metadata(&repo.engine(), &sign(JH, "JH.ed25519", &pending))
         .await
         .unwrap();
     assert!(out.status(), "{out:?}");
@@ -577,7 +584,7 @@ async fn an_offline_role_is_published_when_its_keys_have_signed() {
     );
     assert!(report.accepted(), "{report:#?}");
     assert_eq!(
-        sign_metadata(&repo.ports(), &sign(JH, "JH.ed25519", &pending))
+        sign_metadata(&repo.engine(), &sign(JH, "JH.ed25519", &pending))
             .await
             .unwrap()
             .error
@@ -594,13 +601,13 @@ async fn stray_and_malformed_signatures_are_refused() {
     use rstuf_engine::signing::sign_metadata;
     let repo = repo();
     pre(&repo).await;
-    bootstrap(&repo.ports(), &payload("ceremony-payload.json"), TASK)
+    bootstrap(&repo.engine(), &payload("ceremony-payload.json"), TASK)
         .await
         .unwrap();
     let keyid = "c6d8bf2e4f48b41ac2ce8eca21415ca8ef68c133b47fc33df03d4070a7e1e9cc";
     let before = repo.settings.all();
     let out = sign_metadata(
-        &repo.ports(),
+        &repo.engine(),
         &json!({"role": "root", "signature": {"keyid": keyid, "sig": "not hex!"}}),
     )
     .await
@@ -612,7 +619,7 @@ async fn stray_and_malformed_signatures_are_refused() {
         repo.settings.set("BOOTSTRAP", state.clone()).await.unwrap();
         let before = repo.settings.all();
         let out = sign_metadata(
-            &repo.ports(),
+            &repo.engine(),
             &json!({"role": "root", "signature": {"keyid": keyid, "sig": "00"}}),
         )
         .await

@@ -8,10 +8,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use rstuf_engine::Engine;
 use rstuf_engine::artifacts::add_artifacts;
 use rstuf_engine::bump::force_online_metadata_update;
 use rstuf_engine::ports::{
-    Cpu, CpuJob, MetadataStore, PortError, PortErrorKind, Ports, Signer, SignerResolver,
+    Cpu, CpuJob, MetadataStore, PortError, PortErrorKind, Signer, SignerResolver,
 };
 use rstuf_engine::testing::MemoryRepo;
 use rstuf_metadata::keys::Key;
@@ -87,7 +88,7 @@ async fn published(repo: &MemoryRepo) -> BTreeMap<String, u64> {
     out
 }
 
-async fn large_repository(ports: &Ports, repo: &MemoryRepo) -> BTreeMap<String, u64> {
+async fn large_repository(ports: &Engine, repo: &MemoryRepo) -> BTreeMap<String, u64> {
     pre(repo).await;
     let mut bootstrap = payload("payload_bins.json");
     bootstrap["settings"]["roles"]["bins"]["number_of_delegated_bins"] = json!(BINS);
@@ -111,7 +112,7 @@ async fn large_repository(ports: &Ports, repo: &MemoryRepo) -> BTreeMap<String, 
     want
 }
 
-async fn bump_every_bin_around_an_orphan(ports: Ports, repo: MemoryRepo) {
+async fn bump_every_bin_around_an_orphan(ports: Engine, repo: MemoryRepo) {
     let want = large_repository(&ports, &repo).await;
     assert_eq!(published(&repo).await, want);
     let before = snapshot(&repo).await.signed.meta;
@@ -146,20 +147,17 @@ async fn bump_every_bin_around_an_orphan(ports: Ports, repo: MemoryRepo) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousands_of_bins_on_a_thread_pool() {
     let repo = repo();
-    let ports = Ports {
-        cpu: Arc::new(Threads),
-        ..repo.ports()
-    };
+    let ports = repo.engine_over(repo.ports().with_cpu(Arc::new(Threads)));
     bump_every_bin_around_an_orphan(ports, repo).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousands_of_bins_with_a_signer_that_must_be_awaited() {
     let repo = repo();
-    let ports = Ports {
-        cpu: Arc::new(Threads),
-        signers: Arc::new(RemoteSigners(repo.signers.clone())),
-        ..repo.ports()
-    };
+    let ports = repo.engine_over(
+        repo.ports()
+            .with_cpu(Arc::new(Threads))
+            .with_signers(Arc::new(RemoteSigners(repo.signers.clone()))),
+    );
     bump_every_bin_around_an_orphan(ports, repo).await;
 }

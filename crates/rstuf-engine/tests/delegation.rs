@@ -46,7 +46,7 @@ async fn delegate(
     delegations: Value,
 ) -> rstuf_engine::TaskOutcome {
     metadata_delegation(
-        &repo.ports(),
+        &repo.engine(),
         &json!({"action": action, "delegations": delegations}),
     )
     .await
@@ -109,7 +109,7 @@ async fn add_update_and_delete_custom_roles() {
     accepted(&repo);
     // Its artifacts go to it.
     let out = add_artifacts(
-        &repo.ports(),
+        &repo.engine(),
         &json!({"artifacts": [{"path": "dev/app.tar.gz",
             "info": {"length": 3, "hashes": {"sha256": "ab"}}}]}),
     )
@@ -163,7 +163,7 @@ async fn add_update_and_delete_custom_roles() {
             "key feed is not in the delegation keys",
         ),
     ] {
-        let out = metadata_delegation(&repo.ports(), &bad).await.unwrap();
+        let out = metadata_delegation(&repo.engine(), &bad).await.unwrap();
         assert!(!out.status(), "{bad}");
         assert!(
             out.error.as_deref().unwrap().contains(error),

@@ -30,7 +30,7 @@ fn repo_with_both_keys() -> MemoryRepo {
 async fn bootstrapped() -> MemoryRepo {
     let repo = repo_with_both_keys();
     pre(&repo).await;
-    let out = bootstrap(&repo.ports(), &payload("payload_bins.json"), TASK)
+    let out = bootstrap(&repo.engine(), &payload("payload_bins.json"), TASK)
         .await
         .unwrap();
     assert!(out.status(), "{out:?}");
@@ -69,7 +69,7 @@ async fn bad_updates_are_refused_and_change_nothing() {
             "Failed to verify the trust: Root v2: the timestamp role must have the online key, threshold 1",
         ),
     ] {
-        let out = metadata_update(&repo.ports(), &payload).await.unwrap();
+        let out = metadata_update(&repo.engine(), &payload).await.unwrap();
         assert_eq!(out.message, "Metadata Update Failed", "{payload}");
         assert!(
             out.error.as_deref().unwrap().starts_with(error),
@@ -100,7 +100,7 @@ async fn a_rotation_of_the_online_key_re_signs_everything_before_the_new_root() 
             .filter(|s| s["keyid"] != JC)
             .collect::<Vec<_>>()
     );
-    let out = metadata_update(&repo.ports(), &partial).await.unwrap();
+    let out = metadata_update(&repo.engine(), &partial).await.unwrap();
     assert_eq!(
         out.details,
         Some(json!({"role": "root", "update": "Root v2 is pending signatures"}))
@@ -110,13 +110,16 @@ async fn a_rotation_of_the_online_key_re_signs_everything_before_the_new_root() 
     // A signature by a key of neither root: refused.
     let mut forged = jc.clone();
     forged["keyid"] = json!(ONLINE);
-    let out = sign_metadata(&repo.ports(), &json!({"role": "root", "signature": forged}))
-        .await
-        .unwrap();
+    let out = sign_metadata(
+        &repo.engine(),
+        &json!({"role": "root", "signature": forged}),
+    )
+    .await
+    .unwrap();
     assert_eq!(out.error.as_deref(), Some("Invalid signature"));
 
     let writes_before = repo.store.write_log().len();
-    let out = sign_metadata(&repo.ports(), &json!({"role": "root", "signature": jc}))
+    let out = sign_metadata(&repo.engine(), &json!({"role": "root", "signature": jc}))
         .await
         .unwrap();
     assert!(out.status(), "{out:?}");
@@ -166,7 +169,7 @@ async fn a_rotation_of_the_online_key_re_signs_everything_before_the_new_root() 
         .unwrap();
     let before = repo.store.files();
     let out = sign_metadata(
-        &repo.ports(),
+        &repo.engine(),
         &json!({"role": "root", "signature": signatures[0].clone()}),
     )
     .await
@@ -187,14 +190,14 @@ async fn updates_and_delegations_wait_for_a_finished_bootstrap() {
             repo.settings.set("BOOTSTRAP", json!(s)).await.unwrap();
         }
         let before = (repo.settings.all(), repo.store.files());
-        let out = metadata_update(&repo.ports(), &update()).await.unwrap();
+        let out = metadata_update(&repo.engine(), &update()).await.unwrap();
         assert_eq!(
             out.error.as_deref(),
             Some("Metadata Update requires a completed bootstrap"),
             "{state:?}"
         );
         let out = metadata_delegation(
-            &repo.ports(),
+            &repo.engine(),
             &json!({"action": "add", "delegations": {"roles": []}}),
         )
         .await
@@ -215,15 +218,19 @@ async fn a_rotation_leaves_offline_roles_alone_and_mixed_roles_pending() {
     const JH: &str = "c6d8bf2e4f48b41ac2ce8eca21415ca8ef68c133b47fc33df03d4070a7e1e9cc";
     let repo = repo_with_both_keys();
     pre(&repo).await;
-    bootstrap(&repo.ports(), &payload("payload_custom_targets.json"), TASK)
-        .await
-        .unwrap();
+    bootstrap(
+        &repo.engine(),
+        &payload("payload_custom_targets.json"),
+        TASK,
+    )
+    .await
+    .unwrap();
     let sign = |role: &str, keyid: &str, file: &str| {
         let pending = repo.settings.all()[&format!("{}_SIGNING", role.to_uppercase())].clone();
         json!({"role": role, "signature": signature_over(&pending, keyid, &root_key(file))})
     };
     for (keyid, file) in [(JC, "JC.rsa"), (JH, "JH.ed25519")] {
-        let out = sign_metadata(&repo.ports(), &sign("production", keyid, file))
+        let out = sign_metadata(&repo.engine(), &sign("production", keyid, file))
             .await
             .unwrap();
         assert!(out.status(), "{out:?}");
@@ -232,7 +239,7 @@ async fn a_rotation_leaves_offline_roles_alone_and_mixed_roles_pending() {
         ["delegations"]["keys"][JH]
         .clone();
     let out = metadata_delegation(
-        &repo.ports(),
+        &repo.engine(),
         &json!({"action": "add", "delegations": {"keys": {JH: jh_key}, "roles": [{"name": "mixed",
             "terminating": true, "keyids": [ONLINE, JH], "threshold": 2,
             "x-rstuf-expire-policy": 20, "paths": ["mixed/*"]}]}}),
@@ -240,7 +247,7 @@ async fn a_rotation_leaves_offline_roles_alone_and_mixed_roles_pending() {
     .await
     .unwrap();
     assert!(out.status(), "{out:?}");
-    sign_metadata(&repo.ports(), &sign("mixed", JH, "JH.ed25519"))
+    sign_metadata(&repo.engine(), &sign("mixed", JH, "JH.ed25519"))
         .await
         .unwrap();
     assert!(repo.store.files().contains_key("1.mixed.json"));
@@ -251,7 +258,7 @@ async fn a_rotation_leaves_offline_roles_alone_and_mixed_roles_pending() {
         .filter(|n| n.ends_with(".production.json"))
         .collect();
 
-    let out = metadata_update(&repo.ports(), &update()).await.unwrap();
+    let out = metadata_update(&repo.engine(), &update()).await.unwrap();
     assert!(out.status(), "{out:?}");
     let files = repo.store.files();
     let get = |name: &str| -> Value { serde_json::from_slice(&files[name]).unwrap() };
@@ -290,7 +297,7 @@ async fn a_rotation_leaves_offline_roles_alone_and_mixed_roles_pending() {
         },
     );
     assert!(!report.accepted());
-    let out = sign_metadata(&repo.ports(), &sign("mixed", JH, "JH.ed25519"))
+    let out = sign_metadata(&repo.engine(), &sign("mixed", JH, "JH.ed25519"))
         .await
         .unwrap();
     assert_eq!(

@@ -26,7 +26,7 @@ async fn repo() -> MemoryRepo {
 async fn updates_the_roles_that_have_a_policy_and_lists_the_others() {
     let repo = repo().await;
     let out = update_settings(
-        &repo.ports(),
+        &repo.engine(),
         &json!({"settings": {"expiration": {"targets": 100, "snapshot": 50, "timestamp": 20,
             "bins": 5, "team-a": 7}}}),
     )
@@ -51,7 +51,7 @@ async fn updates_the_roles_that_have_a_policy_and_lists_the_others() {
 
     // The reference's observed example: the key as given, unknown roles listed.
     let out = update_settings(
-        &repo.ports(),
+        &repo.engine(),
         &json!({"settings": {"expiration": {"foo": 3, "BINS": 2}}}),
     )
     .await
@@ -101,7 +101,7 @@ async fn refusals_change_nothing() {
         ),
     ];
     for (payload, error) in cases {
-        let out = update_settings(&repo.ports(), &payload).await.unwrap();
+        let out = update_settings(&repo.engine(), &payload).await.unwrap();
         assert!(!out.status(), "{payload}");
         assert_eq!(out.message, "Update Settings Failed");
         assert!(

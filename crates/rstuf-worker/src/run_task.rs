@@ -13,15 +13,15 @@ use rstuf_adapters::postgres::PgIndex;
 use rstuf_adapters::redis_lock::{LOCK_TARGETS, RedisLock};
 use rstuf_adapters::redis_settings::RedisSettings;
 use rstuf_adapters::signers::KeyUriSigners;
-use rstuf_engine::ports::{Ports, SystemClock};
-use rstuf_engine::{TaskError, TaskOutcome, artifacts};
+use rstuf_engine::ports::Ports;
+use rstuf_engine::{Engine, TaskError, TaskOutcome, artifacts};
 use serde_json::{Value, json};
 
 use crate::config::{Config, Storage};
 
-/// Builds the ports from the configuration (and creates the database schema if the database
+/// Builds the engine and its ports from the configuration (and creates the database schema if the database
 /// is empty, as the reference worker's entrypoint runs `alembic upgrade head`).
-pub async fn ports(config: &Config) -> anyhow::Result<Ports> {
+pub async fn ports(config: &Config) -> anyhow::Result<Engine> {
     let Storage::Local(dir) = &config.storage;
     let store = LocalStore::new(dir).map_err(|e| anyhow::anyhow!("{e}"))?;
     let index = PgIndex::connect(&config.database_url)
@@ -42,17 +42,15 @@ pub async fn ports(config: &Config) -> anyhow::Result<Ports> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let signers = KeyUriSigners::new(config.online_key_dir.clone())
         .with_env(Arc::new(|k| std::env::var(k).ok()));
-    Ok(Ports {
-        store: Arc::new(store),
-        index: Arc::new(index),
-        settings: Arc::new(settings),
-        signers: Arc::new(signers),
-        clock: Arc::new(SystemClock),
-        cache: Default::default(),
-        cpu: Arc::new(rstuf_adapters::cpu::BlockingPool::new()),
-        queue: Default::default(),
-        lock: Arc::new(lock),
-    })
+    let ports = Ports::new(
+        Arc::new(store),
+        Arc::new(index),
+        Arc::new(settings),
+        Arc::new(signers),
+        Arc::new(lock),
+    )
+    .with_cpu(Arc::new(rstuf_adapters::cpu::BlockingPool::new()));
+    Ok(Engine::new(ports))
 }
 
 /// What a task returns: RSTUF's result record for the API's actions, a plain list of role
@@ -102,7 +100,7 @@ pub const ACTIONS: [&str; 11] = [
 /// `bump_online_roles` reads `{"expired": bool}` (true when absent), as Celery beat sends it.
 /// Add and remove report to `progress` before they publish.
 pub async fn execute(
-    ports: &Ports,
+    ports: &Engine,
     action: &str,
     payload: Option<&Value>,
     task_id: &str,
@@ -129,12 +127,14 @@ pub async fn execute(
             bump::force_online_metadata_update(ports, payload).await?
         }
         "bump_online_roles" => {
-            let expired = payload
-                .get("expired")
-                .and_then(Value::as_bool)
-                .unwrap_or(true);
+            let scope = bump::BumpScope::from_expired(
+                payload
+                    .get("expired")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(true),
+            );
             return Ok(TaskReply::Roles(
-                bump::bump_online_roles(ports, expired).await?,
+                bump::bump_online_roles(ports, scope).await?,
             ));
         }
         other => {

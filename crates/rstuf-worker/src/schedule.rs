@@ -7,9 +7,9 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rstuf_adapters::redis_schedule::{Claim, SlotLease};
+use rstuf_engine::Engine;
 use rstuf_engine::TaskError;
 use rstuf_engine::bump;
-use rstuf_engine::ports::Ports;
 use tokio::sync::watch;
 
 use crate::worker::log;
@@ -43,7 +43,7 @@ impl Schedule {
     }
 
     /// Runs the schedule until `stop` turns true.
-    pub async fn run(&self, ports: &Ports, mut stop: watch::Receiver<bool>) {
+    pub async fn run(&self, ports: &Engine, mut stop: watch::Receiver<bool>) {
         let Some(interval) = self.interval else {
             return;
         };
@@ -84,7 +84,7 @@ impl Schedule {
 
     /// `app.bump_online_roles` received as a message (from a Celery beat): bumps unless the
     /// current slot was bumped already or is being bumped. Returns the roles re-signed.
-    pub async fn bump_now(&self, ports: &Ports, expired: bool) -> Result<Vec<String>, TaskError> {
+    pub async fn bump_now(&self, ports: &Engine, expired: bool) -> Result<Vec<String>, TaskError> {
         let slot = slot_of(unix_now(), self.interval.unwrap_or(DEFAULT_INTERVAL));
         match self.lease.claim(slot).await? {
             Claim::Won(token) => self.bump_holding(ports, &token, slot, expired).await,
@@ -95,7 +95,7 @@ impl Schedule {
     /// Bumps while renewing the lease, then records the slot done.
     async fn bump_holding(
         &self,
-        ports: &Ports,
+        ports: &Engine,
         token: &str,
         slot: u64,
         expired: bool,
@@ -110,7 +110,7 @@ impl Schedule {
             }
         };
         let result = tokio::select! {
-            result = bump::bump_online_roles(ports, expired) => result,
+            result = bump::bump_online_roles(ports, bump::BumpScope::from_expired(expired)) => result,
             _ = renew => unreachable!("loops forever"),
         };
         self.lease.finish(token, slot).await?;

@@ -19,9 +19,10 @@ use rstuf_adapters::redis_schedule::SlotLease;
 use rstuf_celery::redis_envelope::Envelope;
 use rstuf_celery::result::{self, Record};
 use rstuf_celery::{Received, TaskMessage};
+use rstuf_engine::Engine;
 use rstuf_engine::TaskError;
 use rstuf_engine::artifacts::Progress;
-use rstuf_engine::ports::{PortError, PortErrorKind, Ports};
+use rstuf_engine::ports::{PortError, PortErrorKind};
 use serde_json::Value;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
@@ -130,7 +131,7 @@ pub fn log(line: &str) {
 /// What every task shares, whatever the transport.
 struct Setup {
     results: RedisResults,
-    ports: Arc<Ports>,
+    ports: Arc<Engine>,
     runtime: Runtime,
     schedule: Schedule,
     hostname: String,

@@ -70,7 +70,7 @@ pub async fn pre(repo: &MemoryRepo) {
 pub async fn bootstrapped(name: &str) -> MemoryRepo {
     let repo = repo();
     pre(&repo).await;
-    let out = bootstrap(&repo.ports(), &payload(name), TASK)
+    let out = bootstrap(&repo.engine(), &payload(name), TASK)
         .await
         .unwrap();
     assert!(out.status(), "{out:?}");

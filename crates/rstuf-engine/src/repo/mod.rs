@@ -1,0 +1,60 @@
+//! The published repository as the engine sees it, and the one way new versions get
+//! published ([`Publication`]), shared by publish, the scheduled bump and the forced update.
+//!
+//! The current state is what clients see: `timestamp.json`, the snapshot it names and the
+//! targets the snapshot names. Versions of delegated roles come from that snapshot, never from
+//! listing storage. A publication writes leaves first (delegated roles, then targets), then the
+//! snapshot, checks the repository lock is still held, writes the timestamp, and only then
+//! records the new versions (and the artifacts they cover) in the index, in one transaction.
+//!
+//! Version numbers are never reused: a versioned name is write-once, and when a crashed or
+//! stalled earlier attempt left a file under the next version, the write is refused
+//! ([`PortErrorKind::Conflict`]) and the publication moves on to the version after it.
+
+mod current;
+mod encode;
+mod online;
+mod publication;
+mod write;
+
+use chrono::{DateTime, Duration, Utc};
+use rstuf_metadata::schema::{Expires, Metadata, Signed};
+use serde_json::Value;
+
+use crate::engine::Engine;
+use crate::outcome::TaskError;
+
+pub(crate) use current::{Current, RoleDays};
+pub(crate) use online::{Online, online_key_of, online_key_setting};
+pub(crate) use publication::{Publication, Resign, RoleUpdate, SignedRole};
+
+/// Roles whose artifacts are loaded, signed and written together: a publish or bump of every
+/// bin of a large repository holds one chunk's artifacts in memory, not the repository's.
+pub(crate) const ROLE_CHUNK: usize = 1024;
+
+/// The storage form of metadata.
+pub(crate) fn storage_bytes<T: Signed>(md: &Metadata<T>) -> Result<Vec<u8>, TaskError> {
+    md.to_storage_bytes()
+        .map_err(|e| TaskError::Metadata(e.to_string()))
+}
+
+/// The JSON value of metadata (for settings copies).
+pub(crate) fn to_value<T: Signed>(md: &Metadata<T>) -> Result<Value, TaskError> {
+    md.to_value()
+        .map_err(|e| TaskError::Metadata(e.to_string()))
+}
+
+/// `now + days`, at second precision.
+pub(crate) fn expires_in(now: DateTime<Utc>, days: u32) -> Expires {
+    Expires::at(now + Duration::days(i64::from(days)))
+}
+
+/// Reads and parses a stored metadata file.
+pub(crate) async fn load<T: Signed>(engine: &Engine, name: &str) -> Result<Metadata<T>, TaskError> {
+    let bytes = engine
+        .store
+        .get(name)
+        .await?
+        .ok_or_else(|| TaskError::Metadata(format!("{name} is missing from storage")))?;
+    Metadata::from_stored_bytes(&bytes).map_err(|e| TaskError::Metadata(format!("{name}: {e}")))
+}
