@@ -145,6 +145,19 @@ impl Progress for Unwatched {
     async fn publishing(&self, _roles: &[String]) {}
 }
 
+/// The payload's `artifacts` list, or the refusal (with the task's failure message) when it is
+/// missing or not a list: the check add and remove share.
+fn artifact_list<'a>(payload: &'a Value, failed: &str) -> Result<&'a [Value], TaskOutcome> {
+    match payload.get("artifacts").map(Value::as_array) {
+        None => Err(TaskOutcome::refused(
+            failed,
+            "No 'artifacts' in the payload",
+        )),
+        Some(None) => Err(TaskOutcome::refused(failed, "'artifacts' must be a list")),
+        Some(Some(list)) => Ok(list),
+    }
+}
+
 /// Runs the `add_artifacts` action.
 pub async fn add_artifacts(engine: &Engine, payload: &Value) -> Result<TaskOutcome, TaskError> {
     add_artifacts_watched(engine, payload, &Unwatched).await
@@ -156,17 +169,9 @@ pub async fn add_artifacts_watched(
     payload: &Value,
     progress: &dyn Progress,
 ) -> Result<TaskOutcome, TaskError> {
-    let Some(artifacts) = payload.get("artifacts") else {
-        return Ok(TaskOutcome::refused(
-            ADD_FAILED,
-            "No 'artifacts' in the payload",
-        ));
-    };
-    let Some(artifacts) = artifacts.as_array() else {
-        return Ok(TaskOutcome::refused(
-            ADD_FAILED,
-            "'artifacts' must be a list",
-        ));
+    let artifacts = match artifact_list(payload, ADD_FAILED) {
+        Ok(artifacts) => artifacts,
+        Err(refused) => return Ok(refused),
     };
     let mut parsed = Vec::with_capacity(artifacts.len());
     for (i, artifact) in artifacts.iter().enumerate() {
@@ -243,17 +248,9 @@ pub async fn remove_artifacts_watched(
     payload: &Value,
     progress: &dyn Progress,
 ) -> Result<TaskOutcome, TaskError> {
-    let Some(artifacts) = payload.get("artifacts") else {
-        return Ok(TaskOutcome::refused(
-            REMOVE_FAILED,
-            "No 'artifacts' in the payload",
-        ));
-    };
-    let Some(artifacts) = artifacts.as_array() else {
-        return Ok(TaskOutcome::refused(
-            REMOVE_FAILED,
-            "'artifacts' must be a list",
-        ));
+    let artifacts = match artifact_list(payload, REMOVE_FAILED) {
+        Ok(artifacts) => artifacts,
+        Err(refused) => return Ok(refused),
     };
     if artifacts.is_empty() {
         return Ok(TaskOutcome::refused(

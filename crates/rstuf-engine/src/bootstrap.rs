@@ -22,8 +22,10 @@ use serde_json::{Value, json};
 use crate::engine::Engine;
 use crate::outcome::{TaskError, TaskOutcome};
 use crate::ports::{RoleRecord, Signer};
-use crate::repo::{Online, Publication, SignedRole, expires_in, online_key_of, to_value};
-use crate::roles::{CustomDelegations, check_custom_delegations, expiration_key, signing_key};
+use crate::repo::{
+    Online, Publication, SignedRole, expires_in, online_key_of, store_pending, to_value,
+};
+use crate::roles::{CustomDelegations, check_custom_delegations, expiration_key};
 use crate::settings::{self, BOOTSTRAP, ROOT_SIGNING};
 
 const FAILED: &str = "Bootstrap Failed";
@@ -398,12 +400,7 @@ async fn finalize(
         .finish_first(&plan.root, &plan.online_key)
         .await?;
 
-    for (name, md) in &pending {
-        engine
-            .settings
-            .set(&signing_key(name), to_value(md)?)
-            .await?;
-    }
+    store_pending(engine, &pending).await?;
     engine.settings.set(ROOT_SIGNING, Value::Null).await?;
     engine
         .settings

@@ -22,7 +22,9 @@ use crate::engine::Engine;
 use crate::outcome::{TaskError, TaskOutcome};
 use crate::ports::{LockGuard, RoleRecord};
 use crate::publish::with_lock;
-use crate::repo::{self, Current, Online, Publication, Resign, RoleUpdate, expires_in, to_value};
+use crate::repo::{
+    self, Current, Online, Publication, Resign, RoleUpdate, expires_in, store_pending,
+};
 use crate::roles::{check_custom_delegations, expiration_key, settings_prefix, signing_key};
 use crate::settings;
 
@@ -317,12 +319,7 @@ async fn add_or_update(
                 .await?;
         }
     }
-    for (name, md) in &pending {
-        engine
-            .settings
-            .set(&signing_key(name), to_value(md)?)
-            .await?;
-    }
+    store_pending(engine, &pending).await?;
     let names: Vec<String> = applied.into_iter().map(|(r, _)| r.name).collect();
     Ok(processed(&names, failed))
 }

@@ -18,7 +18,7 @@ mod publication;
 mod write;
 
 use chrono::{DateTime, Duration, Utc};
-use rstuf_metadata::schema::{Expires, Metadata, Signed};
+use rstuf_metadata::schema::{Expires, Metadata, Signed, Targets};
 use serde_json::Value;
 
 use crate::engine::Engine;
@@ -42,6 +42,21 @@ pub(crate) fn storage_bytes<T: Signed>(md: &Metadata<T>) -> Result<Vec<u8>, Task
 pub(crate) fn to_value<T: Signed>(md: &Metadata<T>) -> Result<Value, TaskError> {
     md.to_value()
         .map_err(|e| TaskError::Metadata(e.to_string()))
+}
+
+/// Stores each role's metadata that waits for offline signatures in its `<ROLE>_SIGNING`
+/// setting, where signing events find it.
+pub(crate) async fn store_pending(
+    engine: &Engine,
+    pending: &[(String, Metadata<Targets>)],
+) -> Result<(), TaskError> {
+    for (name, md) in pending {
+        engine
+            .settings
+            .set(&crate::roles::signing_key(name), to_value(md)?)
+            .await?;
+    }
+    Ok(())
 }
 
 /// `now + days`, at second precision.
