@@ -9,6 +9,7 @@
 
 #![warn(missing_docs)]
 
+pub mod action;
 pub mod artifacts;
 pub mod bootstrap;
 pub mod bump;

@@ -1,5 +1,5 @@
 //! `rstuf-worker worker`: the Celery consumer. It takes task messages from the broker (Redis or
-//! RabbitMQ), runs them with [`crate::run_task::execute`], writes Celery's result records the
+//! RabbitMQ), runs them with [`Action::run`], writes Celery's result records the
 //! API reads, and acknowledges each message only after its final record is stored (acks
 //! late), so a worker that dies mid-task loses nothing: the message is delivered again.
 //!
@@ -28,7 +28,9 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::config::{BrokerUrl, Config, Runtime};
-use crate::run_task::{self, TaskReply};
+use rstuf_engine::action::{Action, Reply};
+
+use crate::run_task;
 use crate::schedule::Schedule;
 
 /// The queues a worker consumes (the API publishes to both).
@@ -560,13 +562,10 @@ async fn run_worker_task<B: Broker>(ctx: &Context<B>, message: &TaskMessage) -> 
             format!("action must be a string, not {action}"),
         );
     };
-    if !run_task::ACTIONS.contains(&action) {
-        return Ending::Failure(
-            "AttributeError",
-            "builtins",
-            format!("'MetadataRepository' object has no attribute '{action}'"),
-        );
-    }
+    let action: Action = match action.parse() {
+        Ok(action) => action,
+        Err(unknown) => return Ending::Failure("AttributeError", "builtins", unknown.to_string()),
+    };
     let payload = message.kwarg("payload").filter(|p| !p.is_null());
     let mut attempt = 0;
     loop {
@@ -575,7 +574,10 @@ async fn run_worker_task<B: Broker>(ctx: &Context<B>, message: &TaskMessage) -> 
             task_id: &message.id,
             parent: message.parent_id(),
         };
-        match run_task::execute(&ctx.setup.ports, action, payload, &message.id, &progress).await {
+        match action
+            .run(&ctx.setup.ports, payload, &message.id, &progress)
+            .await
+        {
             Ok(reply) => return Ending::Success(celery_result(action, &reply)),
             Err(e) if transient(&e) && attempt < RETRIES => {
                 attempt += 1;
@@ -629,8 +631,8 @@ fn transient(e: &TaskError) -> bool {
 }
 
 /// The task result as the Python worker stores it: `last_update` in kombu's datetime form.
-fn celery_result(action: &str, reply: &TaskReply) -> Value {
-    let mut value = reply.to_json(action);
+fn celery_result(action: Action, reply: &Reply) -> Value {
+    let mut value = reply.to_json(action, Utc::now());
     if let Some(text) = value.get("last_update").and_then(Value::as_str)
         && let Ok(t) = chrono::DateTime::parse_from_rfc3339(text)
     {
