@@ -461,6 +461,8 @@ struct Timings {
     cpu: CpuShares,
 }
 
+// Longer than 120 lines: one measurement run (start the worker, send, collect, account the
+// CPU of every process), whose steps share the clocks and counters they read.
 async fn measure(
     dir: &Path,
     binary: &Path,

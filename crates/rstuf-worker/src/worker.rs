@@ -393,6 +393,9 @@ enum Ending {
 }
 
 /// Runs one delivered task to its final record, then acknowledges it.
+// Longer than 120 lines: the life cycle of one delivery (redelivery check, ETA and expiry,
+// STARTED, the run under the time limit, the final record, the ack) in the order it happens;
+// it moves into a library module with unit tests of its own (the consumer work of the issue).
 async fn process<B: Broker>(
     ctx: &Context<B>,
     message: TaskMessage,
