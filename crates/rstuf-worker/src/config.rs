@@ -165,8 +165,8 @@ fn parse_ini(text: &str) -> std::collections::HashMap<String, String> {
 
 impl Config {
     /// Reads the configuration through `env` (the process environment in the binary).
-    // Longer than 120 lines: one short block per variable, in the order of the reference
-    // worker's documentation.
+    // Longer than 120 lines: one short block per variable (or group of variables), each
+    // independent of the others, with the error naming it.
     pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let get = |name: &'static str| env(name).filter(|v| !v.is_empty());
         let required = |name: &'static str| get(name).ok_or_else(|| error(name, "is required"));
