@@ -19,7 +19,6 @@ use rstuf_engine::ports::{ArtifactIndex, Ports};
 use rstuf_engine::testing::FixedClock;
 use rstuf_test_support as support;
 use serde_json::{Value, json};
-use sqlx::{Connection, PgConnection};
 
 /// This test's Redis database for repository settings.
 const SETTINGS_DB: u32 = 10;
@@ -68,13 +67,7 @@ async fn reference_settings() -> RedisSettings {
 /// The reference's schema (its alembic DDL) and the rows its bootstrap inserted.
 async fn reference_database() -> PgIndex {
     let url = support::fresh_postgres_db("continue").await;
-    let ddl = std::fs::read_to_string(support::fixture("reference-worker/transcripts/ddl_pg.sql"))
-        .unwrap();
-    let mut c = PgConnection::connect(&url).await.unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(ddl))
-        .execute(&mut c)
-        .await
-        .unwrap();
+    let mut c = support::create_reference_schema(&url).await;
     sqlx::raw_sql(
         "INSERT INTO rstuf_target_roles (rolename, expires, version, active, last_update) VALUES \
          ('bins-0', '2026-11-26 01:42:45', 1, true, '2026-11-25 01:42:45.1'), \

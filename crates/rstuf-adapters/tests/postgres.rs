@@ -51,13 +51,7 @@ async fn created_schema_is_the_alembic_schema() {
     assert_eq!(index.ensure_schema().await.unwrap(), SchemaState::Current);
 
     let reference = fresh_db("reference").await;
-    let ddl = std::fs::read_to_string(support::fixture("reference-worker/transcripts/ddl_pg.sql"))
-        .unwrap();
-    let mut c = PgConnection::connect(&reference).await.unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(ddl))
-        .execute(&mut c)
-        .await
-        .unwrap();
+    support::create_reference_schema(&reference).await;
     // The reference's schema is accepted as current, and both describe themselves the same way.
     assert_eq!(
         PgIndex::connect(&reference)

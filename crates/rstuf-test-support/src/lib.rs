@@ -154,6 +154,23 @@ pub async fn recreate_postgres_db(db: &str) -> String {
     format!("{}/{db}", postgres_server())
 }
 
+/// Creates the reference worker's exact schema (its alembic DDL,
+/// `tests/fixtures/reference-worker/transcripts/ddl_pg.sql`) in the database at `url`, and
+/// returns the connection for any rows a test adds.
+pub async fn create_reference_schema(url: &str) -> sqlx::PgConnection {
+    use sqlx::Connection;
+    let ddl = std::fs::read_to_string(fixture("reference-worker/transcripts/ddl_pg.sql"))
+        .expect("schema fixture");
+    let mut c = sqlx::PgConnection::connect(url)
+        .await
+        .expect("connect to the test database");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(ddl))
+        .execute(&mut c)
+        .await
+        .expect("the reference schema applies");
+    c
+}
+
 /// An API payload from `tests/fixtures/api-payloads/<rel>`.
 pub fn api_payload(rel: &str) -> Value {
     let bytes = std::fs::read(fixture(&format!("api-payloads/{rel}"))).expect("payload fixture");
