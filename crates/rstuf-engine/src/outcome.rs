@@ -56,3 +56,11 @@ pub enum TaskError {
     #[error("the repository lock was lost before the timestamp was written")]
     LockLost,
 }
+
+impl TaskError {
+    /// Whether running the task again may succeed: a service was unreachable or timed out
+    /// (restarting, a network blip). Everything else fails the same way every time.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, TaskError::Port(e) if e.kind == crate::ports::PortErrorKind::Transient)
+    }
+}
