@@ -19,7 +19,8 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
-use rstuf_celery::{Received, TaskMessage};
+use rstuf_celery::TaskMessage;
+use rstuf_consumer::{Broker, Received};
 use rstuf_engine::ports::{PortError, PortErrorKind};
 use serde_json::{Map, Number, Value};
 use tokio::sync::{Mutex, RwLock, mpsc};
@@ -90,6 +91,22 @@ impl AmqpBroker {
         }
     }
 
+    /// Up to `max` deliveries: the next one (waiting up to [`WAIT`]) and those already here.
+    pub async fn next_batch(&self, max: usize) -> Result<Vec<Received<AmqpDelivery>>, PortError> {
+        let Some(first) = self.next().await? else {
+            return Ok(Vec::new());
+        };
+        let mut batch = vec![first];
+        let mut rx = self.inner.deliveries.lock().await;
+        while batch.len() < max {
+            match rx.try_recv() {
+                Ok(received) => batch.push(received),
+                Err(_) => break,
+            }
+        }
+        Ok(batch)
+    }
+
     /// Acknowledges a delivery: it is done and never delivered again.
     pub async fn ack(&self, delivery: &AmqpDelivery) -> Result<(), PortError> {
         delivery
@@ -137,6 +154,20 @@ impl AmqpBroker {
             .await
             .map_err(|e| amqp_error("publishing", e))?;
         Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Broker for AmqpBroker {
+    type Handle = AmqpDelivery;
+    async fn next_batch(&self, max: usize) -> Result<Vec<Received<AmqpDelivery>>, PortError> {
+        AmqpBroker::next_batch(self, max).await
+    }
+    async fn ack(&self, handle: &AmqpDelivery) -> Result<(), PortError> {
+        AmqpBroker::ack(self, handle).await
+    }
+    async fn hand_back(&self, handle: &AmqpDelivery) -> Result<(), PortError> {
+        AmqpBroker::hand_back(self, handle).await
     }
 }
 

@@ -9,12 +9,14 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use rstuf_celery::MessageError;
 use rstuf_celery::redis_envelope::{
     self, Envelope, UNACKED, UNACKED_INDEX, UNACKED_MUTEX, parse_unacked, queue_keys,
 };
 use rstuf_celery::result::{self, RESULT_TTL_SECS, Record};
-use rstuf_celery::{MessageError, Received};
+use rstuf_consumer::{Broker, Received, ResultBackend};
 use rstuf_engine::ports::PortError;
 
 use crate::coalesce::Coalescer;
@@ -169,6 +171,9 @@ pub struct RedisBroker {
     acks: Coalescer<String, ()>,
     queues: Vec<String>,
     keys: Vec<String>,
+    /// Deliveries older than this, neither acknowledged nor touched, are restored by
+    /// [`Broker::maintain`].
+    visibility: Duration,
 }
 
 impl std::fmt::Debug for RedisBroker {
@@ -178,6 +183,9 @@ impl std::fmt::Debug for RedisBroker {
             .finish_non_exhaustive()
     }
 }
+
+/// kombu's default visibility timeout (an hour).
+pub const DEFAULT_VISIBILITY: Duration = Duration::from_secs(3600);
 
 /// How long one `BRPOP` waits before the consumer loop gets control back.
 pub const POP_TIMEOUT: Duration = Duration::from_secs(1);
@@ -214,7 +222,14 @@ impl RedisBroker {
             acks,
             queues: queues.iter().map(|q| q.to_string()).collect(),
             keys,
+            visibility: DEFAULT_VISIBILITY,
         })
+    }
+
+    /// The visibility timeout [`Broker::maintain`] restores deliveries after.
+    pub fn with_visibility(mut self, visibility: Duration) -> Self {
+        self.visibility = visibility;
+        self
     }
 
     /// Declares the queues as kombu does (the binding set members).
@@ -495,6 +510,26 @@ async fn forget_all<T: AsRef<str>>(
     Ok(())
 }
 
+#[async_trait]
+impl Broker for RedisBroker {
+    type Handle = Envelope;
+    async fn next_batch(&self, max: usize) -> Result<Vec<Received<Envelope>>, PortError> {
+        RedisBroker::next_batch(self, max).await
+    }
+    async fn ack(&self, handle: &Envelope) -> Result<(), PortError> {
+        RedisBroker::ack(self, handle).await
+    }
+    async fn hand_back(&self, handle: &Envelope) -> Result<(), PortError> {
+        RedisBroker::hand_back(self, handle).await
+    }
+    async fn touch(&self, handle: &Envelope) -> Result<(), PortError> {
+        RedisBroker::touch(self, handle).await
+    }
+    async fn maintain(&self) -> Result<usize, PortError> {
+        self.restore_unacked(self.visibility).await
+    }
+}
+
 /// The Celery result backend on Redis.
 #[derive(Clone)]
 pub struct RedisResults {
@@ -541,9 +576,11 @@ impl RedisResults {
             store,
         })
     }
+}
 
-    /// The state stored for a task (`SUCCESS`, `FAILURE`, ...), if any.
-    pub async fn state(&self, task_id: &str) -> Result<Option<String>, PortError> {
+#[async_trait]
+impl ResultBackend for RedisResults {
+    async fn state(&self, task_id: &str) -> Result<Option<String>, PortError> {
         let mut conn = self.conn.clone();
         let stored: Option<Vec<u8>> = redis::cmd("GET")
             .arg(result::result_key(task_id))
@@ -558,8 +595,8 @@ impl RedisResults {
 
     /// PRE_RUN, as the reference worker's signal handler writes it: plain `SET`, no expiry;
     /// not over a stored SUCCESS. Returns the state that was stored, if any (one round trip
-    /// for what [`RedisResults::state`] and the write would take two).
-    pub async fn pre_run(&self, task_id: &str) -> Result<Option<String>, PortError> {
+    /// for what `state` and the write would take two).
+    async fn pre_run(&self, task_id: &str) -> Result<Option<String>, PortError> {
         let mut conn = self.conn.clone();
         self.pre_run
             .key(result::result_key(task_id))
@@ -570,19 +607,13 @@ impl RedisResults {
     }
 
     /// Stores a state record (`SETEX` 1 day and `PUBLISH`), unless the stored record is a
-    /// SUCCESS. Returns whether it was written.
-    pub async fn store(&self, record: &Record) -> Result<bool, PortError> {
-        let before = self.replace(record).await?;
-        Ok(before.as_deref() != Some("SUCCESS"))
-    }
-
-    /// As [`RedisResults::store`], returning the state that was stored, if any: a task that
-    /// starts at once stores STARTED and learns whether it already succeeded (a redelivery) in
-    /// one round trip. (Its PRE_RUN record, optional, would be overwritten at once.)
+    /// SUCCESS, returning the state that was stored, if any: a task that starts at once
+    /// stores STARTED and learns whether it already succeeded (a redelivery) in one round
+    /// trip. (Its PRE_RUN record, optional, would be overwritten at once.)
     ///
     /// Records stored by concurrent tasks while one script call is on its way go together in
     /// the next ([`Coalescer`]).
-    pub async fn replace(&self, record: &Record) -> Result<Option<String>, PortError> {
+    async fn replace(&self, record: &Record) -> Result<Option<String>, PortError> {
         self.store
             .call((result::result_key(&record.task_id), record.to_bytes()))
             .await

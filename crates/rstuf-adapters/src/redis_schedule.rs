@@ -11,8 +11,10 @@
 
 use std::time::Duration;
 
+use async_trait::async_trait;
 use redis::Script;
 use redis::aio::ConnectionManager;
+use rstuf_consumer::schedule::Lease;
 use rstuf_engine::ports::PortError;
 
 use crate::redis_settings::redis_error;
@@ -44,17 +46,7 @@ if redis.call('get', KEYS[1]) == ARGV[1] then
 end
 return 1";
 
-/// The answer to a claim.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Claim {
-    /// This worker bumps the slot; finish with [`SlotLease::finish`].
-    Won(String),
-    /// The slot was bumped already.
-    Done,
-    /// Someone is bumping now; try again shortly (the slot may still need a bump if the
-    /// holder dies).
-    Busy,
-}
+pub use rstuf_consumer::schedule::Claim;
 
 /// The bump lease in db 0 of `RSTUF_REDIS_SERVER`, next to `LOCK_TARGETS`.
 #[derive(Clone)]
@@ -81,14 +73,15 @@ impl SlotLease {
             .map_err(|e| redis_error("connecting to the lock database", e))?;
         Ok(SlotLease { conn, ttl })
     }
+}
 
-    /// How long a holder keeps the lease without renewing.
-    pub fn ttl(&self) -> Duration {
+#[async_trait]
+impl Lease for SlotLease {
+    fn ttl(&self) -> Duration {
         self.ttl
     }
 
-    /// Claims the slot starting at `slot` (Unix seconds).
-    pub async fn claim(&self, slot: u64) -> Result<Claim, PortError> {
+    async fn claim(&self, slot: u64) -> Result<Claim, PortError> {
         let token = format!("rstuf-worker-{}", uuid::Uuid::new_v4().simple());
         let mut conn = self.conn.clone();
         let answer: i64 = Script::new(CLAIM)
@@ -107,8 +100,7 @@ impl SlotLease {
         })
     }
 
-    /// Extends a won lease by its TTL; false when it is no longer ours.
-    pub async fn renew(&self, token: &str) -> Result<bool, PortError> {
+    async fn renew(&self, token: &str) -> Result<bool, PortError> {
         let mut conn = self.conn.clone();
         let renewed: i64 = Script::new(RENEW)
             .key(BOR)
@@ -120,8 +112,7 @@ impl SlotLease {
         Ok(renewed == 1)
     }
 
-    /// Records `slot` as bumped and lets the lease go.
-    pub async fn finish(&self, token: &str, slot: u64) -> Result<(), PortError> {
+    async fn finish(&self, token: &str, slot: u64) -> Result<(), PortError> {
         let mut conn = self.conn.clone();
         let _: i64 = Script::new(FINISH)
             .key(BOR)

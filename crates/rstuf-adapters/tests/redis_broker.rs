@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use rstuf_adapters::redis_broker::{RedisBroker, RedisResults};
-use rstuf_celery::Received;
 use rstuf_celery::redis_envelope::Envelope;
 use rstuf_celery::result::Record;
+use rstuf_consumer::{Received, ResultBackend};
 use rstuf_test_support as support;
 use serde_json::{Value, json};
 
@@ -398,4 +398,23 @@ async fn a_batch_takes_what_is_waiting_in_order_and_records_every_task_it_return
         assert_eq!(stored["result"], json!(kept), "{id}");
     }
     assert!(unacked_tags(&url).await.is_empty());
+}
+
+/// The consumer's contracts of the result backend and the bump lease, on the real Redis.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_redis_results_and_bump_lease_keep_the_consumer_contracts() {
+    let results = RedisResults::connect("redis://127.0.0.1:6379/1")
+        .await
+        .unwrap();
+    let id = format!("conformance-{}", uuid::Uuid::new_v4());
+    rstuf_consumer::testing::result_backend_conformance(&results, &id).await;
+    // Its own database: the lease's keys are global (`BOR`, the last slot done).
+    let url = "redis://127.0.0.1:6379/11";
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("FLUSHDB").query_async(&mut conn).await.unwrap();
+    let lease = rstuf_adapters::redis_schedule::SlotLease::connect(url, Duration::from_secs(5))
+        .await
+        .unwrap();
+    rstuf_consumer::testing::lease_conformance(&lease, 1_800_000_000).await;
 }

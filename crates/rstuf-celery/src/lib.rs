@@ -2,7 +2,6 @@
 //! captured from a running system (`tests/fixtures/reference-worker/captures`). This crate
 //! knows nothing of TUF and does no I/O:
 //!
-//! - [`broker`]: what a consumer receives from any transport;
 //! - [`message`]: protocol v2 task messages (headers, properties, body
 //!   `[args, kwargs, embed]`), transport independent;
 //! - [`redis_envelope`]: kombu's Redis transport envelope (JSON with a base64 body, delivery
@@ -12,10 +11,8 @@
 
 #![warn(missing_docs)]
 
-pub mod broker;
 pub mod message;
 pub mod redis_envelope;
 pub mod result;
 
-pub use broker::Received;
 pub use message::{MessageError, TaskMessage};

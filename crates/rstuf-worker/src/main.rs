@@ -2,7 +2,6 @@
 
 mod config;
 mod run_task;
-mod schedule;
 mod verify;
 mod worker;
 

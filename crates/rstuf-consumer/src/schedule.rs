@@ -6,22 +6,61 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rstuf_adapters::redis_schedule::{Claim, SlotLease};
+use async_trait::async_trait;
 use rstuf_engine::Engine;
 use rstuf_engine::TaskError;
 use rstuf_engine::bump;
+use rstuf_engine::ports::PortError;
 use tokio::sync::watch;
 
-use crate::worker::log;
+use crate::log;
+
+/// The answer to a claim of a slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// This worker bumps the slot, holding the lease under this token; it ends with
+    /// [`Lease::finish`].
+    Won(String),
+    /// The slot was bumped already.
+    Done,
+    /// Someone is bumping now; try again shortly (the slot may still need a bump if the
+    /// holder dies).
+    Busy,
+}
+
+/// The lease shared by every worker that makes each slot's bump run once (on Redis in
+/// `rstuf-adapters`, in memory in [`crate::testing::MemoryLease`]).
+///
+/// Contract: at most one claim of a slot wins while its holder renews the lease; a slot
+/// finished (or any slot before it) is never won again; a lease not renewed within
+/// [`Lease::ttl`] lapses and the slot can be won by another claim.
+#[async_trait]
+pub trait Lease: Send + Sync + 'static {
+    /// How long a holder keeps the lease without renewing it.
+    fn ttl(&self) -> Duration;
+    /// Claims the slot starting at `slot` (Unix seconds).
+    async fn claim(&self, slot: u64) -> Result<Claim, PortError>;
+    /// Extends the lease held under `token`; `false` if it was lost.
+    async fn renew(&self, token: &str) -> Result<bool, PortError>;
+    /// Records `slot` done and releases the lease held under `token`.
+    async fn finish(&self, token: &str, slot: u64) -> Result<(), PortError>;
+}
 
 /// Beat's period, for bumps asked by message when this worker's own schedule is off.
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
 
 /// The schedule of one worker.
-#[derive(Debug)]
 pub struct Schedule {
-    lease: SlotLease,
+    lease: Box<dyn Lease>,
     interval: Option<Duration>,
+}
+
+impl std::fmt::Debug for Schedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Schedule")
+            .field("interval", &self.interval)
+            .finish_non_exhaustive()
+    }
 }
 
 fn unix_now() -> f64 {
@@ -38,8 +77,11 @@ fn slot_of(now: f64, interval: Duration) -> u64 {
 
 impl Schedule {
     /// A schedule with slots of `interval`; `None` means this worker never bumps on its own.
-    pub fn new(lease: SlotLease, interval: Option<Duration>) -> Self {
-        Schedule { lease, interval }
+    pub fn new(lease: impl Lease, interval: Option<Duration>) -> Self {
+        Schedule {
+            lease: Box::new(lease),
+            interval,
+        }
     }
 
     /// Runs the schedule until `stop` turns true.
