@@ -91,6 +91,19 @@ impl Run {
         panic!("not reached; log: {:?}", self.broker.log());
     }
 
+    async fn wait_for(&self, event: Event) -> Vec<Event> {
+        self.wait(|log| log.contains(&event)).await
+    }
+
+    /// Sends an add whose STARTED record is stored and whose final record then cannot be,
+    /// and gives the consumer time for many attempts to store it.
+    async fn final_record_blocked(&self, id: &str) {
+        self.results.unreachable_after(1);
+        self.broker.send(add(id));
+        self.wait_for(stored(id, "STARTED")).await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+
     async fn wait_acked(&self, id: &str) -> Vec<Event> {
         let acked = Event::Acked(id.into());
         self.wait(|log| log.contains(&acked)).await
@@ -124,12 +137,27 @@ fn stored(id: &str, status: &'static str) -> Event {
     Event::Stored(id.into(), status)
 }
 
-/// A delivery of `id`, these records in order, then its acknowledgement.
-fn acked_after(id: &str, records: &[&'static str]) -> Vec<Event> {
+/// The exception message of a FAILURE or RETRY record.
+fn exc_message(record: &rstuf_celery::result::Record) -> &str {
+    record.result["exc_message"][0].as_str().unwrap()
+}
+
+/// A delivery of `id`, these records in order, then `end`.
+fn life(id: &str, records: &[&'static str], end: Event) -> Vec<Event> {
     let mut events = vec![Event::Delivered(id.into())];
     events.extend(records.iter().map(|status| stored(id, status)));
-    events.push(Event::Acked(id.into()));
+    events.push(end);
     events
+}
+
+/// A delivery of `id`, these records in order, then its acknowledgement.
+fn acked_after(id: &str, records: &[&'static str]) -> Vec<Event> {
+    life(id, records, Event::Acked(id.into()))
+}
+
+/// A delivery of `id`, these records in order, then its hand-back.
+fn handed_back_after(id: &str, records: &[&'static str]) -> Vec<Event> {
+    life(id, records, Event::HandedBack(id.into()))
 }
 
 #[tokio::test]
@@ -181,8 +209,7 @@ async fn a_task_with_an_eta_waits_for_it_then_gets_pre_run_and_started() {
     let eta = Utc::now() + chrono::TimeDelta::milliseconds(400);
     message.headers["eta"] = json!(eta.to_rfc3339());
     run.broker.send(message);
-    let pre_run = Event::PreRun("t4".into());
-    run.wait(|log| log.contains(&pre_run)).await;
+    run.wait_for(Event::PreRun("t4".into())).await;
     assert!(Utc::now() >= eta, "PRE_RUN only once the ETA is reached");
     let log = run.wait_acked("t4").await;
     assert_eq!(
@@ -204,17 +231,10 @@ async fn a_task_waiting_for_its_eta_at_shutdown_is_handed_back() {
     let mut message = add("t5");
     message.headers["eta"] = json!((Utc::now() + chrono::TimeDelta::hours(1)).to_rfc3339());
     run.broker.send(message);
-    let delivered = Event::Delivered("t5".into());
-    run.wait(|log| log.contains(&delivered)).await;
+    run.wait_for(Event::Delivered("t5".into())).await;
     let broker = run.broker.clone();
     let log = run.shut_down().await;
-    assert_eq!(
-        of(&log, "t5"),
-        vec![
-            Event::Delivered("t5".into()),
-            Event::HandedBack("t5".into())
-        ]
-    );
+    assert_eq!(of(&log, "t5"), handed_back_after("t5", &[]));
     assert_eq!(broker.waiting(), 1, "back in its queue");
 }
 
@@ -249,17 +269,11 @@ async fn a_malformed_message_with_an_id_gets_a_failure_record() {
     };
     run.broker.send_malformed(error.clone(), Some("t8"));
     run.broker.send_malformed(error, None);
-    let failure = stored("t8", "FAILURE");
-    let log = run.wait(|log| log.contains(&failure)).await;
-    assert_eq!(log, vec![failure]);
+    let log = run.wait_for(stored("t8", "FAILURE")).await;
+    assert_eq!(log, vec![stored("t8", "FAILURE")]);
     let record = run.results.record("t8").unwrap();
     assert_eq!(record.result["exc_type"], json!("ValueError"));
-    assert!(
-        record.result["exc_message"][0]
-            .as_str()
-            .unwrap()
-            .starts_with("Malformed task message: ")
-    );
+    assert!(exc_message(&record).starts_with("Malformed task message: "));
     run.shut_down().await;
 }
 
@@ -333,12 +347,7 @@ async fn a_task_failing_retryably_past_its_retries_ends_as_a_failure() {
     assert_eq!(retries, 3);
     let record = run.results.record("t10").unwrap();
     assert_eq!(record.status, "FAILURE");
-    assert!(
-        record.result["exc_message"][0]
-            .as_str()
-            .unwrap()
-            .contains("connection refused")
-    );
+    assert!(exc_message(&record).contains("connection refused"));
     run.shut_down().await;
 }
 
@@ -361,31 +370,17 @@ async fn a_task_over_its_time_limit_fails_with_time_limit_exceeded() {
 async fn a_task_still_running_at_the_shutdown_deadline_is_handed_back_without_a_final_record() {
     let run = start_with(engine_with_settings(0, true), settings());
     run.broker.send(add("t12"));
-    let started = stored("t12", "STARTED");
-    run.wait(|log| log.contains(&started)).await;
+    run.wait_for(stored("t12", "STARTED")).await;
     let broker = run.broker.clone();
     let log = run.shut_down().await;
-    assert_eq!(
-        of(&log, "t12"),
-        vec![
-            Event::Delivered("t12".into()),
-            stored("t12", "STARTED"),
-            Event::HandedBack("t12".into()),
-        ]
-    );
+    assert_eq!(of(&log, "t12"), handed_back_after("t12", &["STARTED"]));
     assert_eq!(broker.waiting(), 1);
 }
 
 #[tokio::test]
 async fn a_message_whose_final_record_cannot_be_stored_is_never_acknowledged() {
     let run = start();
-    // STARTED is stored; the backend then goes away before the final record.
-    run.results.unreachable_after(1);
-    run.broker.send(add("t13"));
-    let started = stored("t13", "STARTED");
-    run.wait(|log| log.contains(&started)).await;
-    // Far longer than the old give-up of the retries would take at these waits.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    run.final_record_blocked("t13").await;
     assert_eq!(
         of(&run.broker.log(), "t13"),
         vec![Event::Delivered("t13".into()), stored("t13", "STARTED")],
@@ -404,11 +399,7 @@ async fn a_message_whose_final_record_cannot_be_stored_is_never_acknowledged() {
 #[tokio::test]
 async fn a_final_record_stored_once_the_backend_returns_is_then_acknowledged() {
     let run = start();
-    run.results.unreachable_after(1);
-    run.broker.send(add("t14"));
-    let started = stored("t14", "STARTED");
-    run.wait(|log| log.contains(&started)).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    run.final_record_blocked("t14").await;
     run.results.set_unreachable(false);
     let log = run.wait_acked("t14").await;
     assert_eq!(of(&log, "t14"), acked_after("t14", &["STARTED", "SUCCESS"]));

@@ -414,30 +414,26 @@ mod tests {
                 .collect();
             assert_eq!(config(&vars).unwrap_err().variable, variable);
         }
-        let mut vars = BASE.to_vec();
-        vars.push(("RSTUF_REDIS_SERVER_PORT", "six"));
-        assert_eq!(
-            config(&vars).unwrap_err().variable,
-            "RSTUF_REDIS_SERVER_PORT"
-        );
-        let mut vars = BASE.to_vec();
-        vars[0] = ("RSTUF_STORAGE_BACKEND", "Floppy");
+        // BASE with one variable added or replaced: the error it gives.
+        let refused = |var: (&'static str, &'static str)| {
+            let mut vars = BASE.to_vec();
+            match vars.iter_mut().find(|(name, _)| *name == var.0) {
+                Some(slot) => *slot = var,
+                None => vars.push(var),
+            }
+            config(&vars).unwrap_err()
+        };
+        let port = refused(("RSTUF_REDIS_SERVER_PORT", "six"));
+        assert_eq!(port.variable, "RSTUF_REDIS_SERVER_PORT");
+        let backend = refused(("RSTUF_STORAGE_BACKEND", "Floppy"));
         assert!(
-            config(&vars)
-                .unwrap_err()
+            backend
                 .problem
                 .contains("Invalid RSTUF_STORAGE_BACKEND Floppy")
         );
-        let mut vars = BASE.to_vec();
-        vars.push(("RSTUF_DB_USER", "rstuf"));
-        assert_eq!(config(&vars).unwrap_err().variable, "RSTUF_DB_PASSWORD");
-        let mut vars = BASE.to_vec();
-        vars[3] = ("RSTUF_DB_SERVER", "db:5432");
-        assert!(
-            config(&vars)
-                .unwrap_err()
-                .problem
-                .contains("requires a scheme")
-        );
+        let user = refused(("RSTUF_DB_USER", "rstuf"));
+        assert_eq!(user.variable, "RSTUF_DB_PASSWORD");
+        let scheme = refused(("RSTUF_DB_SERVER", "db:5432"));
+        assert!(scheme.problem.contains("requires a scheme"));
     }
 }

@@ -11,7 +11,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Producer, Services, Transport, bootstrap_payload, client_accepts, task_id};
+use common::{Producer, Services, Transport, bootstrap_payload, task_id};
 use serde_json::{Value, json};
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -96,12 +96,7 @@ async fn scenario(transport: Transport, name: &str, db: u32, restart: &dyn Fn())
         .iter()
         .map(|t| artifact(t))
         .collect();
-    client_accepts(
-        services.dir.path(),
-        &services.storage,
-        Value::Object(present),
-        json!([]),
-    );
+    services.client_accepts(Value::Object(present), json!([]));
     log().lines().map(String::from).collect()
 }
 

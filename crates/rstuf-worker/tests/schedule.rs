@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{Producer, Services, Transport, bootstrap_payload, client_accepts};
+use common::{Producer, Services, Transport, bootstrap_payload};
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -90,5 +90,5 @@ async fn three_workers_bump_each_schedule_slot_once() {
         json!(1 + after_bootstrap),
         "{logs:#?}"
     );
-    client_accepts(services.dir.path(), &services.storage, json!({}), json!([]));
+    services.client_accepts(json!({}), json!([]));
 }

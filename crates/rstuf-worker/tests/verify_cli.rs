@@ -48,6 +48,23 @@ fn line_for<'a>(text: &'a str, role: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no line for {role} in:\n{text}"))
 }
 
+/// The hash-bin repository with version 2 of bins-0, snapshot and timestamp published.
+fn bins_repo_at_v2() -> (tempfile::TempDir, PrivateKey) {
+    let dir = bins_repo();
+    let key = online_key();
+    publish(dir.path(), &key, 2, 2, 2);
+    (dir, key)
+}
+
+/// Runs `verify`, expects exit 1 with `role`'s line a FAIL naming `problem`; returns the output.
+fn refused(dir: &std::path::Path, role: &str, problem: &str) -> String {
+    let (code, out) = verify(dir, &[]);
+    assert_eq!(code, 1, "{out}");
+    let line = line_for(&out, role);
+    assert!(line.starts_with("FAIL") && line.contains(problem), "{out}");
+    out
+}
+
 fn online_key() -> PrivateKey {
     let pem = std::fs::read(fixture("keys").join(ONLINE)).unwrap();
     PrivateKey::from_pem(&pem, None).unwrap()
@@ -148,21 +165,13 @@ fn a_changed_signature_byte_is_rejected_naming_the_role() {
 fn a_missing_bin_file_is_rejected_naming_the_bin() {
     let dir = bins_repo();
     std::fs::remove_file(dir.path().join("1.bins-1.json")).unwrap();
-    let (code, out) = verify(dir.path(), &[]);
-    assert_eq!(code, 1, "{out}");
-    let line = line_for(&out, "bins-1");
-    assert!(
-        line.starts_with("FAIL") && line.contains("1.bins-1.json not found"),
-        "{out}"
-    );
+    let out = refused(dir.path(), "bins-1", "1.bins-1.json not found");
     assert!(line_for(&out, "bins-0").starts_with("ok"), "{out}");
 }
 
 #[test]
 fn a_new_correctly_signed_version_is_accepted() {
-    let dir = bins_repo();
-    let key = online_key();
-    publish(dir.path(), &key, 2, 2, 2);
+    let (dir, _) = bins_repo_at_v2();
     let (code, out) = verify(dir.path(), &[]);
     assert_eq!(code, 0, "{out}");
     assert!(line_for(&out, "bins-0").contains("v2"), "{out}");
@@ -171,9 +180,7 @@ fn a_new_correctly_signed_version_is_accepted() {
 
 #[test]
 fn a_snapshot_listing_a_lower_version_than_an_earlier_one_is_rejected() {
-    let dir = bins_repo();
-    let key = online_key();
-    publish(dir.path(), &key, 2, 2, 2);
+    let (dir, key) = bins_repo_at_v2();
     // Snapshot 3 goes back to bins-0 v1: a rollback a client refuses.
     let mut snap = read::<Snapshot>(dir.path(), "2.snapshot.json");
     snap.signed.version = 3;
@@ -188,13 +195,7 @@ fn a_snapshot_listing_a_lower_version_than_an_earlier_one_is_rejected() {
         .insert("snapshot.json".into(), MetaFile::version_only(3));
     write_signed(dir.path(), "timestamp.json", ts, &key);
 
-    let (code, out) = verify(dir.path(), &[]);
-    assert_eq!(code, 1, "{out}");
-    let line = line_for(&out, "snapshot");
-    assert!(
-        line.starts_with("FAIL") && line.contains("rollback of bins-0"),
-        "{out}"
-    );
+    refused(dir.path(), "snapshot", "rollback of bins-0");
 }
 
 #[test]

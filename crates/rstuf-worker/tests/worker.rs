@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Client, Producer, Services, Transport, bootstrap_payload, client_accepts, task_id};
+use common::{Client, Producer, Services, Transport, bootstrap_payload, task_id};
 use rstuf_test_support as support;
 use serde_json::{Value, json};
 
@@ -15,6 +15,11 @@ use serde_json::{Value, json};
 const JH: &str = "c6d8bf2e4f48b41ac2ce8eca21415ca8ef68c133b47fc33df03d4070a7e1e9cc";
 const JC: &str = "2f685fa7546f1856b123223ab086b3def14c89d24eef18f49c32508c2f60e241";
 
+/// The CLI's signers: a key id and the fixture key file it signs with.
+const BY_JH: (&str, &str) = (JH, "JH.ed25519");
+const BY_JC: (&str, &str) = (JC, "JC.rsa");
+/// The offline role of the API's delegation payload.
+const POLICY: &str = "tenant1-group1-policy";
 const LIMIT: Duration = Duration::from_secs(60);
 
 /// The reference worker's final record of the API's task (not a subtask's), from a
@@ -167,13 +172,7 @@ async fn drive_every_action(transport: Transport, name: &str, results_db: u32, s
     python.send(repo, &unknown, "make_coffee", json!({}));
     let r = python.wait_final(&unknown, LIMIT);
     assert_eq!(r["api_state"], "FAILURE", "{r}");
-    assert!(
-        r["api_result"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("make_coffee"),
-        "{r}"
-    );
+    assert!(message_of(&r).contains("make_coffee"), "{r}");
     // kwargs without an action, and a task name nobody registered.
     let bare = task_id();
     python.send_raw(
@@ -251,9 +250,7 @@ async fn drive_every_action(transport: Transport, name: &str, results_db: u32, s
     assert_eq!(r["state"], "SUCCESS", "{r}");
 
     assert!(worker.alive(), "{}", worker.log_text());
-    client_accepts(
-        services.dir.path(),
-        &services.storage,
+    services.client_accepts(
         json!({
             "file1.tar.gz": payload["artifacts"][0]["info"],
             "file2.tar.gz": payload["artifacts"][1]["info"],
@@ -317,13 +314,7 @@ async fn malformed_messages_do_not_block(
     }
     let r = python.wait_final(&answered, LIMIT);
     assert_eq!(r["api_state"], "FAILURE", "{r}");
-    assert!(
-        r["api_result"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("Malformed task message"),
-        "{r}"
-    );
+    assert!(message_of(&r).contains("Malformed task message"), "{r}");
     let after = task_id();
     python.send("rstuf_internals", &after, "publish_artifacts", Value::Null);
     assert_eq!(python.wait_final(&after, LIMIT)["api_state"], "SUCCESS");
@@ -432,12 +423,7 @@ async fn a_task_whose_worker_is_killed_is_delivered_again_and_completed_once() {
             )
         })
         .collect();
-    client_accepts(
-        services.dir.path(),
-        &services.storage,
-        Value::Object(present),
-        json!([]),
-    );
+    services.client_accepts(Value::Object(present), json!([]));
 }
 
 fn many_artifacts(prefix: &str, n: usize) -> Value {
@@ -544,7 +530,7 @@ async fn shutdown_hands_back_and_the_time_limit_stops_a_task() {
     } else {
         json!(["slow/0.tar.gz", "slow/19999.tar.gz"])
     };
-    client_accepts(services.dir.path(), &services.storage, present, absent);
+    services.client_accepts(present, absent);
 }
 
 /// A distributed-signing bootstrap through the broker, signed like the RSTUF CLI signs
@@ -552,15 +538,10 @@ async fn shutdown_hands_back_and_the_time_limit_stops_a_task() {
 /// and python-tuf trusts the repository.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_ceremony_bootstrap_finishes_with_a_cli_signature() {
-    let services = Services::new("ceremony", Transport::Redis, 9, 9).await;
-    let _worker = services.worker("c1", &[]);
-    let mut python = Producer::new(&services);
-    let payload = support::fresh_bootstrap_payload(
-        "bootstrap/ceremony-payload.json",
-        chrono::Utc::now(),
-        365,
-    );
-    let (_, r) = services.bootstrap(&mut python, payload).await;
+    let (services, _worker, mut python) = Services::with_worker("ceremony", 9, "c1").await;
+    let (_, r) = services
+        .bootstrap_fixture(&mut python, "bootstrap/ceremony-payload.json")
+        .await;
     assert_eq!(
         r["api_result"]["details"],
         json!({"bootstrap": "Root v1 is pending signature"}),
@@ -584,31 +565,23 @@ async fn a_ceremony_bootstrap_finishes_with_a_cli_signature() {
     let sig = forged["sig"].as_str().unwrap().to_string();
     let flipped = if sig.starts_with('0') { "1" } else { "0" };
     forged["sig"] = json!(format!("{flipped}{}", &sig[1..]));
-    let bad = task_id();
-    python.send(
-        "metadata_repository",
-        &bad,
-        "sign_metadata",
-        json!({"role": "root", "signature": forged}),
-    );
-    let r = python.wait_final(&bad, LIMIT);
+    let sign_root = |python: &mut Producer, signature: &Value| {
+        let id = task_id();
+        let payload = json!({"role": "root", "signature": signature});
+        python.send("metadata_repository", &id, "sign_metadata", payload);
+        python.wait_final(&id, LIMIT)
+    };
+    let r = sign_root(&mut python, &forged);
     assert_eq!(r["api_state"], "ERRORED", "{r}");
     assert_eq!(r["api_result"]["error"], "Invalid signature");
 
-    let good = task_id();
-    python.send(
-        "metadata_repository",
-        &good,
-        "sign_metadata",
-        json!({"role": "root", "signature": signature}),
-    );
-    let r = python.wait_final(&good, LIMIT);
+    let r = sign_root(&mut python, &signature);
     assert_eq!(r["api_state"], "SUCCESS", "{r}");
     assert_eq!(
         r["api_result"]["details"],
         json!({"bootstrap": "Bootstrap Finished"})
     );
-    client_accepts(services.dir.path(), &services.storage, json!({}), json!([]));
+    services.client_accepts(json!({}), json!([]));
 }
 
 /// Custom delegations through the broker: an offline role added and signed like the CLI
@@ -616,15 +589,10 @@ async fn a_ceremony_bootstrap_finishes_with_a_cli_signature() {
 /// refreshing from what it trusted before, finds exactly the artifacts it should.
 #[tokio::test(flavor = "multi_thread")]
 async fn custom_delegations_evolve_under_a_client_that_keeps_its_trust() {
-    let services = Services::new("delegations", Transport::Redis, 4, 4).await;
-    let _worker = services.worker("d1", &[]);
-    let mut python = Producer::new(&services);
-    let payload = support::fresh_bootstrap_payload(
-        "bootstrap/payload_custom_targets.json",
-        chrono::Utc::now(),
-        365,
-    );
-    let (_, r) = services.bootstrap(&mut python, payload).await;
+    let (services, _worker, mut python) = Services::with_worker("delegations", 4, "d1").await;
+    let (_, r) = services
+        .bootstrap_fixture(&mut python, "bootstrap/payload_custom_targets.json")
+        .await;
     assert_eq!(r["api_state"], "SUCCESS", "{r}");
     let mut client = Client::new(&services);
     client.refresh(true, json!({}), json!([]));
@@ -636,17 +604,14 @@ async fn custom_delegations_evolve_under_a_client_that_keeps_its_trust() {
         json!({"action": "add",
         "delegations": offline["delegations"]}),
     );
-    assert_eq!(
-        r["details"]["delegated_roles"],
-        json!(["tenant1-group1-policy"])
-    );
+    assert_eq!(r["details"]["delegated_roles"], json!([POLICY]));
     client.refresh(false, json!({}), json!([]));
     let offline_keys = &offline["delegations"]["keys"];
     cli_signs(
         &services,
         &mut python,
-        "tenant1-group1-policy",
-        &[(JH, "JH.ed25519"), (JC, "JC.rsa")],
+        POLICY,
+        &[BY_JH, BY_JC],
         offline_keys,
     )
     .await;
@@ -661,20 +626,16 @@ async fn custom_delegations_evolve_under_a_client_that_keeps_its_trust() {
 
     // An artifact in the offline role waits for its keys, then clients find it.
     let policy = json!({"length": 7, "hashes": {"sha256": "ef"}});
-    let r = python.run(
-        "add_artifacts",
-        json!({"artifacts": [{"path": "tenant1/group1/policy/p.json", "info": policy}]}),
-    );
     assert_eq!(
-        r["details"]["artifact_roles"],
-        json!(["tenant1-group1-policy"])
+        python.add_artifact("tenant1/group1/policy/p.json", &policy),
+        json!([POLICY])
     );
     client.refresh(false, json!({}), json!(["tenant1/group1/policy/p.json"]));
     cli_signs(
         &services,
         &mut python,
-        "tenant1-group1-policy",
-        &[(JC, "JC.rsa"), (JH, "JH.ed25519")],
+        POLICY,
+        &[BY_JC, BY_JH],
         offline_keys,
     )
     .await;
@@ -687,27 +648,23 @@ async fn custom_delegations_evolve_under_a_client_that_keeps_its_trust() {
     // The bootstrap's roles: `default` (online) takes an artifact at once; `production`
     // (JC and JH) is signed, then takes one that waits for both keys.
     let readme = json!({"length": 11, "hashes": {"sha256": "0a"}});
-    let r = python.run(
-        "add_artifacts",
-        json!({"artifacts": [{"path": "readme.txt", "info": readme}]}),
+    assert_eq!(
+        python.add_artifact("readme.txt", &readme),
+        json!(["default"])
     );
-    assert_eq!(r["details"]["artifact_roles"], json!(["default"]));
     let bootstrap_keys = support::api_payload("bootstrap/payload_custom_targets.json")["settings"]
         ["roles"]["delegations"]["keys"]
         .clone();
     let app = json!({"length": 12, "hashes": {"sha256": "0b"}});
     for round in 0..2 {
         if round == 1 {
-            python.run(
-                "add_artifacts",
-                json!({"artifacts": [{"path": "production/app.tar.gz", "info": app}]}),
-            );
+            python.add_artifact("production/app.tar.gz", &app);
         }
         cli_signs(
             &services,
             &mut python,
             "production",
-            &[(JC, "JC.rsa"), (JH, "JH.ed25519")],
+            &[BY_JC, BY_JH],
             &bootstrap_keys,
         )
         .await;
@@ -727,18 +684,8 @@ async fn custom_delegations_evolve_under_a_client_that_keeps_its_trust() {
         "metadata_delegation",
         json!({"action": "update", "delegations": rekeyed}),
     );
-    assert_eq!(
-        r["details"]["delegated_roles"],
-        json!(["tenant1-group1-policy"])
-    );
-    cli_signs(
-        &services,
-        &mut python,
-        "tenant1-group1-policy",
-        &[(JH, "JH.ed25519")],
-        offline_keys,
-    )
-    .await;
+    assert_eq!(r["details"]["delegated_roles"], json!([POLICY]));
+    cli_signs(&services, &mut python, POLICY, &[BY_JH], offline_keys).await;
     client.refresh(
         false,
         json!({"tenant1/group1/policy/p.json": policy}),
@@ -755,31 +702,14 @@ async fn custom_delegations_evolve_under_a_client_that_keeps_its_trust() {
         "metadata_delegation",
         json!({"action": "add", "delegations": mixed}),
     );
-    let r = cli_signs(
-        &services,
-        &mut python,
-        "mixed",
-        &[(JH, "JH.ed25519")],
-        offline_keys,
-    )
-    .await;
+    let r = cli_signs(&services, &mut python, "mixed", &[BY_JH], offline_keys).await;
     assert_eq!(
         r["details"],
         json!({"update": "Role mixed signing complete"})
     );
     let m = json!({"length": 9, "hashes": {"sha256": "99"}});
-    python.run(
-        "add_artifacts",
-        json!({"artifacts": [{"path": "mixed/m.bin", "info": m}]}),
-    );
-    cli_signs(
-        &services,
-        &mut python,
-        "mixed",
-        &[(JH, "JH.ed25519")],
-        offline_keys,
-    )
-    .await;
+    python.add_artifact("mixed/m.bin", &m);
+    cli_signs(&services, &mut python, "mixed", &[BY_JH], offline_keys).await;
     client.refresh(false, json!({"mixed/m.bin": m}), json!([]));
 
     // An online role with an artifact, updated to take a second path, then deleted.
@@ -793,11 +723,7 @@ async fn custom_delegations_evolve_under_a_client_that_keeps_its_trust() {
         json!({"action": "add", "delegations": dev(json!(["dev/*"]), 30)}),
     );
     let app = json!({"length": 3, "hashes": {"sha256": "ab"}});
-    let r = python.run(
-        "add_artifacts",
-        json!({"artifacts": [{"path": "dev/app.tar.gz", "info": app}]}),
-    );
-    assert_eq!(r["details"]["artifact_roles"], json!(["dev"]));
+    assert_eq!(python.add_artifact("dev/app.tar.gz", &app), json!(["dev"]));
     client.refresh(
         false,
         json!({"dev/app.tar.gz": app}),
@@ -808,11 +734,7 @@ async fn custom_delegations_evolve_under_a_client_that_keeps_its_trust() {
         json!({"action": "update", "delegations": dev(json!(["dev/*", "qa/*"]), 10)}),
     );
     let tool = json!({"length": 5, "hashes": {"sha256": "cd"}});
-    let r = python.run(
-        "add_artifacts",
-        json!({"artifacts": [{"path": "qa/tool.tar.gz", "info": tool}]}),
-    );
-    assert_eq!(r["details"]["artifact_roles"], json!(["dev"]));
+    assert_eq!(python.add_artifact("qa/tool.tar.gz", &tool), json!(["dev"]));
     client.refresh(
         false,
         json!({"dev/app.tar.gz": app, "qa/tool.tar.gz": tool}),
@@ -840,9 +762,7 @@ async fn root_rotations_keep_clients_trusting() {
     const JJ: &str = "50d7e110ad65f3b2dba5c3cfc8c5ca259be9774cc26be3410044ffd4be3aa5f3";
     const NEW_ONLINE: &str = "cb20fa1061dde8e6267e0bef0981766aaadae168e917030f7f26edc7a0bab9c2";
     // The last free database of this test binary: broker, results and settings share it.
-    let services = Services::new("rotation", Transport::Redis, 5, 5).await;
-    let _worker = services.worker("r1", &[]);
-    let mut python = Producer::new(&services);
+    let (services, _worker, mut python) = Services::with_worker("rotation", 5, "r1").await;
     let (_, r) = services.bootstrap(&mut python, bootstrap_payload()).await;
     assert_eq!(r["api_state"], "SUCCESS", "{r}");
     let artifacts: Vec<Value> = (0..40)
@@ -943,4 +863,9 @@ async fn cli_signs(
         );
     }
     last
+}
+
+/// The `message` of a task result as the API shows it.
+fn message_of(r: &Value) -> &str {
+    r["api_result"]["message"].as_str().unwrap()
 }

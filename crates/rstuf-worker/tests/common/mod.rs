@@ -125,6 +125,26 @@ impl Services {
         })
     }
 
+    /// Services on Redis (database `db` for results and settings) with worker `worker`
+    /// running, and the API's producer.
+    pub async fn with_worker(name: &str, db: u32, worker: &str) -> (Self, WorkerProc, Producer) {
+        let services = Services::new(name, Transport::Redis, db, db).await;
+        let proc = services.worker(worker, &[]);
+        let python = Producer::new(&services);
+        (services, proc, python)
+    }
+
+    /// [`Services::bootstrap`] of the fixture payload `fixture`, its expiries from now.
+    pub async fn bootstrap_fixture(&self, python: &mut Producer, fixture: &str) -> (String, Value) {
+        let payload = support::fresh_bootstrap_payload(fixture, chrono::Utc::now(), 365);
+        self.bootstrap(python, payload).await
+    }
+
+    /// [`client_accepts`] on this repository.
+    pub fn client_accepts(&self, present: Value, absent: Value) {
+        client_accepts(self.dir.path(), &self.storage, present, absent);
+    }
+
     /// A bootstrap as the API sends it: `BOOTSTRAP = pre-<id>`, then the task; returns the
     /// task id and its final state as `Producer::result` reports it.
     pub async fn bootstrap(&self, python: &mut Producer, payload: Value) -> (String, Value) {
@@ -325,6 +345,12 @@ impl Producer {
         let r = self.wait_final(&id, Duration::from_secs(120));
         assert_eq!(r["api_state"], "SUCCESS", "{action}: {r}");
         r["api_result"].clone()
+    }
+
+    /// Adds one artifact through [`Producer::run`]; returns the roles it went to.
+    pub fn add_artifact(&mut self, path: &str, info: &Value) -> Value {
+        let payload = json!({"artifacts": [{"path": path, "info": info}]});
+        self.run("add_artifacts", payload)["details"]["artifact_roles"].clone()
     }
 
     /// Polls until the task is in a final state (SUCCESS, FAILURE, REVOKED).
