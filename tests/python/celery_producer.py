@@ -36,7 +36,7 @@ def answer(req):
         task = req.get("task", "app.repository_service_tuf_worker")
         kwargs = req["kwargs"] if "kwargs" in req else {"action": req["action"], "payload": req["payload"]}
         a.send_task(task, kwargs=kwargs, task_id=req["task_id"], queue=req["queue"],
-                    acks_late=True)
+                    acks_late=True, countdown=req.get("countdown"))
         return {"sent": req["task_id"]}
     if req["op"] == "result":
         r = a.AsyncResult(req["task_id"])

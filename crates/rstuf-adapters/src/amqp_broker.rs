@@ -51,6 +51,18 @@ struct Inner {
     prefetch: u16,
     deliveries: Mutex<mpsc::Receiver<Received<AmqpDelivery>>>,
     publisher: RwLock<Option<Channel>>,
+    /// The consuming channel of the live session, whose window `held` widens.
+    consuming: RwLock<Option<Channel>>,
+    /// Deliveries the consumer holds outside its slots (waiting for their ETA).
+    held: std::sync::atomic::AtomicUsize,
+}
+
+impl Inner {
+    /// The prefetch window: the consumer's slots plus the deliveries it holds outside them.
+    fn window(&self) -> u16 {
+        let held = self.held.load(std::sync::atomic::Ordering::SeqCst);
+        u16::try_from(usize::from(self.prefetch) + held).unwrap_or(u16::MAX)
+    }
 }
 
 impl std::fmt::Debug for AmqpBroker {
@@ -75,6 +87,8 @@ impl AmqpBroker {
             prefetch: prefetch.max(1),
             deliveries: Mutex::new(rx),
             publisher: RwLock::new(None),
+            consuming: RwLock::new(None),
+            held: std::sync::atomic::AtomicUsize::new(0),
         });
         let session = Session::open(&inner, tx.clone()).await?;
         tokio::spawn(supervise(Arc::downgrade(&inner), tx, session));
@@ -169,6 +183,21 @@ impl Broker for AmqpBroker {
     async fn hand_back(&self, handle: &AmqpDelivery) -> Result<(), PortError> {
         AmqpBroker::hand_back(self, handle).await
     }
+    /// Celery's answer to ETA tasks on AMQP: each one held raises the prefetch window by one
+    /// (`basic.qos` again on the live channel), so they never use up the consumer's slots.
+    async fn set_held(&self, held: usize) -> Result<(), PortError> {
+        self.inner
+            .held
+            .store(held, std::sync::atomic::Ordering::SeqCst);
+        let channel = self.inner.consuming.read().await.clone();
+        match channel {
+            Some(channel) => channel
+                .basic_qos(self.inner.window(), BasicQosOptions { global: true })
+                .await
+                .map_err(|e| amqp_error("widening the prefetch window", e)),
+            None => Ok(()),
+        }
+    }
 }
 
 /// kombu reads an empty path, `/` or `//` as the vhost `/`; lapin needs it spelled `%2f`.
@@ -203,7 +232,7 @@ impl Session {
             .await
             .map_err(|e| amqp_error("opening a channel", e))?;
         channel
-            .basic_qos(inner.prefetch, BasicQosOptions { global: true })
+            .basic_qos(inner.window(), BasicQosOptions { global: true })
             .await
             .map_err(|e| amqp_error("setting the prefetch", e))?;
         let mut consumers = tokio::task::JoinSet::new();
@@ -225,6 +254,7 @@ impl Session {
             .await
             .map_err(|e| amqp_error("opening a channel", e))?;
         *inner.publisher.write().await = Some(publisher);
+        *inner.consuming.write().await = Some(channel);
         Ok(Session {
             connection,
             consumers,

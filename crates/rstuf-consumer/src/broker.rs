@@ -56,6 +56,12 @@ pub trait Broker: Send + Sync + 'static {
     async fn touch(&self, _handle: &Self::Handle) -> Result<(), PortError> {
         Ok(())
     }
+    /// `held` deliveries now wait for their ETA outside the consumer's slots. A transport
+    /// that bounds unacknowledged deliveries (AMQP's prefetch window) widens the bound by
+    /// that many, as Celery does, so waiting tasks do not keep others from being delivered.
+    async fn set_held(&self, _held: usize) -> Result<(), PortError> {
+        Ok(())
+    }
     /// Periodic housekeeping: restores deliveries of consumers that died. Returns how many
     /// it restored.
     async fn maintain(&self) -> Result<usize, PortError> {

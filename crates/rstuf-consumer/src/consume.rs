@@ -9,7 +9,7 @@ use rstuf_celery::result::Record;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::delivery::{process, store};
+use crate::delivery::{Held, process, store, wait_for_eta, waits_for_eta};
 use crate::{Broker, Consumer, QUEUES, Received, log};
 
 /// The most messages taken from the broker in one go (never more than there are free slots).
@@ -37,6 +37,9 @@ impl<B: Broker> Consumer<B> {
 
         // Tasks still running at the shutdown deadline are told to hand their message back.
         let (abandon_tx, abandon_rx) = watch::channel(false);
+        // Tasks waiting for their ETA hand their message back once intake has stopped (not
+        // before: the last take could take it again).
+        let (closed_tx, closed_rx) = watch::channel(false);
         let permits = Arc::new(Semaphore::new(ctx.settings.concurrency));
         let mut jobs = JoinSet::new();
         let mut failures = 0u32;
@@ -60,6 +63,25 @@ impl<B: Broker> Consumer<B> {
                                 queue,
                                 handle,
                             } => {
+                                let ctx = ctx.clone();
+                                let abandon = abandon_rx.clone();
+                                // A task whose ETA is ahead waits outside the slots.
+                                if waits_for_eta(&message)
+                                    && let Ok(hold) = ctx.eta_holds.clone().try_acquire_owned()
+                                {
+                                    ctx.report_held().await;
+                                    let (permits, closed) = (permits.clone(), closed_rx.clone());
+                                    jobs.spawn(async move {
+                                        let held = Held {
+                                            message,
+                                            queue,
+                                            handle,
+                                            hold,
+                                        };
+                                        wait_for_eta(ctx, held, permits, closed, abandon).await;
+                                    });
+                                    continue;
+                                }
                                 let permit = match permit.take() {
                                     Some(permit) => permit,
                                     None => permits
@@ -68,8 +90,6 @@ impl<B: Broker> Consumer<B> {
                                         .await
                                         .expect("semaphore open"),
                                 };
-                                let ctx = ctx.clone();
-                                let abandon = abandon_rx.clone();
                                 jobs.spawn(async move {
                                     process(&ctx, message, &queue, handle, abandon).await;
                                     drop(permit);
@@ -94,6 +114,7 @@ impl<B: Broker> Consumer<B> {
             }
             while jobs.try_join_next().is_some() {}
         }
+        let _ = closed_tx.send(true);
         let deadline = ctx.settings.shutdown_timeout;
         if !jobs.is_empty() {
             log(&format!(
@@ -112,6 +133,18 @@ impl<B: Broker> Consumer<B> {
         }
         background.abort_all();
         log("stopped");
+    }
+}
+
+impl<B: Broker> Consumer<B> {
+    /// Tells the broker how many deliveries wait for their ETA outside the slots.
+    pub(crate) async fn report_held(&self) {
+        let held = self.settings.eta_capacity - self.eta_holds.available_permits();
+        if let Err(e) = self.broker.set_held(held).await {
+            log(&format!(
+                "widening the delivery window for tasks waiting for their ETA: {e}"
+            ));
+        }
     }
 }
 

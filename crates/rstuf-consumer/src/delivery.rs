@@ -6,7 +6,10 @@
 //! back to the broker instead.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
+
+use futures_lite::FutureExt;
 
 use async_trait::async_trait;
 use chrono::Utc;
@@ -15,9 +18,11 @@ use rstuf_celery::result::{self, Record};
 use rstuf_engine::action::{Action, Reply};
 use rstuf_engine::artifacts::Progress;
 use serde_json::Value;
-use tokio::sync::watch;
+use std::sync::Arc;
 
-use crate::{BUMP_TASK, Broker, Consumer, WORKER_TASK, log};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+
+use crate::{BUMP_TASK, Broker, Consumer, WORKER_TASK, log, panic_text};
 
 /// How a task's run ended.
 enum Ending {
@@ -213,8 +218,15 @@ impl<B: Broker> Delivery<'_, B> {
                 let _ = ctx.broker.touch(self.handle).await;
             }
         };
+        // A panic in an action ends the task as an exception ends a Celery task: a FAILURE
+        // record and an acknowledgement, not a message redelivered for ever.
+        let work = AssertUnwindSafe(work).catch_unwind();
         tokio::select! {
-            ending = work => ending,
+            ending = work => ending.unwrap_or_else(|panic| {
+                let text = panic_text(panic.as_ref());
+                log(&format!("task {} panicked: {text}", self.message.id));
+                Ending::Failure("RuntimeError", "builtins", format!("The task failed: {text}"))
+            }),
             _ = tokio::time::sleep(ctx.settings.time_limit) => Ending::Failure(
                 "TimeLimitExceeded",
                 "celery.exceptions",
@@ -343,6 +355,67 @@ pub(crate) async fn store<B: Broker>(
         () = attempts => true,
         () = give_up => false,
     }
+}
+
+/// Whether the message asks to run later than now.
+pub(crate) fn waits_for_eta(message: &TaskMessage) -> bool {
+    message
+        .eta()
+        .ok()
+        .flatten()
+        .is_some_and(|eta| eta > Utc::now())
+}
+
+/// A delivery waiting for its ETA outside the slots, with its hold on the capacity for them.
+pub(crate) struct Held<H> {
+    pub(crate) message: TaskMessage,
+    pub(crate) queue: String,
+    pub(crate) handle: H,
+    pub(crate) hold: OwnedSemaphorePermit,
+}
+
+/// Waits for the ETA without a slot, touching the delivery so no consumer restores it (and
+/// runs it twice); then waits for a slot and runs it. It is handed back as soon as intake has
+/// stopped (`closed`).
+pub(crate) async fn wait_for_eta<B: Broker>(
+    ctx: Arc<Consumer<B>>,
+    held: Held<B::Handle>,
+    permits: Arc<Semaphore>,
+    mut closed: watch::Receiver<bool>,
+    abandon: watch::Receiver<bool>,
+) {
+    let Held {
+        message,
+        queue,
+        handle,
+        hold,
+    } = held;
+    let eta = message.eta().ok().flatten().unwrap_or_else(Utc::now);
+    let wait = (eta - Utc::now()).to_std().unwrap_or_default();
+    let touch_every = (ctx.settings.visibility_timeout / 3).max(Duration::from_millis(500));
+    let keep_alive = async {
+        loop {
+            tokio::time::sleep(touch_every).await;
+            let _ = ctx.broker.touch(&handle).await;
+        }
+    };
+    let ready = async {
+        tokio::time::sleep(wait).await;
+        drop(hold);
+        ctx.report_held().await;
+        permits.acquire_owned().await.expect("semaphore open")
+    };
+    let permit = tokio::select! {
+        permit = ready => permit,
+        _ = abandoned(&mut closed) => {
+            let delivery = Delivery { ctx: &ctx, message: &message, handle: &handle };
+            delivery.hand_back().await;
+            return;
+        }
+        _ = keep_alive => unreachable!("loops forever"),
+    };
+    process(&ctx, message, &queue, handle, abandon).await;
+    drop(permit);
 }
 
 /// Resolves once the consumer tells running tasks to give up.

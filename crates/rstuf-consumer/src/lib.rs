@@ -51,6 +51,18 @@ pub fn log(line: &str) {
     );
 }
 
+/// What a caught panic said (its `&str` or `String` payload).
+pub(crate) fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    match (
+        payload.downcast_ref::<&str>(),
+        payload.downcast_ref::<String>(),
+    ) {
+        (Some(text), _) => (*text).to_string(),
+        (_, Some(text)) => text.clone(),
+        _ => "a panic without a message".to_string(),
+    }
+}
+
 /// How a consumer runs.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -71,6 +83,9 @@ pub struct Settings {
     pub retries: u32,
     /// The wait before the first retry; it doubles with each retry.
     pub retry_wait: Duration,
+    /// How many tasks with a future ETA may wait outside the slots (touched so no consumer
+    /// restores them). Beyond it, a waiting task holds a slot.
+    pub eta_capacity: usize,
 }
 
 impl Settings {
@@ -84,6 +99,7 @@ impl Settings {
             visibility_timeout: Duration::from_secs(300),
             retries: 3,
             retry_wait: Duration::from_secs(2),
+            eta_capacity: 1024,
         }
     }
 }
@@ -96,6 +112,8 @@ pub struct Consumer<B: Broker> {
     engine: Arc<Engine>,
     schedule: Schedule,
     settings: Settings,
+    /// One permit per task that may wait for its ETA outside the slots.
+    eta_holds: Arc<tokio::sync::Semaphore>,
 }
 
 impl<B: Broker> std::fmt::Debug for Consumer<B> {
@@ -120,6 +138,7 @@ impl<B: Broker> Consumer<B> {
             results: Box::new(results),
             engine,
             schedule,
+            eta_holds: Arc::new(tokio::sync::Semaphore::new(settings.eta_capacity)),
             settings,
         }
     }

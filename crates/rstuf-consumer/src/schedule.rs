@@ -4,16 +4,18 @@
 //! is claimed again every second until it is done, so a holder that died is replaced once its
 //! short lease lapses, within the same slot.
 
+use std::panic::AssertUnwindSafe;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
+use futures_lite::FutureExt;
 use rstuf_engine::Engine;
 use rstuf_engine::TaskError;
 use rstuf_engine::bump;
 use rstuf_engine::ports::PortError;
 use tokio::sync::watch;
 
-use crate::log;
+use crate::{log, panic_text};
 
 /// The answer to a claim of a slot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,12 +98,21 @@ impl Schedule {
             if done != Some(slot) {
                 match self.lease.claim(slot).await {
                     Ok(Claim::Won(token)) => {
-                        match self.bump_holding(ports, &token, slot, true).await {
-                            Ok(roles) => log(&format!(
+                        // One failed slot, even a panic, must not end the schedule: the next
+                        // slot bumps again (with one worker, the timestamp would expire).
+                        let bump = AssertUnwindSafe(self.bump_holding(ports, &token, slot, true));
+                        match bump.catch_unwind().await {
+                            Ok(Ok(roles)) => log(&format!(
                                 "scheduled bump of slot {slot}: {} role(s) re-signed",
                                 roles.len()
                             )),
-                            Err(e) => log(&format!("scheduled bump of slot {slot} failed: {e}")),
+                            Ok(Err(e)) => {
+                                log(&format!("scheduled bump of slot {slot} failed: {e}"))
+                            }
+                            Err(panic) => log(&format!(
+                                "scheduled bump of slot {slot} panicked: {}",
+                                panic_text(panic.as_ref())
+                            )),
                         }
                         done = Some(slot);
                     }
@@ -151,12 +162,18 @@ impl Schedule {
                 }
             }
         };
+        let bump = bump::bump_online_roles(ports, bump::BumpScope::from_expired(expired));
         let result = tokio::select! {
-            result = bump::bump_online_roles(ports, bump::BumpScope::from_expired(expired)) => result,
+            result = AssertUnwindSafe(bump).catch_unwind() => result,
             _ = renew => unreachable!("loops forever"),
         };
+        // The slot is finished even when the bump failed or panicked: the lease is released
+        // at once and the next slot tries again.
         self.lease.finish(token, slot).await?;
-        result
+        match result {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
     }
 }
 

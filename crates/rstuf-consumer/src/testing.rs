@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use rstuf_celery::result::Record;
@@ -45,6 +45,8 @@ pub struct MemoryHandle {
     pub message: TaskMessage,
     /// Which delivery of the message this is (1 for the first).
     pub delivery: u32,
+    /// The delivery's tag among those outstanding.
+    tag: u64,
 }
 
 #[derive(Debug, Default)]
@@ -53,6 +55,13 @@ struct BrokerState {
     malformed: VecDeque<(MessageError, Option<String>)>,
     deliveries: BTreeMap<String, u32>,
     failing_acks: u32,
+    /// Deliveries neither acknowledged nor handed back: the message and when it was
+    /// delivered or last touched.
+    outstanding: BTreeMap<u64, (TaskMessage, Instant)>,
+    next_tag: u64,
+    /// Restore deliveries untouched for this long ([`MemoryBroker::with_visibility`]).
+    visibility: Option<Duration>,
+    held: Vec<usize>,
 }
 
 /// A broker holding one queue in memory.
@@ -67,6 +76,19 @@ impl MemoryBroker {
     /// An empty broker writing to its own log.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A broker that, like kombu's Redis transport, puts a delivery back on its queue when
+    /// housekeeping finds it neither acknowledged nor touched for `visibility`.
+    pub fn with_visibility(visibility: Duration) -> Self {
+        let broker = Self::default();
+        broker.state.lock().expect("broker").visibility = Some(visibility);
+        broker
+    }
+
+    /// Every count of deliveries held outside the slots the consumer reported, in order.
+    pub fn held_reports(&self) -> Vec<usize> {
+        self.state.lock().expect("broker").held.clone()
     }
 
     /// The log shared with results made by [`MemoryBroker::results`].
@@ -135,6 +157,11 @@ impl MemoryBroker {
             let count = state.deliveries.entry(message.id.clone()).or_default();
             *count += 1;
             let delivery = *count;
+            state.next_tag += 1;
+            let tag = state.next_tag;
+            state
+                .outstanding
+                .insert(tag, (message.clone(), Instant::now()));
             self.log
                 .lock()
                 .expect("log")
@@ -144,6 +171,7 @@ impl MemoryBroker {
                 handle: MemoryHandle {
                     message: message.clone(),
                     delivery,
+                    tag,
                 },
                 message,
             });
@@ -171,6 +199,7 @@ impl Broker for MemoryBroker {
             state.failing_acks -= 1;
             return Err(unreachable_service("the broker"));
         }
+        state.outstanding.remove(&handle.tag);
         self.log
             .lock()
             .expect("log")
@@ -184,9 +213,46 @@ impl Broker for MemoryBroker {
             .lock()
             .expect("log")
             .push(Event::HandedBack(handle.message.id.clone()));
-        state.queue.push_back((handle.message.clone(), 0));
+        if state.outstanding.remove(&handle.tag).is_some() {
+            state.queue.push_back((handle.message.clone(), 0));
+        }
         self.arrived.notify_one();
         Ok(())
+    }
+
+    async fn touch(&self, handle: &MemoryHandle) -> Result<(), PortError> {
+        let mut state = self.state.lock().expect("broker");
+        if let Some((_, touched)) = state.outstanding.get_mut(&handle.tag) {
+            *touched = Instant::now();
+        }
+        Ok(())
+    }
+
+    async fn set_held(&self, held: usize) -> Result<(), PortError> {
+        self.state.lock().expect("broker").held.push(held);
+        Ok(())
+    }
+
+    async fn maintain(&self) -> Result<usize, PortError> {
+        let mut state = self.state.lock().expect("broker");
+        let Some(visibility) = state.visibility else {
+            return Ok(0);
+        };
+        let stale: Vec<u64> = state
+            .outstanding
+            .iter()
+            .filter(|(_, (_, touched))| touched.elapsed() >= visibility)
+            .map(|(tag, _)| *tag)
+            .collect();
+        for tag in &stale {
+            if let Some((message, _)) = state.outstanding.remove(tag) {
+                state.queue.push_back((message, 0));
+            }
+        }
+        if !stale.is_empty() {
+            self.arrived.notify_one();
+        }
+        Ok(stale.len())
     }
 }
 

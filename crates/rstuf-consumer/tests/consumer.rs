@@ -55,13 +55,17 @@ struct Run {
 }
 
 fn start_with(engine: Engine, settings: Settings) -> Run {
-    let broker = MemoryBroker::new();
+    let schedule = Schedule::new(MemoryLease::default(), None);
+    start_over(MemoryBroker::new(), engine, settings, schedule)
+}
+
+fn start_over(broker: MemoryBroker, engine: Engine, settings: Settings, schedule: Schedule) -> Run {
     let results = broker.results();
     let consumer = Consumer::new(
         broker.clone(),
         results.clone(),
         Arc::new(engine),
-        Schedule::new(MemoryLease::default(), None),
+        schedule,
         settings,
     );
     let (stop, stop_rx) = watch::channel(false);
@@ -277,11 +281,12 @@ async fn a_malformed_message_with_an_id_gets_a_failure_record() {
     run.shut_down().await;
 }
 
-/// Settings that fail like an unreachable Redis for the first `failures` reads, or hang for
-/// ever when `hang`.
+/// Settings that fail like an unreachable Redis for the first `failures` reads, panic on the
+/// first `panics` reads, or hang for ever when `hang`.
 struct FlakySettings {
     inner: Arc<MemorySettings>,
     failures: AtomicU32,
+    panics: AtomicU32,
     hang: bool,
 }
 
@@ -290,6 +295,13 @@ impl SettingsStore for FlakySettings {
     async fn get(&self, key: &str) -> Result<Option<Value>, PortError> {
         if self.hang {
             std::future::pending::<()>().await;
+        }
+        if self
+            .panics
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            panic!("DateTime + TimeDelta overflowed (injected)");
         }
         let left = self.failures.load(Ordering::SeqCst);
         if left > 0 {
@@ -307,10 +319,15 @@ impl SettingsStore for FlakySettings {
 }
 
 fn engine_with_settings(failures: u32, hang: bool) -> Engine {
+    engine_with_flaky(failures, 0, hang)
+}
+
+fn engine_with_flaky(failures: u32, panics: u32, hang: bool) -> Engine {
     let repo = repo();
     let settings = FlakySettings {
         inner: repo.settings.clone(),
         failures: AtomicU32::new(failures),
+        panics: AtomicU32::new(panics),
         hang,
     };
     let ports = Ports::new(
@@ -458,4 +475,73 @@ async fn the_in_memory_results_and_lease_keep_their_contracts() {
     let broker = MemoryBroker::new();
     rstuf_consumer::testing::result_backend_conformance(&broker.results(), "c1").await;
     rstuf_consumer::testing::lease_conformance(&MemoryLease::default(), 1_000).await;
+}
+
+#[tokio::test]
+async fn a_panicking_action_ends_as_a_failure_and_is_acknowledged_once() {
+    let run = start_with(engine_with_flaky(0, 1, false), settings());
+    run.broker.send(add("p1"));
+    let log = run.wait_acked("p1").await;
+    assert_eq!(of(&log, "p1"), acked_after("p1", &["STARTED", "FAILURE"]));
+    let record = run.results.record("p1").unwrap();
+    assert_eq!(record.result["exc_type"], json!("RuntimeError"));
+    assert!(exc_message(&record).contains("DateTime + TimeDelta overflowed"));
+    // Not delivered again: the panic was the task's end.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(run.broker.deliveries("p1"), 1);
+    run.shut_down().await;
+}
+
+#[tokio::test]
+async fn the_schedule_keeps_bumping_after_a_slot_panics() {
+    let lease = MemoryLease::default();
+    let schedule = Schedule::new(lease.clone(), Some(Duration::from_secs(1)));
+    // The first slot's bump panics reading a setting; later slots read it fine.
+    let engine = engine_with_flaky(0, 1, false);
+    let run = start_over(MemoryBroker::new(), engine, settings(), schedule);
+    let mut slots = std::collections::BTreeSet::new();
+    for _ in 0..400 {
+        slots.extend(lease.last_done());
+        if slots.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(slots.len() >= 3, "slots finished: {slots:?}");
+    run.shut_down().await;
+}
+
+#[tokio::test]
+async fn tasks_waiting_for_their_eta_hold_no_slot_and_are_not_restored_meanwhile() {
+    let settings = Settings {
+        visibility_timeout: Duration::from_secs(1),
+        ..Settings::new("rstuf@test", 1)
+    };
+    let broker = MemoryBroker::with_visibility(Duration::from_secs(1));
+    let schedule = Schedule::new(MemoryLease::default(), None);
+    let run = start_over(broker, repo().engine(), settings, schedule);
+    let later = (Utc::now() + chrono::TimeDelta::hours(1)).to_rfc3339();
+    for id in ["e1", "e2", "e3"] {
+        let mut message = add(id);
+        message.headers["eta"] = json!(later);
+        run.broker.send(message);
+    }
+    run.broker.send(add("now"));
+    // The only slot is free for the task due now.
+    run.wait_acked("now").await;
+    // Several visibility timeouts: touched, the waiting deliveries are never restored.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    for id in ["e1", "e2", "e3"] {
+        assert_eq!(run.broker.deliveries(id), 1, "{id} delivered once");
+    }
+    assert_eq!(run.broker.held_reports().iter().max(), Some(&3));
+    let broker = run.broker.clone();
+    let log = run.shut_down().await;
+    for id in ["e1", "e2", "e3"] {
+        assert_eq!(
+            of(&log, id),
+            vec![Event::Delivered(id.into()), Event::HandedBack(id.into())]
+        );
+    }
+    assert_eq!(broker.waiting(), 3);
 }

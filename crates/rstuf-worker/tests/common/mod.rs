@@ -320,6 +320,14 @@ impl Producer {
         assert_eq!(sent["sent"], json!(task_id), "{sent}");
     }
 
+    /// Sends a task not to run before `countdown` seconds from now (Celery's `eta` header).
+    pub fn send_later(&mut self, task_id: &str, action: &str, payload: Value, countdown: u64) {
+        let sent = self.oracle.ask(&json!({"op": "send", "broker": self.broker,
+            "backend": self.backend, "queue": "metadata_repository", "task_id": task_id,
+            "action": action, "payload": payload, "countdown": countdown}));
+        assert_eq!(sent["sent"], json!(task_id), "{sent}");
+    }
+
     /// Sends another task name with raw kwargs.
     pub fn send_raw(&mut self, queue: &str, task_id: &str, task: &str, kwargs: Value) {
         let sent = self

@@ -1,0 +1,111 @@
+//! Faults a hostile operator finds: messages that wait far ahead, on both transports, with
+//! real workers. (Each test its own Redis database and virtual host.)
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{Producer, Services, Transport, task_id};
+use serde_json::json;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// Messages of the queue `metadata_repository`: (ready, delivered and unacknowledged).
+async fn queue_depth(services: &Services, transport: Transport, vhost: &str) -> (u64, u64) {
+    match transport {
+        Transport::Redis => {
+            let client = redis::Client::open(services.broker.as_str()).unwrap();
+            let mut c = client.get_multiplexed_async_connection().await.unwrap();
+            let ready: u64 = redis::cmd("LLEN")
+                .arg("metadata_repository")
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            let unacked: u64 = redis::cmd("HLEN")
+                .arg("unacked")
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            (ready, unacked)
+        }
+        Transport::Amqp => {
+            let out = Command::new("rabbitmqctl")
+                .args(["list_queues", "-q", "--no-table-headers", "-p", vhost])
+                .args(["name", "messages_ready", "messages_unacknowledged"])
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            let line = text
+                .lines()
+                .find(|l| l.split_whitespace().next() == Some("metadata_repository"))
+                .unwrap_or_else(|| panic!("no queue in {text}"));
+            let n: Vec<u64> = line
+                .split_whitespace()
+                .skip(1)
+                .map(|v| v.parse().unwrap())
+                .collect();
+            (n[0], n[1])
+        }
+    }
+}
+
+/// Three tasks due in an hour and one due now, on a worker with one slot and a visibility
+/// timeout of 2 s: the one due now runs at once; the three wait outside the slot, touched,
+/// so no restore copies them; shutdown hands back exactly three.
+async fn far_eta_tasks_neither_hold_the_slot_nor_multiply(transport: Transport, db: u32) {
+    let name = format!("eta_{db}");
+    let services = Services::new(&name, transport, db, db).await;
+    let worker = services.worker(
+        "e1",
+        &[
+            ("RSTUF_WORKER_CONCURRENCY", "1"),
+            ("RSTUF_BROKER_VISIBILITY_TIMEOUT", "2"),
+        ],
+    );
+    let mut python = Producer::new(&services);
+    let artifact = json!({"artifacts": [{"path": "a.tar.gz",
+        "info": {"length": 1, "hashes": {"sha256": "ab"}}}]});
+    for _ in 0..3 {
+        python.send_later(&task_id(), "add_artifacts", artifact.clone(), 3600);
+    }
+    let now = task_id();
+    python.send("metadata_repository", &now, "add_artifacts", artifact);
+    let r = python.wait_final(&now, LIMIT);
+    // Refused (no bootstrap), but it ran: the slot was free.
+    assert_eq!(r["api_state"], "ERRORED", "{r}\n{}", worker.log_text());
+    // Several visibility timeouts and housekeeping rounds later: still three held, none
+    // restored into a second copy.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let vhost = format!("rstuf-test-{name}");
+    assert_eq!(
+        queue_depth(&services, transport, &vhost).await,
+        (0, 3),
+        "{}",
+        worker.log_text()
+    );
+    assert!(
+        !worker.log_text().contains("restored"),
+        "{}",
+        worker.log_text()
+    );
+    worker.signal("TERM");
+    let mut worker = worker;
+    let _ = worker.child.wait();
+    assert_eq!(
+        queue_depth(&services, transport, &vhost).await,
+        (3, 0),
+        "{}",
+        worker.log_text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn far_eta_tasks_on_redis_neither_hold_the_slot_nor_multiply() {
+    far_eta_tasks_neither_hold_the_slot_nor_multiply(Transport::Redis, 12).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn far_eta_tasks_on_rabbitmq_neither_hold_the_slot_nor_multiply() {
+    far_eta_tasks_neither_hold_the_slot_nor_multiply(Transport::Amqp, 13).await;
+}
