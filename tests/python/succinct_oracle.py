@@ -23,32 +23,33 @@ def bins(bit_length):
     return SuccinctRoles(keyids=["k"], threshold=1, bit_length=bit_length, name_prefix="bins")
 
 
+def per_bit_length(req, answer):
+    """{"<b>": answer(bins(b))} for each bit length b of the request."""
+    return {str(b): answer(bins(b)) for b in req["bit_lengths"]}
+
+
+def roles_summary(sr, full_up_to):
+    roles = list(sr.get_roles())
+    entry = {
+        "count": len(roles),
+        "first": roles[0],
+        "last": roles[-1],
+        "sha256": hashlib.sha256("\n".join(roles).encode()).hexdigest(),
+    }
+    if len(roles) <= full_up_to:
+        entry["all"] = roles
+    return entry
+
+
 def main():
     req = json.load(sys.stdin)
     op = req["op"]
     if op == "for_target":
-        out = {}
-        for b in req["bit_lengths"]:
-            sr = bins(b)
-            out[str(b)] = [sr.get_role_for_target(p) for p in req["paths"]]
+        out = per_bit_length(req, lambda sr: [sr.get_role_for_target(p) for p in req["paths"]])
     elif op == "roles":
-        out = {}
-        for b in req["bit_lengths"]:
-            roles = list(bins(b).get_roles())
-            entry = {
-                "count": len(roles),
-                "first": roles[0],
-                "last": roles[-1],
-                "sha256": hashlib.sha256("\n".join(roles).encode()).hexdigest(),
-            }
-            if len(roles) <= req["full_up_to"]:
-                entry["all"] = roles
-            out[str(b)] = entry
+        out = per_bit_length(req, lambda sr: roles_summary(sr, req["full_up_to"]))
     elif op == "is_delegated":
-        out = {}
-        for b in req["bit_lengths"]:
-            sr = bins(b)
-            out[str(b)] = [sr.is_delegated_role(n) for n in req["names"]]
+        out = per_bit_length(req, lambda sr: [sr.is_delegated_role(n) for n in req["names"]])
     elif op == "log2":
         out = [int(math.log(n, 2)) for n in req["numbers"]]
     elif op == "construct":

@@ -39,7 +39,7 @@ pub fn encode_canonical(value: &Value) -> Result<Vec<u8>, CanonicalError> {
 
 /// Appends the canonical JSON of `value` to `out`. On error `out` may hold a partial encoding.
 pub fn write_canonical(value: &Value, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
-    write_value(value, out).map_err(|NotInteger| float_error(value))
+    write_compact(&CANONICAL, value, out).map_err(|NotInteger| float_error(value))
 }
 
 /// The fast path found a number that is not an integer; [`float_error`] finds where.
@@ -109,43 +109,83 @@ pub(crate) fn write_u64(mut v: u64, out: &mut Vec<u8>) {
     out.extend_from_slice(&buf[pos..]);
 }
 
-fn write_value(value: &Value, out: &mut Vec<u8>) -> Result<(), NotInteger> {
+/// A layout without whitespace other than what its separators hold: canonical JSON
+/// ([`CANONICAL`]) and Python's `json.dumps` with default arguments.
+pub(crate) struct CompactLayout {
+    /// Between two items of an array or entries of an object.
+    pub(crate) comma: &'static [u8],
+    /// Between a key and its value.
+    pub(crate) colon: &'static [u8],
+    /// Whether object keys are written sorted by code point, or in the map's order.
+    pub(crate) sort_keys: bool,
+    /// Writes a string, quoted and escaped.
+    pub(crate) write_str: fn(&str, &mut Vec<u8>),
+}
+
+/// Canonical JSON: no whitespace, sorted keys, only `"` and `\` escaped.
+pub(crate) const CANONICAL: CompactLayout = CompactLayout {
+    comma: b",",
+    colon: b":",
+    sort_keys: true,
+    write_str: write_string,
+};
+
+/// Writes `value` in `layout`.
+pub(crate) fn write_compact(
+    layout: &CompactLayout,
+    value: &Value,
+    out: &mut Vec<u8>,
+) -> Result<(), NotInteger> {
     match value {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(true) => out.extend_from_slice(b"true"),
         Value::Bool(false) => out.extend_from_slice(b"false"),
         Value::Number(n) => write_integer(n, out)?,
-        Value::String(s) => write_string(s, out),
+        Value::String(s) => (layout.write_str)(s, out),
         Value::Array(items) => {
             out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_value(item, out)?;
-            }
+            write_separated(items, layout.comma, out, |item, out| {
+                write_compact(layout, item, out)
+            })?;
             out.push(b']');
         }
-        Value::Object(map) if map_is_sorted() => write_object(map.iter(), out)?,
-        Value::Object(map) => write_object(sorted_entries(map).into_iter(), out)?,
+        Value::Object(map) if !layout.sort_keys || map_is_sorted() => {
+            write_compact_object(layout, map, out)?;
+        }
+        Value::Object(map) => write_compact_object(layout, sorted_entries(map), out)?,
     }
     Ok(())
 }
 
-fn write_object<'a>(
-    entries: impl Iterator<Item = (&'a String, &'a Value)>,
+fn write_compact_object<'a>(
+    layout: &CompactLayout,
+    entries: impl IntoIterator<Item = (&'a String, &'a Value)>,
     out: &mut Vec<u8>,
 ) -> Result<(), NotInteger> {
     out.push(b'{');
-    for (i, (k, v)) in entries.enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        write_string(k, out);
-        out.push(b':');
-        write_value(v, out)?;
-    }
+    write_separated(entries, layout.comma, out, |(k, v), out| {
+        (layout.write_str)(k, out);
+        out.extend_from_slice(layout.colon);
+        write_compact(layout, v, out)
+    })?;
     out.push(b'}');
+    Ok(())
+}
+
+/// Writes each of `items` with `write_item`, with `separator` between each two: the body of
+/// a JSON array or object in any of the layouts this crate writes.
+pub(crate) fn write_separated<T, E>(
+    items: impl IntoIterator<Item = T>,
+    separator: &[u8],
+    out: &mut Vec<u8>,
+    mut write_item: impl FnMut(T, &mut Vec<u8>) -> Result<(), E>,
+) -> Result<(), E> {
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.extend_from_slice(separator);
+        }
+        write_item(item, out)?;
+    }
     Ok(())
 }
 
@@ -190,6 +230,19 @@ pub(crate) fn write_string_bytes(bytes: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
 }
+
+/// Strings whose encoding is easy to get wrong (a control character, `"`, `\`, non-ASCII within
+/// and beyond the BMP, DEL), for the tests of the encoders.
+#[cfg(test)]
+pub(crate) const TRICKY_STRINGS: [&str; 7] = [
+    "tab\there",
+    "nl\n",
+    "q\"",
+    "bs\\",
+    "é",
+    "\u{1F600}",
+    "\u{7f}",
+];
 
 /// Checks that `value` holds no floats anywhere, naming the first one found by its path.
 pub fn check_no_floats(value: &Value) -> Result<(), CanonicalError> {
@@ -251,15 +304,7 @@ mod tests {
 
     #[test]
     fn escapes_only_quote_and_backslash() {
-        let v = json!([
-            "tab\there",
-            "nl\n",
-            "q\"",
-            "bs\\",
-            "é",
-            "\u{1F600}",
-            "\u{7f}"
-        ]);
+        let v = json!(TRICKY_STRINGS);
         assert_eq!(
             canon(v).as_bytes(),
             "[\"tab\there\",\"nl\n\",\"q\\\"\",\"bs\\\\\",\"é\",\"\u{1F600}\",\"\u{7f}\"]"

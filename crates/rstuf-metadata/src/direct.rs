@@ -19,7 +19,8 @@
 
 use serde::ser::{self, Impossible, Serialize};
 
-use crate::pyjson;
+use crate::cjson::write_separated;
+use crate::pyjson::{self, newline_indent};
 use crate::schema::SchemaError;
 
 /// Why the direct writer gave up (the caller falls back to the `Value` path).
@@ -184,12 +185,10 @@ impl<'a> MapWriter<'a> {
                 return Err(Refused);
             }
             sort_bytes.clear();
-            for (i, e) in sort_entries.iter().enumerate() {
-                if i > 0 {
-                    sort_bytes.push(b',');
-                }
-                sort_bytes.extend_from_slice(&out[e.span.0..e.span.1]);
-            }
+            let Ok(()) = write_separated(&*sort_entries, b",", sort_bytes, |e, sorted| {
+                sorted.extend_from_slice(&out[e.span.0..e.span.1]);
+                Ok::<(), std::convert::Infallible>(())
+            });
             out.truncate(body);
             out.extend_from_slice(sort_bytes);
         }
@@ -237,6 +236,39 @@ macro_rules! integers {
             Ok(())
         }
     )*};
+}
+
+/// The methods both serializers write alike: a newtype struct is its content, and tuple and
+/// struct variants are refused (the model has none; the `Value` path handles them if one
+/// appears).
+macro_rules! shared_methods {
+    () => {
+        fn serialize_newtype_struct<T: Serialize + ?Sized>(
+            self,
+            _name: &'static str,
+            value: &T,
+        ) -> Result<(), Refused> {
+            value.serialize(self)
+        }
+        fn serialize_tuple_variant(
+            self,
+            _name: &'static str,
+            _index: u32,
+            _variant: &'static str,
+            _len: usize,
+        ) -> Result<Self::SerializeTupleVariant, Refused> {
+            Err(Refused)
+        }
+        fn serialize_struct_variant(
+            self,
+            _name: &'static str,
+            _index: u32,
+            _variant: &'static str,
+            _len: usize,
+        ) -> Result<Self::SerializeStructVariant, Refused> {
+            Err(Refused)
+        }
+    };
 }
 
 impl<'a> ser::Serializer for &'a mut Writer {
@@ -310,13 +342,6 @@ impl<'a> ser::Serializer for &'a mut Writer {
     ) -> Result<(), Refused> {
         self.serialize_str(variant)
     }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(
-        self,
-        _name: &'static str,
-        value: &T,
-    ) -> Result<(), Refused> {
-        value.serialize(self)
-    }
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
         self,
         _name: &'static str,
@@ -346,31 +371,13 @@ impl<'a> ser::Serializer for &'a mut Writer {
     ) -> Result<SeqWriter<'a>, Refused> {
         self.serialize_seq(Some(len))
     }
-    // The model has no tuple or struct variants; the `Value` path handles them if one appears.
-    fn serialize_tuple_variant(
-        self,
-        _name: &'static str,
-        _index: u32,
-        _variant: &'static str,
-        _len: usize,
-    ) -> Result<Self::SerializeTupleVariant, Refused> {
-        Err(Refused)
-    }
     fn serialize_map(self, _len: Option<usize>) -> Result<MapWriter<'a>, Refused> {
         Ok(MapWriter::new(self))
     }
     fn serialize_struct(self, _name: &'static str, _len: usize) -> Result<MapWriter<'a>, Refused> {
         Ok(MapWriter::new(self))
     }
-    fn serialize_struct_variant(
-        self,
-        _name: &'static str,
-        _index: u32,
-        _variant: &'static str,
-        _len: usize,
-    ) -> Result<Self::SerializeStructVariant, Refused> {
-        Err(Refused)
-    }
+    shared_methods!();
 }
 
 /// The three sequence forms serde distinguishes are one JSON array.
@@ -487,13 +494,6 @@ impl ser::Serializer for KeyText<'_> {
         self.0.push_str(variant);
         Ok(())
     }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(
-        self,
-        _n: &'static str,
-        value: &T,
-    ) -> Result<(), Refused> {
-        value.serialize(self)
-    }
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
         self,
         _n: &'static str,
@@ -516,15 +516,6 @@ impl ser::Serializer for KeyText<'_> {
     ) -> Result<Self::SerializeTupleStruct, Refused> {
         Err(Refused)
     }
-    fn serialize_tuple_variant(
-        self,
-        _n: &'static str,
-        _i: u32,
-        _v: &'static str,
-        _len: usize,
-    ) -> Result<Self::SerializeTupleVariant, Refused> {
-        Err(Refused)
-    }
     fn serialize_map(self, _len: Option<usize>) -> Result<Self::SerializeMap, Refused> {
         Err(Refused)
     }
@@ -535,15 +526,7 @@ impl ser::Serializer for KeyText<'_> {
     ) -> Result<Self::SerializeStruct, Refused> {
         Err(Refused)
     }
-    fn serialize_struct_variant(
-        self,
-        _n: &'static str,
-        _i: u32,
-        _v: &'static str,
-        _len: usize,
-    ) -> Result<Self::SerializeStructVariant, Refused> {
-        Err(Refused)
-    }
+    shared_methods!();
 }
 
 /// Storage JSON from canonical JSON this crate wrote (see the module documentation).
@@ -588,11 +571,6 @@ pub fn storage_from_canonical(canonical: &[u8]) -> Vec<u8> {
     out
 }
 
-fn newline_indent(level: usize, out: &mut Vec<u8>) {
-    out.push(b'\n');
-    out.resize(out.len() + level, b' ');
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -611,19 +589,12 @@ mod tests {
             json!([]),
             json!({"a": {}, "b": [[], {}], "c": [{}, []]}),
             json!({"b": 1, "a#": 2, "a\"": 3, "a!": 4, "a b": 5, "a": 6, "a\\": 7}),
-            json!([
-                "tab\there",
-                "nl\n",
-                "q\"",
-                "bs\\",
-                "é",
-                "\u{1F600}",
-                "\u{7f}",
-                "\u{1}",
-                "\\\"",
-                "\"\\",
-                "end\\"
-            ]),
+            json!(
+                crate::cjson::TRICKY_STRINGS
+                    .iter()
+                    .chain(&["\u{1}", "\\\"", "\"\\", "end\\"])
+                    .collect::<Vec<_>>()
+            ),
             json!({"e\u{301}": 1, "\u{e9}": 2, "\u{ffff}": 3, "\u{10000}": 4}),
             json!([i64::MIN, i64::MAX, u64::MAX, 0, -1, true, false, null]),
             json!({"signed": {"targets": {"a/b c.tgz": {"hashes": {"sha256": "ab"}, "length": 3,

@@ -19,11 +19,11 @@
 //! Both refuse floats and integers outside `-2^63..=2^64-1` (TUF metadata has none).
 //! Output is written straight into one `Vec<u8>`: this runs for every file the worker writes.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::cjson::{
-    CanonicalError, HIGHS, NotInteger, ONES, float_error, has_zero_byte, map_is_sorted,
-    sorted_entries, write_integer,
+    CanonicalError, CompactLayout, HIGHS, NotInteger, ONES, float_error, has_zero_byte,
+    map_is_sorted, sorted_entries, write_compact, write_separated,
 };
 
 /// `json.dumps(value, indent=1, separators=(",", ": "), sort_keys=True, ensure_ascii=True)`,
@@ -38,25 +38,20 @@ pub fn to_storage_json(value: &Value) -> Result<Vec<u8>, CanonicalError> {
 /// (sorted, as serde_json's `Map` is a `BTreeMap`).
 pub fn to_python_json(value: &Value) -> Result<String, CanonicalError> {
     let mut out = Vec::with_capacity(256);
-    write_compact(value, &mut out).map_err(|NotInteger| float_error(value))?;
+    write_compact(&PYTHON_COMPACT, value, &mut out).map_err(|NotInteger| float_error(value))?;
     Ok(String::from_utf8(out).expect("only ASCII is written"))
 }
 
-/// Scalars are written the same way by both layouts.
-fn write_scalar(value: &Value, out: &mut Vec<u8>) -> Result<(), NotInteger> {
-    match value {
-        Value::Null => out.extend_from_slice(b"null"),
-        Value::Bool(true) => out.extend_from_slice(b"true"),
-        Value::Bool(false) => out.extend_from_slice(b"false"),
-        Value::Number(n) => write_integer(n, out)?,
-        Value::String(s) => write_ascii_string(s, out),
-        // Containers are handled by the callers; write them compactly if one ever gets here.
-        Value::Array(_) | Value::Object(_) => write_compact(value, out)?,
-    }
-    Ok(())
-}
+/// `json.dumps` with default arguments.
+const PYTHON_COMPACT: CompactLayout = CompactLayout {
+    comma: b", ",
+    colon: b": ",
+    sort_keys: false,
+    write_str: write_ascii_string,
+};
 
-fn newline_indent(level: usize, out: &mut Vec<u8>) {
+/// A newline and `level` spaces: Python's `indent=1` before an item or a closing bracket.
+pub(crate) fn newline_indent(level: usize, out: &mut Vec<u8>) {
     out.push(b'\n');
     out.resize(out.len() + level, b' ');
 }
@@ -67,71 +62,34 @@ fn write_indented(value: &Value, level: usize, out: &mut Vec<u8>) -> Result<(), 
         Value::Object(map) if map.is_empty() => out.extend_from_slice(b"{}"),
         Value::Array(items) => {
             out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
+            write_separated(items, b",", out, |item, out| {
                 newline_indent(level + 1, out);
-                write_indented(item, level + 1, out)?;
-            }
+                write_indented(item, level + 1, out)
+            })?;
             newline_indent(level, out);
             out.push(b']');
         }
         Value::Object(map) if map_is_sorted() => write_indented_object(map.iter(), level, out)?,
-        Value::Object(map) => write_indented_object(sorted_entries(map).into_iter(), level, out)?,
-        scalar => write_scalar(scalar, out)?,
+        Value::Object(map) => write_indented_object(sorted_entries(map), level, out)?,
+        // Scalars are written as `json.dumps` writes them with default arguments.
+        scalar => write_compact(&PYTHON_COMPACT, scalar, out)?,
     }
     Ok(())
 }
 
 fn write_indented_object<'a>(
-    entries: impl Iterator<Item = (&'a String, &'a Value)>,
+    entries: impl IntoIterator<Item = (&'a String, &'a Value)>,
     level: usize,
     out: &mut Vec<u8>,
 ) -> Result<(), NotInteger> {
     out.push(b'{');
-    for (i, (k, v)) in entries.enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
+    write_separated(entries, b",", out, |(k, v), out| {
         newline_indent(level + 1, out);
         write_ascii_string(k, out);
         out.extend_from_slice(b": ");
-        write_indented(v, level + 1, out)?;
-    }
+        write_indented(v, level + 1, out)
+    })?;
     newline_indent(level, out);
-    out.push(b'}');
-    Ok(())
-}
-
-fn write_compact(value: &Value, out: &mut Vec<u8>) -> Result<(), NotInteger> {
-    match value {
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.extend_from_slice(b", ");
-                }
-                write_compact(item, out)?;
-            }
-            out.push(b']');
-        }
-        Value::Object(map) => write_compact_object(map, out)?,
-        scalar => write_scalar(scalar, out)?,
-    }
-    Ok(())
-}
-
-fn write_compact_object(map: &Map<String, Value>, out: &mut Vec<u8>) -> Result<(), NotInteger> {
-    out.push(b'{');
-    for (i, (k, v)) in map.iter().enumerate() {
-        if i > 0 {
-            out.extend_from_slice(b", ");
-        }
-        write_ascii_string(k, out);
-        out.extend_from_slice(b": ");
-        write_compact(v, out)?;
-    }
     out.push(b'}');
     Ok(())
 }
@@ -225,16 +183,7 @@ pub(crate) fn write_ascii_canonical_string(b: &[u8], mut i: usize, out: &mut Vec
                 return i + 1;
             }
             b'\\' => i += 2,
-            _ => {
-                let action = ESCAPE[usize::from(c)];
-                if action == 0 {
-                    i += 1;
-                    continue;
-                }
-                out.extend_from_slice(&b[start..i]);
-                i += write_escape(b, i, action, out);
-                start = i;
-            }
+            _ => i = escape_at(b, i, &mut start, out),
         }
     }
 }
@@ -261,17 +210,26 @@ fn write_ascii_body(bytes: &[u8], out: &mut Vec<u8>) {
     let mut i = 0;
     while i < bytes.len() {
         i = skip_plain_words(bytes, i);
-        let Some(&b) = bytes.get(i) else { break };
-        let action = ESCAPE[usize::from(b)];
-        if action == 0 {
-            i += 1;
-            continue;
+        if i < bytes.len() {
+            i = escape_at(bytes, i, &mut start, out);
         }
-        out.extend_from_slice(&bytes[start..i]);
-        i += write_escape(bytes, i, action, out);
-        start = i;
     }
     out.extend_from_slice(&bytes[start..]);
+}
+
+/// Steps over the character at `bytes[i]` (an ASCII byte or a lead byte) and returns the index
+/// after it. A character that needs an escape first flushes the text copied since `start`,
+/// then writes its escape and moves `start` past it.
+#[inline]
+fn escape_at(bytes: &[u8], i: usize, start: &mut usize, out: &mut Vec<u8>) -> usize {
+    let action = ESCAPE[usize::from(bytes[i])];
+    if action == 0 {
+        return i + 1;
+    }
+    out.extend_from_slice(&bytes[*start..i]);
+    let next = i + write_escape(bytes, i, action, out);
+    *start = next;
+    next
 }
 
 /// Writes the escape of the character at `bytes[i]` (its [`ESCAPE`] action); returns the

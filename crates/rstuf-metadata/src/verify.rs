@@ -151,39 +151,50 @@ pub fn verify_role<T: Signed>(
     }
 }
 
+/// What a delegator assigns to a role: the authorised key ids, the threshold, and the keys
+/// to check them with.
+type Delegated<'a> = (&'a [String], u64, &'a BTreeMap<String, Key>);
+
 impl Root {
-    /// python-tuf `Root.verify_delegate`: is `md` signed by the threshold of keys root assigns
-    /// to top-level role `role`?
-    pub fn verify_delegate<T: Signed>(
-        &self,
-        role: &str,
-        md: &Metadata<T>,
-    ) -> Result<VerificationResult, VerifyError> {
-        let r = self
-            .roles
-            .get(role)
-            .ok_or_else(|| VerifyError::NotDelegated(role.to_string()))?;
-        verify_role(role, &r.keyids, r.threshold, &self.keys, md)
+    fn delegated(&self, role: &str) -> Option<Delegated<'_>> {
+        let r = self.roles.get(role)?;
+        Some((&r.keyids, r.threshold, &self.keys))
     }
 }
 
 impl Targets {
-    /// python-tuf `Targets.verify_delegate` for a custom role or a hash bin.
-    pub fn verify_delegate<T: Signed>(
-        &self,
-        role: &str,
-        md: &Metadata<T>,
-    ) -> Result<VerificationResult, VerifyError> {
-        let delegations = self
-            .delegations
-            .as_ref()
-            .ok_or_else(|| VerifyError::NotDelegated(role.to_string()))?;
-        let d = delegations
-            .delegation(role)
-            .ok_or_else(|| VerifyError::NotDelegated(role.to_string()))?;
-        verify_role(role, d.keyids, d.threshold, &delegations.keys, md)
+    fn delegated(&self, role: &str) -> Option<Delegated<'_>> {
+        let delegations = self.delegations.as_ref()?;
+        let d = delegations.delegation(role)?;
+        Some((d.keyids, d.threshold, &delegations.keys))
     }
 }
+
+/// `verify_delegate` on each delegator: [`verify_role`] with what its `delegated` finds, or
+/// `NotDelegated` when it delegates nothing to the role.
+macro_rules! verify_delegate {
+    ($($delegator:ty => $doc:literal),* $(,)?) => {$(
+        impl $delegator {
+            #[doc = $doc]
+            pub fn verify_delegate<T: Signed>(
+                &self,
+                role: &str,
+                md: &Metadata<T>,
+            ) -> Result<VerificationResult, VerifyError> {
+                let (keyids, threshold, keys) = self
+                    .delegated(role)
+                    .ok_or_else(|| VerifyError::NotDelegated(role.to_string()))?;
+                verify_role(role, keyids, threshold, keys, md)
+            }
+        }
+    )*};
+}
+
+verify_delegate!(
+    Root => "python-tuf `Root.verify_delegate`: is `md` signed by the threshold of keys root \
+             assigns to top-level role `role`?",
+    Targets => "python-tuf `Targets.verify_delegate` for a custom role or a hash bin.",
+);
 
 #[cfg(test)]
 mod tests {

@@ -172,25 +172,22 @@ fn bad_documents_are_refused_with_clear_errors() {
         with(&|d| d["signed"]["delegations"]["roles"] = json!([])),
         "one of roles and succinct_roles",
     );
-    expect_err::<Targets>(
+    // The delegations with `roles` in place of `succinct_roles`.
+    let with_roles = |roles: Value| {
         with(&|d| {
-            d["signed"]["delegations"]
-                .as_object_mut()
-                .unwrap()
-                .remove("succinct_roles");
-            d["signed"]["delegations"]["roles"] = json!([{"name": "snapshot", "keyids": [], "threshold": 1, "terminating": true, "paths": ["*"]}]);
-        }),
+            let delegations = d["signed"]["delegations"].as_object_mut().unwrap();
+            delegations.remove("succinct_roles");
+            delegations.insert("roles".into(), roles.clone());
+        })
+    };
+    expect_err::<Targets>(
+        with_roles(
+            json!([{"name": "snapshot", "keyids": [], "threshold": 1, "terminating": true, "paths": ["*"]}]),
+        ),
         "top-level role names",
     );
     expect_err::<Targets>(
-        with(&|d| {
-            d["signed"]["delegations"]
-                .as_object_mut()
-                .unwrap()
-                .remove("succinct_roles");
-            d["signed"]["delegations"]["roles"] =
-                json!([{"name": "a", "keyids": [], "threshold": 1, "terminating": true}]);
-        }),
+        with_roles(json!([{"name": "a", "keyids": [], "threshold": 1, "terminating": true}])),
         "only one of (paths, path_hash_prefixes)",
     );
     expect_err::<Targets>(

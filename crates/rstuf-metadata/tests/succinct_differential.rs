@@ -8,10 +8,10 @@ use rstuf_test_support as support;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use common::{BIN_COUNTS, assert_no_differences, tricky_names};
 use support::Rng;
 
-/// The bin counts RSTUF deployments use, up to 65,536.
-const BIN_COUNTS: [u64; 6] = [2, 16, 256, 4096, 16384, 65536];
+mod common;
 
 fn bins(bit_length: u32) -> SuccinctRoles {
     SuccinctRoles::new(vec!["k".into()], 1, bit_length, "bins")
@@ -105,13 +105,9 @@ fn differences<T: serde::Serialize + std::fmt::Debug>(
         .collect()
 }
 
-fn assert_no_differences(differences: &[String]) {
-    assert!(
-        differences.is_empty(),
-        "{} differences with python-tuf, first ones:\n{}",
-        differences.len(),
-        differences[..differences.len().min(20)].join("\n")
-    );
+/// Asks `succinct_oracle.py` to answer `request`.
+fn oracle(request: Value) -> Value {
+    support::python_json("succinct_oracle.py", &[], &request)
 }
 
 #[test]
@@ -120,16 +116,8 @@ fn role_for_target_matches_python_tuf() {
     let few = &paths[..1_000];
     let deployed = deployed_bit_lengths();
     let all_lengths: Vec<u32> = (1..=32).collect();
-    let big = support::python_json(
-        "succinct_oracle.py",
-        &[],
-        &json!({"op": "for_target", "bit_lengths": deployed, "paths": paths}),
-    );
-    let every = support::python_json(
-        "succinct_oracle.py",
-        &[],
-        &json!({"op": "for_target", "bit_lengths": all_lengths, "paths": few}),
-    );
+    let big = oracle(json!({"op": "for_target", "bit_lengths": deployed, "paths": paths}));
+    let every = oracle(json!({"op": "for_target", "bit_lengths": all_lengths, "paths": few}));
     let mut diffs = Vec::new();
     let mut compared = 0;
     for (lengths, paths, answers) in [(&deployed, &paths[..], &big), (&all_lengths, few, &every)] {
@@ -146,7 +134,7 @@ fn role_for_target_matches_python_tuf() {
         }
     }
     assert_eq!(compared, 6 * 10_000 + 32 * 1_000);
-    assert_no_differences(&diffs);
+    assert_no_differences("role_for_target", &diffs);
 }
 
 #[test]
@@ -154,11 +142,7 @@ fn role_names_match_python_tuf_get_roles() {
     let mut lengths = deployed_bit_lengths();
     lengths.extend([2, 3, 5, 6, 7, 9, 10, 11, 13, 15, 17, 20]);
     let full_up_to = 65_536;
-    let answers = support::python_json(
-        "succinct_oracle.py",
-        &[],
-        &json!({"op": "roles", "bit_lengths": lengths, "full_up_to": full_up_to}),
-    );
+    let answers = oracle(json!({"op": "roles", "bit_lengths": lengths, "full_up_to": full_up_to}));
     let mut diffs = Vec::new();
     for b in lengths {
         let sr = bins(b);
@@ -192,114 +176,7 @@ fn role_names_match_python_tuf_get_roles() {
             }
         }
     }
-    assert_no_differences(&diffs);
-}
-
-/// Names around the edges of `int(suffix, 16)` and of the prefix check.
-fn tricky_names() -> Vec<String> {
-    let mut names: Vec<String> = [
-        "bins-0",
-        "bins-1",
-        "bins-f",
-        "bins-F",
-        "bins-00",
-        "bins-0f",
-        "bins-ff",
-        "bins-FF",
-        "bins-fF",
-        "bins-100",
-        "bins-fff",
-        "bins-FFF",
-        "bins-1000",
-        "bins-0000",
-        "bins-3fff",
-        "bins-4000",
-        "bins-ffff",
-        "bins-FFFF",
-        "bins-10000",
-        "bins-fffff",
-        "bins-",
-        "bins",
-        "bins--",
-        "bins--0",
-        "bins--1",
-        "bins--00",
-        "bins--01",
-        "bins-+1",
-        "bins-+01",
-        "bins-+f",
-        "bins- 1",
-        "bins-1 ",
-        "bins- 1 ",
-        "bins-  ",
-        "bins-\t1",
-        "bins-1\n",
-        "bins-\u{b}1",
-        "bins-\u{c}1",
-        "bins-\u{1c}1",
-        "bins-1\u{1f}",
-        "bins-\u{85}1",
-        "bins-\u{a0}1",
-        "bins-\u{3000}1",
-        "bins-\u{200b}1",
-        "bins-0x",
-        "bins-0x1",
-        "bins-0X1",
-        "bins-0x_",
-        "bins-0x_1",
-        "bins-0x__1",
-        "bins-0xf",
-        "bins-0xff",
-        "bins--0x1",
-        "bins-0b1",
-        "bins-_",
-        "bins-_1",
-        "bins-1_",
-        "bins-1_1",
-        "bins-1__1",
-        "bins-f_f",
-        "bins-g",
-        "bins-0g",
-        "bins-gg",
-        "bins-\u{0}",
-        "bins-1\u{0}",
-        "bins-\u{7f}",
-        "bins-é",
-        "bins-\u{661}",
-        "bins-\u{661}\u{662}",
-        "bins-\u{660}x1",
-        "bins-\u{ff11}",
-        "bins-\u{ff11}f",
-        "bins-\u{ff21}",
-        "bins-\u{1d7ce}",
-        "bins-\u{2460}",
-        "bins-\u{b2}",
-        "bins-1\u{301}",
-        "Bins-0",
-        "BINS-00",
-        "bin-00",
-        "bins_00",
-        "binss-00",
-        "xbins-00",
-        "bins-00-00",
-        "bins/00",
-        "",
-        "-",
-        "-0",
-        "0",
-        "targets",
-        "root",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    for w in 1..=9 {
-        for d in ["0", "1", "7", "8", "f", "F"] {
-            names.push(format!("bins-{}", d.repeat(w)));
-        }
-        names.push(format!("bins-{}", "0".repeat(w - 1) + "g"));
-    }
-    names
+    assert_no_differences("role names", &diffs);
 }
 
 #[test]
@@ -331,11 +208,7 @@ fn is_delegated_role_matches_python_tuf() {
         ));
     }
     let lengths: Vec<u32> = (1..=32).collect();
-    let answers = support::python_json(
-        "succinct_oracle.py",
-        &[],
-        &json!({"op": "is_delegated", "bit_lengths": lengths, "names": names}),
-    );
+    let answers = oracle(json!({"op": "is_delegated", "bit_lengths": lengths, "names": names}));
     let mut diffs = Vec::new();
     let mut accepted = 0;
     for b in lengths {
@@ -351,7 +224,7 @@ fn is_delegated_role_matches_python_tuf() {
     }
     // Both answers occur plenty, so the comparison means something.
     assert!(accepted > 1_000, "only {accepted} names accepted");
-    assert_no_differences(&diffs);
+    assert_no_differences("is_delegated_role", &diffs);
 }
 
 #[test]
@@ -371,16 +244,12 @@ fn bit_length_for_bins_matches_python_math_log() {
     }
     numbers.extend([(1 << 53) + 1, (1 << 54) - 1, u64::MAX - 1, u64::MAX]);
     numbers.retain(|n| *n >= 2);
-    let answers = support::python_json(
-        "succinct_oracle.py",
-        &[],
-        &json!({"op": "log2", "numbers": numbers}),
-    );
+    let answers = oracle(json!({"op": "log2", "numbers": numbers}));
     let ours: Vec<Option<u32>> = numbers
         .iter()
         .map(|n| SuccinctRoles::bit_length_for_bins(*n))
         .collect();
-    assert_no_differences(&differences("log2", &numbers, &ours, &answers));
+    assert_no_differences("log2", &differences("log2", &numbers, &ours, &answers));
     // Below 2 bins there is no bit length (Python gives 0 for 1 and raises for 0).
     assert_eq!(SuccinctRoles::bit_length_for_bins(1), None);
     assert_eq!(SuccinctRoles::bit_length_for_bins(0), None);
@@ -389,14 +258,13 @@ fn bit_length_for_bins_matches_python_math_log() {
 #[test]
 fn validate_matches_python_tuf_constructor() {
     let lengths: Vec<u32> = (0..=70).collect();
-    let answers = support::python_json(
-        "succinct_oracle.py",
-        &[],
-        &json!({"op": "construct", "bit_lengths": lengths}),
-    );
+    let answers = oracle(json!({"op": "construct", "bit_lengths": lengths}));
     let ours: Vec<bool> = lengths
         .iter()
         .map(|b| bins(*b).validate().is_ok())
         .collect();
-    assert_no_differences(&differences("bit_length", &lengths, &ours, &answers));
+    assert_no_differences(
+        "construct",
+        &differences("bit_length", &lengths, &ours, &answers),
+    );
 }
