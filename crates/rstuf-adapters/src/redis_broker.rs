@@ -17,7 +17,7 @@ use rstuf_celery::redis_envelope::{
 };
 use rstuf_celery::result::{self, RESULT_TTL_SECS, Record};
 use rstuf_consumer::{Broker, Received, ResultBackend};
-use rstuf_engine::ports::PortError;
+use rstuf_engine::ports::{PortError, PortErrorKind};
 
 use crate::coalesce::Coalescer;
 use crate::redis_settings::redis_error;
@@ -65,17 +65,14 @@ const STORE_BATCH: usize = 256;
 /// The most acknowledgements sent in one transaction.
 const ACK_BATCH: usize = 512;
 
-/// Records the message already popped (`ARGV[3]` its tag, `''` for none; `ARGV[4]` its
-/// unacknowledged value), then pops up to `ARGV[2]` more from the queue keys (`KEYS[3..]`, in
-/// `BRPOP`'s order) and records each whose delivery tag it can read, with the value kombu
-/// writes (`[message, "", routing key]`), at time `ARGV[1]`. Returns `{key, message, tag
-/// recorded or ''}` for each one popped.
+/// Takes up to `ARGV[2]` messages, first from this consumer's processing list (`KEYS[3]`,
+/// where a blocking `BLMOVE` put them), then from the queue keys (`KEYS[4..]`, in `BRPOP`'s
+/// order), and records each whose delivery tag it can read in `unacked`/`unacked_index` with
+/// the value kombu writes (`[message, "", routing key]`), at time `ARGV[1]`: the move out of
+/// a list and the record are one atomic step, so no message is ever in neither. Returns
+/// `{queue key, message, tag recorded or ''}` for each one taken.
 const TAKE: &str = r#"
 local now = ARGV[1]
-if ARGV[3] ~= '' then
-    redis.call('zadd', KEYS[2], now, ARGV[3])
-    redis.call('hset', KEYS[1], ARGV[3], ARGV[4])
-end
 local taken = {}
 for _ = 1, tonumber(ARGV[2]) do
     local key, message
@@ -90,25 +87,72 @@ for _ = 1, tonumber(ARGV[2]) do
         break
     end
     local recorded = ''
+    local routing_key
     local ok, decoded = pcall(cjson.decode, message)
     if ok and type(decoded) == 'table' and type(decoded.properties) == 'table' then
         local properties = decoded.properties
         local tag = properties.delivery_tag
         local info = properties.delivery_info
-        local routing_key = type(info) == 'table' and info.routing_key
+        routing_key = type(info) == 'table' and info.routing_key
         if type(routing_key) ~= 'string' then
-            routing_key = string.match(key, '^(.-)\6\22') or key
+            routing_key = nil
         end
-        if type(tag) == 'string' then
+        if key ~= KEYS[3] then
+            routing_key = routing_key or string.match(key, '^(.-)\6\22') or key
+        end
+        if type(tag) == 'string' and routing_key then
             redis.call('zadd', KEYS[2], now, tag)
             redis.call('hset', KEYS[1], tag,
                 '[' .. message .. ', "", ' .. cjson.encode(routing_key) .. ']')
             recorded = tag
         end
     end
+    if key == KEYS[3] then
+        key = routing_key or KEYS[4]
+    end
     taken[#taken + 1] = {key, message, recorded}
 end
 return taken"#;
+
+/// Refreshes this consumer's liveness (`KEYS[1]` for `ARGV[1]` ms, registered in `KEYS[2]`
+/// as `ARGV[2]`; with `ARGV[1]` = `0` it is removed instead: the consumer is closing), then
+/// moves the processing list of every registered consumer whose liveness
+/// lapsed (it died between a `BLMOVE` and its take) back to the consuming end of each
+/// message's queue (its routing key; `ARGV[3]` when unreadable), and forgets that consumer.
+/// Returns how many messages it moved.
+const RESTORE_PROCESSING: &str = r#"
+if ARGV[1] == '0' then
+    redis.call('del', KEYS[1])
+else
+    redis.call('set', KEYS[1], '1', 'PX', ARGV[1])
+end
+redis.call('sadd', KEYS[2], ARGV[2])
+local moved = 0
+for _, id in ipairs(redis.call('smembers', KEYS[2])) do
+    if redis.call('exists', 'rstuf-worker:alive:' .. id) == 0 then
+        local list = 'rstuf-worker:processing:' .. id
+        while true do
+            local message = redis.call('rpop', list)
+            if not message then
+                break
+            end
+            local queue = ARGV[3]
+            local ok, decoded = pcall(cjson.decode, message)
+            if ok and type(decoded) == 'table' and type(decoded.properties) == 'table'
+                and type(decoded.properties.delivery_info) == 'table'
+                and type(decoded.properties.delivery_info.routing_key) == 'string' then
+                queue = decoded.properties.delivery_info.routing_key
+            end
+            redis.call('rpush', queue, message)
+            moved = moved + 1
+        end
+        redis.call('srem', KEYS[2], id)
+    end
+end
+return moved"#;
+
+/// The set of Rust consumers that may hold messages in a processing list.
+pub const CONSUMERS: &str = "rstuf-worker:consumers";
 
 /// Moves an unacknowledged message back to its queue if it is still unacknowledged.
 const RESTORE: &str = r"
@@ -163,8 +207,8 @@ fn accept(key: &str, bytes: &[u8]) -> Received<Envelope> {
 /// A consumer and producer on the Redis broker.
 #[derive(Clone)]
 pub struct RedisBroker {
-    /// For blocking pops only (a `BRPOP` holds its connection).
-    pop: ConnectionManager,
+    /// For blocking moves only, one per queue (a `BLMOVE` holds its connection).
+    block: Vec<ConnectionManager>,
     conn: ConnectionManager,
     take: Arc<redis::Script>,
     /// Acknowledgements of concurrent tasks, sent together (delivery tags).
@@ -174,6 +218,8 @@ pub struct RedisBroker {
     /// Deliveries older than this, neither acknowledged nor touched, are restored by
     /// [`Broker::maintain`].
     visibility: Duration,
+    /// This consumer's id: its processing list and liveness key.
+    id: String,
 }
 
 impl std::fmt::Debug for RedisBroker {
@@ -197,10 +243,14 @@ impl RedisBroker {
         let client = redis::Client::open(url).map_err(|e| redis_error("broker URL", e))?;
         let pop_config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(POP_TIMEOUT + Duration::from_secs(5)));
-        let pop = client
-            .get_connection_manager_with_config(pop_config)
-            .await
-            .map_err(|e| redis_error("connecting to the broker", e))?;
+        let mut block = Vec::with_capacity(queues.len());
+        for _ in queues {
+            let conn = client
+                .get_connection_manager_with_config(pop_config.clone())
+                .await
+                .map_err(|e| redis_error("connecting to the broker", e))?;
+            block.push(conn);
+        }
         let conn = client
             .get_connection_manager()
             .await
@@ -216,13 +266,14 @@ impl RedisBroker {
             }
         });
         Ok(RedisBroker {
-            pop,
+            block,
             conn,
             take: Arc::new(redis::Script::new(TAKE)),
             acks,
             queues: queues.iter().map(|q| q.to_string()).collect(),
             keys,
             visibility: DEFAULT_VISIBILITY,
+            id: uuid::Uuid::new_v4().simple().to_string(),
         })
     }
 
@@ -232,7 +283,30 @@ impl RedisBroker {
         self
     }
 
-    /// Declares the queues as kombu does (the binding set members).
+    /// Keeps this consumer registered as alive (for longer than housekeeping runs) and moves
+    /// the processing lists of consumers that died back to their queues; `closing` ends this
+    /// consumer's registration and hands back its own. Returns how many messages moved.
+    async fn restore_processing(&self, closing: bool) -> Result<usize, PortError> {
+        let ttl = if closing {
+            0
+        } else {
+            self.visibility.max(Duration::from_secs(5)).as_millis() as u64
+        };
+        let mut conn = self.conn.clone();
+        let moved: usize = redis::Script::new(RESTORE_PROCESSING)
+            .key(format!("rstuf-worker:alive:{}", self.id))
+            .key(CONSUMERS)
+            .arg(ttl)
+            .arg(&self.id)
+            .arg(&self.queues[0])
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| redis_error("restoring processing lists", e))?;
+        Ok(moved)
+    }
+
+    /// Declares the queues as kombu does (the binding set members) and registers this
+    /// consumer as alive.
     pub async fn declare(&self) -> Result<(), PortError> {
         let mut conn = self.conn.clone();
         for queue in &self.queues {
@@ -244,6 +318,7 @@ impl RedisBroker {
                 .await
                 .map_err(|e| redis_error("declaring the queue", e))?;
         }
+        self.restore_processing(false).await?;
         Ok(())
     }
 
@@ -255,48 +330,72 @@ impl RedisBroker {
         Ok(self.next_batch(1).await?.into_iter().next())
     }
 
-    /// As [`RedisBroker::next`], then up to `max - 1` more messages already waiting, taken
-    /// and recorded as unacknowledged in the same round trip as the first one's record (one
-    /// script: no message is ever popped without its record). Empty after [`POP_TIMEOUT`]
-    /// without a message.
+    /// Up to `max` messages, each moved out of its list and recorded as unacknowledged in
+    /// one atomic step (no message is ever popped without its record, so a consumer killed
+    /// at any point loses none). When none is waiting, waits up to [`POP_TIMEOUT`] with a
+    /// blocking `BLMOVE` of each queue into this consumer's processing list, which the
+    /// housekeeping of any Rust consumer restores if this one dies. Empty after
+    /// [`POP_TIMEOUT`] without a message.
     pub async fn next_batch(&self, max: usize) -> Result<Vec<Received<Envelope>>, PortError> {
-        let mut pop = self.pop.clone();
-        let popped: Option<(String, Vec<u8>)> = redis::cmd("BRPOP")
-            .arg(&self.keys)
-            .arg(POP_TIMEOUT.as_secs())
-            .query_async(&mut pop)
-            .await
-            .map_err(|e| redis_error("waiting for a message", e))?;
-        let Some((key, bytes)) = popped else {
-            return Ok(Vec::new());
-        };
-        let mut received = Vec::with_capacity(max.max(1));
-        let first = accept(&key, &bytes);
-        let unrecorded = match &first {
-            Received::Task { handle, queue, .. } => handle
-                .delivery_tag()
-                .map(|tag| (tag.to_string(), handle.unacked_value(queue))),
-            Received::Malformed { .. } => None,
-        };
-        received.push(first);
-        let more = max.saturating_sub(1);
-        if unrecorded.is_none() && more == 0 {
-            return Ok(received);
+        let taken = self.take(max).await?;
+        if !taken.is_empty() {
+            return Ok(taken);
         }
-        let (tag, value) = unrecorded.unwrap_or_default();
+        self.wait_for_message().await?;
+        self.take(max).await
+    }
+
+    /// The processing list, where a blocking move puts a message before it is taken.
+    fn processing(&self) -> String {
+        format!("rstuf-worker:processing:{}", self.id)
+    }
+
+    /// Blocks until one queue had a message (moved into the processing list) or
+    /// [`POP_TIMEOUT`] passed. A move still waiting on another queue when one succeeds may
+    /// complete later: its message waits in the processing list for the next take.
+    async fn wait_for_message(&self) -> Result<(), PortError> {
+        let mut moves = tokio::task::JoinSet::new();
+        for (queue, conn) in self.queues.iter().zip(&self.block) {
+            let (queue, mut conn, processing) = (queue.clone(), conn.clone(), self.processing());
+            moves.spawn(async move {
+                let moved: Option<Vec<u8>> = redis::cmd("BLMOVE")
+                    .arg(&queue)
+                    .arg(&processing)
+                    .arg("RIGHT")
+                    .arg("LEFT")
+                    .arg(POP_TIMEOUT.as_secs())
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| redis_error("waiting for a message", e))?;
+                Ok::<bool, PortError>(moved.is_some())
+            });
+        }
+        while let Some(done) = moves.join_next().await {
+            match done {
+                Ok(Ok(true)) => return Ok(()),
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(e) => return Err(PortError::new(PortErrorKind::Other, e.to_string())),
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes and records up to `max` waiting messages (the processing list first).
+    async fn take(&self, max: usize) -> Result<Vec<Received<Envelope>>, PortError> {
         let mut conn = self.conn.clone();
         let taken: Vec<(String, Vec<u8>, String)> = self
             .take
             .key(UNACKED)
             .key(UNACKED_INDEX)
+            .key(self.processing())
             .key(&self.keys)
             .arg(now_secs())
-            .arg(more)
-            .arg(&tag)
-            .arg(value)
+            .arg(max.max(1))
             .invoke_async(&mut conn)
             .await
-            .map_err(|e| redis_error("recording the delivery", e))?;
+            .map_err(|e| redis_error("taking messages", e))?;
+        let mut received = Vec::with_capacity(taken.len());
         for (key, bytes, recorded) in taken {
             let message = accept(&key, &bytes);
             match (&message, !recorded.is_empty()) {
@@ -526,7 +625,11 @@ impl Broker for RedisBroker {
         RedisBroker::touch(self, handle).await
     }
     async fn maintain(&self) -> Result<usize, PortError> {
-        self.restore_unacked(self.visibility).await
+        let moved = self.restore_processing(false).await?;
+        Ok(moved + self.restore_unacked(self.visibility).await?)
+    }
+    async fn close(&self) -> Result<(), PortError> {
+        self.restore_processing(true).await.map(|_| ())
     }
 }
 

@@ -418,3 +418,78 @@ async fn the_redis_results_and_bump_lease_keep_the_consumer_contracts() {
         .unwrap();
     rstuf_consumer::testing::lease_conformance(&lease, 1_800_000_000).await;
 }
+
+/// A consumer that died between the blocking move of a message into its processing list
+/// and the take that records it: the housekeeping of a live consumer puts the message back
+/// on its queue (at the consuming end), and the dead one is forgotten.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_processing_list_of_a_dead_consumer_goes_back_to_its_queue() {
+    use rstuf_celery::TaskMessage;
+    use rstuf_consumer::Broker;
+    let url = flush(14).await;
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let mut kwargs = serde_json::Map::new();
+    kwargs.insert("action".into(), json!("publish_artifacts"));
+    let message = TaskMessage::new(
+        "left",
+        "app.repository_service_tuf_worker",
+        kwargs,
+        None,
+        "t",
+    );
+    let envelope = Envelope::build(message, "rstuf_internals").to_bytes();
+    let _: () = redis::pipe()
+        .cmd("LPUSH")
+        .arg("rstuf-worker:processing:dead")
+        .arg(&envelope)
+        .cmd("SADD")
+        .arg(rstuf_adapters::redis_broker::CONSUMERS)
+        .arg("dead")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+
+    let broker = RedisBroker::connect(&url, &["metadata_repository", "rstuf_internals"])
+        .await
+        .unwrap();
+    assert_eq!(Broker::maintain(&broker).await.unwrap(), 1);
+    let back: Vec<Vec<u8>> = redis::cmd("LRANGE")
+        .arg("rstuf_internals")
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(back, vec![envelope]);
+    let consumers: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(rstuf_adapters::redis_broker::CONSUMERS)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!(!consumers.contains(&"dead".to_string()), "{consumers:?}");
+    assert_eq!(consumers.len(), 1, "the live one stays: {consumers:?}");
+    // Taken again from there, recorded as unacknowledged; the live consumer's own
+    // processing list is left alone by its own housekeeping.
+    match broker.next().await.unwrap() {
+        Some(Received::Task { message, .. }) => assert_eq!(message.id, "left"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(Broker::maintain(&broker).await.unwrap(), 0);
+    // Closing hands back what a blocking move left in its processing list.
+    let _: () = redis::cmd("LPUSH")
+        .arg(format!("rstuf-worker:processing:{}", consumers[0]))
+        .arg(&b"late"[..])
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    Broker::close(&broker).await.unwrap();
+    let queued: Vec<Vec<u8>> = redis::cmd("LRANGE")
+        .arg("metadata_repository")
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(queued, vec![b"late".to_vec()]);
+}

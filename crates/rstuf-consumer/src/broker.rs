@@ -67,4 +67,8 @@ pub trait Broker: Send + Sync + 'static {
     async fn maintain(&self) -> Result<usize, PortError> {
         Ok(0)
     }
+    /// The consumer stops taking messages: hand back anything taken but not yet given to it.
+    async fn close(&self) -> Result<(), PortError> {
+        Ok(())
+    }
 }

@@ -115,6 +115,9 @@ impl<B: Broker> Consumer<B> {
             while jobs.try_join_next().is_some() {}
         }
         let _ = closed_tx.send(true);
+        if let Err(e) = ctx.broker.close().await {
+            log(&format!("closing the broker consumer: {e}"));
+        }
         let deadline = ctx.settings.shutdown_timeout;
         if !jobs.is_empty() {
             log(&format!(

@@ -109,3 +109,39 @@ async fn far_eta_tasks_on_redis_neither_hold_the_slot_nor_multiply() {
 async fn far_eta_tasks_on_rabbitmq_neither_hold_the_slot_nor_multiply() {
     far_eta_tasks_neither_hold_the_slot_nor_multiply(Transport::Amqp, 13).await;
 }
+
+/// The blocking take of an idle worker that is stopped (`SIGSTOP`) takes a message sent
+/// meanwhile; killed then, the worker has it in its processing list, not in limbo: another
+/// worker restores it and runs it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_taken_by_a_worker_killed_before_recording_it_still_runs() {
+    let services = Services::new("stopped_take", Transport::Redis, 14, 14).await;
+    let fast = [("RSTUF_BROKER_VISIBILITY_TIMEOUT", "2")];
+    let mut first = services.worker("s1", &fast);
+    first.wait_for_log("ready", LIMIT);
+    first.signal("STOP");
+    let mut python = Producer::new(&services);
+    let id = task_id();
+    let artifact = json!({"artifacts": [{"path": "a.tar.gz",
+        "info": {"length": 1, "hashes": {"sha256": "ab"}}}]});
+    python.send("metadata_repository", &id, "add_artifacts", artifact);
+    // The stopped worker's pending blocking take has it: the queue is empty.
+    let mut taken = false;
+    for _ in 0..50 {
+        if queue_depth(&services, Transport::Redis, "").await.0 == 0 {
+            taken = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        taken,
+        "the stopped worker's blocking take never took the message"
+    );
+    first.signal("KILL");
+    let _ = first.child.wait();
+    let second = services.worker("s2", &fast);
+    let r = python.wait_final(&id, LIMIT);
+    // Refused (no bootstrap), but it ran.
+    assert_eq!(r["api_state"], "ERRORED", "{r}\n{}", second.log_text());
+}
