@@ -80,6 +80,9 @@ pub struct Config {
     /// The consumer's settings; `None` when `RSTUF_BROKER_SERVER` is unset (enough for
     /// `run-task`, which needs no broker).
     pub runtime: Option<Runtime>,
+    /// `RSTUF_TEST_FAILPOINT` (crash tests only): the durable write to abort the process at,
+    /// as `rstuf_adapters::faults::Failpoint::parse` reads it (checked here).
+    pub failpoint: Option<String>,
 }
 
 /// A missing or malformed variable.
@@ -314,6 +317,18 @@ impl Config {
             online_key_dir: get("RSTUF_ONLINE_KEY_DIR").map(PathBuf::from),
             lock_timeout: Duration::from_secs(number("RSTUF_LOCK_TIMEOUT", 500)?),
             runtime,
+            failpoint: match get("RSTUF_TEST_FAILPOINT") {
+                None => None,
+                Some(spec) => {
+                    rstuf_adapters::faults::Failpoint::parse(&spec).map_err(|problem| {
+                        ConfigError {
+                            variable: "RSTUF_TEST_FAILPOINT",
+                            problem,
+                        }
+                    })?;
+                    Some(spec)
+                }
+            },
         })
     }
 }

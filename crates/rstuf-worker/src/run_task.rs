@@ -8,13 +8,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
+use rstuf_adapters::faults::{Failpoint, Faulty};
 use rstuf_adapters::local_store::LocalStore;
 use rstuf_adapters::postgres::PgIndex;
 use rstuf_adapters::redis_lock::{LOCK_TARGETS, RedisLock};
 use rstuf_adapters::redis_settings::RedisSettings;
 use rstuf_adapters::signers::KeyUriSigners;
 use rstuf_engine::action::Action;
-use rstuf_engine::ports::Ports;
+use rstuf_engine::ports::{ArtifactIndex, MetadataStore, Ports, SettingsStore};
 use rstuf_engine::{Engine, artifacts};
 use serde_json::Value;
 
@@ -43,15 +44,29 @@ pub async fn ports(config: &Config) -> anyhow::Result<Engine> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let signers = KeyUriSigners::new(config.online_key_dir.clone())
         .with_env(Arc::new(|k| std::env::var(k).ok()));
-    let ports = Ports::new(
-        Arc::new(store),
-        Arc::new(index),
-        Arc::new(settings),
-        Arc::new(signers),
-        Arc::new(lock),
-    )
-    .with_cpu(Arc::new(rstuf_adapters::cpu::BlockingPool::new()));
+    let mut store: Arc<dyn MetadataStore> = Arc::new(store);
+    let mut index: Arc<dyn ArtifactIndex> = Arc::new(index);
+    let mut settings: Arc<dyn SettingsStore> = Arc::new(settings);
+    if let Some(point) = failpoint(config) {
+        store = Arc::new(Faulty::new(store, point.clone()));
+        index = Arc::new(Faulty::new(index, point.clone()));
+        settings = Arc::new(Faulty::new(settings, point));
+    }
+    let ports = Ports::new(store, index, settings, Arc::new(signers), Arc::new(lock))
+        .with_cpu(Arc::new(rstuf_adapters::cpu::BlockingPool::new()));
     Ok(Engine::new(ports))
+}
+
+/// The failpoint the crash tests armed, if any (one per process: the ports and the consumer
+/// share its count).
+pub fn failpoint(config: &Config) -> Option<Arc<Failpoint>> {
+    static POINT: std::sync::OnceLock<Option<Arc<Failpoint>>> = std::sync::OnceLock::new();
+    POINT
+        .get_or_init(|| {
+            let spec = config.failpoint.as_deref()?;
+            Failpoint::parse(spec).ok()
+        })
+        .clone()
 }
 
 fn new_task_id() -> String {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rstuf_adapters::amqp_broker::AmqpBroker;
+use rstuf_adapters::faults::Faulty;
 use rstuf_adapters::redis_broker::{RedisBroker, RedisResults};
 use rstuf_adapters::redis_schedule::SlotLease;
 use rstuf_consumer::{Broker, Consumer, QUEUES, Schedule, Settings, log};
@@ -52,14 +53,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("broker {url}: {e}"))?
                 .with_visibility(runtime.visibility_timeout);
             broker.declare().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-            parts.consumer(broker).run(stop_rx).await;
+            parts.run(broker, &config, stop_rx).await;
         }
         BrokerUrl::Amqp(url) => {
             let prefetch = u16::try_from(runtime.concurrency).unwrap_or(u16::MAX);
             let broker = AmqpBroker::connect(&url, &QUEUES, prefetch)
                 .await
                 .map_err(|e| anyhow::anyhow!("broker: {e}"))?;
-            parts.consumer(broker).run(stop_rx).await;
+            parts.run(broker, &config, stop_rx).await;
         }
     }
     Ok(())
@@ -84,14 +85,29 @@ struct Parts {
 }
 
 impl Parts {
-    fn consumer<B: Broker>(self, broker: B) -> Consumer<B> {
-        Consumer::new(
-            broker,
-            self.results,
-            self.engine,
-            self.schedule,
-            self.settings,
-        )
+    /// Runs the consumer over `broker` until `stop` (with the crash tests' failpoint around
+    /// the broker and the results when one is armed).
+    async fn run<B: Broker>(self, broker: B, config: &Config, stop: watch::Receiver<bool>) {
+        let Parts {
+            results,
+            engine,
+            schedule,
+            settings,
+        } = self;
+        match run_task::failpoint(config) {
+            Some(point) => {
+                let results = Faulty::new(results, point.clone());
+                let broker = Faulty::new(broker, point);
+                Consumer::new(broker, results, engine, schedule, settings)
+                    .run(stop)
+                    .await
+            }
+            None => {
+                Consumer::new(broker, results, engine, schedule, settings)
+                    .run(stop)
+                    .await
+            }
+        }
     }
 }
 
