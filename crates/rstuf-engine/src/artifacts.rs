@@ -84,7 +84,7 @@ pub fn parse_info(info: &Value) -> Result<TargetFile, String> {
     }
     let file: TargetFile =
         serde_json::from_value(info.clone()).map_err(|e| format!("info: {e}"))?;
-    file.validate()?;
+    file.validate().map_err(|e| e.to_string())?;
     Ok(file)
 }
 
