@@ -25,8 +25,8 @@ use rstuf_engine::ports::{PortError, PortErrorKind};
 use serde_json::{Map, Number, Value};
 use tokio::sync::{Mutex, RwLock, mpsc};
 
-fn amqp_error(context: &str, e: impl std::fmt::Display) -> PortError {
-    PortError::new(PortErrorKind::Transient, format!("{context}: {e}"))
+fn amqp_error(context: &str, e: lapin::Error) -> PortError {
+    crate::error::ServiceError::port(e, context)
 }
 
 /// How long [`AmqpBroker::next`] waits before giving the consumer loop control back.
@@ -100,7 +100,10 @@ impl AmqpBroker {
         let mut rx = self.inner.deliveries.lock().await;
         match tokio::time::timeout(WAIT, rx.recv()).await {
             Ok(Some(received)) => Ok(Some(received)),
-            Ok(None) => Err(amqp_error("consuming", "the consumer stopped")),
+            Ok(None) => Err(PortError::new(
+                PortErrorKind::Transient,
+                "consuming: the consumer stopped",
+            )),
             Err(_) => Ok(None),
         }
     }
@@ -147,7 +150,8 @@ impl AmqpBroker {
     /// Sends a message to `queue` through the default exchange, as kombu publishes.
     pub async fn publish(&self, message: &TaskMessage, queue: &str) -> Result<(), PortError> {
         let channel = self.inner.publisher.read().await.clone();
-        let channel = channel.ok_or_else(|| amqp_error("publishing", "not connected"))?;
+        let channel = channel
+            .ok_or_else(|| PortError::new(PortErrorKind::Transient, "publishing: not connected"))?;
         let properties = BasicProperties::default()
             .with_content_type(ShortString::from("application/json"))
             .with_content_encoding(ShortString::from("utf-8"))

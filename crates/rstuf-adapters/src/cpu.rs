@@ -33,6 +33,6 @@ impl Cpu for BlockingPool {
     async fn run(&self, job: CpuJob) -> Result<(), PortError> {
         tokio::task::spawn_blocking(job)
             .await
-            .map_err(|e| PortError::new(PortErrorKind::Other, format!("CPU job failed: {e}")))
+            .map_err(|e| PortError::caused(PortErrorKind::Other, "CPU job failed", e))
     }
 }

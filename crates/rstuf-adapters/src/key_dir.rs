@@ -77,9 +77,7 @@ pub fn ensure_online_key(dir: &Path) -> io::Result<Ensured> {
     let key = PrivateKey::generate_ed25519();
     let public = key.public_key();
     let keyid = public.compute_keyid();
-    let pem = key
-        .to_pkcs8_pem()
-        .map_err(|e| io::Error::other(e.to_string()))?;
+    let pem = key.to_pkcs8_pem().map_err(io::Error::other)?;
     let path = dir.join(&keyid);
     let tmp = dir.join(format!(".{keyid}.tmp"));
     let mut f = OpenOptions::new()

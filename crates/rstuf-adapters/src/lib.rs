@@ -10,6 +10,7 @@ pub mod amqp_broker;
 pub mod coalesce;
 pub mod cpu;
 pub mod dynaconf;
+mod error;
 pub mod faults;
 pub mod key_dir;
 pub mod local_store;

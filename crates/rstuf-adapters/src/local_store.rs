@@ -30,6 +30,8 @@ use rstuf_engine::ports::{
     MetadataStore, PortError, PortErrorKind, check_versioned_name as check_name,
 };
 
+use crate::error::{Context, ServiceError};
+
 /// A metadata directory.
 #[derive(Debug, Clone)]
 pub struct LocalStore {
@@ -79,15 +81,11 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// durable by one `syncfs` of the filesystem.
 const FSYNC_EACH_UP_TO: usize = 64;
 
-fn other(context: &str, e: io::Error) -> PortError {
-    PortError::new(PortErrorKind::Other, format!("{context}: {e}"))
-}
-
 impl LocalStore {
     /// Uses `dir`, creating it if needed.
     pub fn new(dir: impl Into<PathBuf>) -> Result<Self, PortError> {
         let dir = dir.into();
-        fs::create_dir_all(&dir).map_err(|e| other(&format!("creating {}", dir.display()), e))?;
+        fs::create_dir_all(&dir).with_ctx(|| format!("creating {}", dir.display()))?;
         Ok(LocalStore {
             dir,
             // Unnamed files are linked in through their `/proc/self/fd` entry.
@@ -183,8 +181,7 @@ impl LocalStore {
         match linked {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                let existing =
-                    fs::read(&target).map_err(|e| other(&format!("reading {name}"), e))?;
+                let existing = fs::read(&target).with_ctx(|| format!("reading {name}"))?;
                 if existing == bytes {
                     Ok(false)
                 } else {
@@ -194,7 +191,7 @@ impl LocalStore {
                     ))
                 }
             }
-            Err(e) => Err(other(&format!("publishing {name}"), e)),
+            Err(e) => Err(e.port(format!("publishing {name}"))),
         }
     }
 
@@ -239,8 +236,7 @@ impl LocalStore {
             }
         }
         if linked {
-            self.sync_dir()
-                .map_err(|e| other("syncing the metadata directory", e))?;
+            self.sync_dir().ctx("syncing the metadata directory")?;
         }
         result
     }
@@ -257,7 +253,7 @@ impl LocalStore {
                 Ok(tmp) => temps.push(tmp),
                 Err(e) => {
                     Self::discard(temps);
-                    return Err(other(&format!("writing {}", names[0]), e));
+                    return Err(e.port(format!("writing {}", names[0])));
                 }
             }
         }
@@ -292,7 +288,7 @@ impl LocalStore {
         if temps.len() > FSYNC_EACH_UP_TO {
             return self.sync_filesystem();
         }
-        let sync = |e: io::Error| other("syncing new metadata files", e);
+        let sync = |e: io::Error| e.port("syncing new metadata files");
         for tmp in temps {
             if let Temp::Unnamed(f) = tmp {
                 // Only a hint to start writing: a failure here is caught by the sync below.
@@ -311,8 +307,10 @@ impl LocalStore {
 
     /// Makes every file written so far on this filesystem durable.
     fn sync_filesystem(&self) -> Result<(), PortError> {
-        let dir = File::open(&self.dir).map_err(|e| other("opening the metadata directory", e))?;
-        rustix::fs::syncfs(&dir).map_err(|e| other("syncing the metadata filesystem", e.into()))
+        let dir = File::open(&self.dir).ctx("opening the metadata directory")?;
+        rustix::fs::syncfs(&dir)
+            .map_err(io::Error::from)
+            .ctx("syncing the metadata filesystem")
     }
 
     fn sync_dir(&self) -> io::Result<()> {
@@ -325,8 +323,7 @@ impl LocalStore {
         let mut linked = false;
         self.write_round(&[(bytes, vec![name])], &mut linked)?;
         if linked {
-            self.sync_dir()
-                .map_err(|e| other("syncing the metadata directory", e))?;
+            self.sync_dir().ctx("syncing the metadata directory")?;
         }
         Ok(())
     }
@@ -334,13 +331,12 @@ impl LocalStore {
     fn put_timestamp_blocking(&self, bytes: &[u8]) -> Result<(), PortError> {
         let tmp = self
             .write_temp("timestamp.json", bytes)
-            .map_err(|e| other("writing timestamp.json", e))?;
+            .ctx("writing timestamp.json")?;
         if let Err(e) = fs::rename(&tmp, self.dir.join("timestamp.json")) {
             let _ = fs::remove_file(&tmp);
-            return Err(other("replacing timestamp.json", e));
+            return Err(e.port("replacing timestamp.json"));
         }
-        self.sync_dir()
-            .map_err(|e| other("syncing the metadata directory", e))
+        self.sync_dir().ctx("syncing the metadata directory")
     }
 
     fn get_blocking(&self, name: &str) -> Result<Option<Vec<u8>>, PortError> {
@@ -350,7 +346,7 @@ impl LocalStore {
         match fs::read(self.dir.join(name)) {
             Ok(bytes) => Ok(Some(bytes)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(other(&format!("reading {name}"), e)),
+            Err(e) => Err(e.port(format!("reading {name}"))),
         }
     }
 }
@@ -360,7 +356,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, PortError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| PortError::new(PortErrorKind::Other, format!("storage task failed: {e}")))?
+        .map_err(|e| PortError::caused(PortErrorKind::Other, "storage task failed", e))?
 }
 
 #[async_trait]

@@ -15,6 +15,8 @@ use rstuf_engine::ports::{
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Executor, Row};
 
+use crate::error::Context;
+
 /// The only alembic revision the worker knows.
 pub const ALEMBIC_REVISION: &str = "1effe827d0cd";
 
@@ -55,39 +57,6 @@ pub enum SchemaState {
 #[derive(Debug, Clone)]
 pub struct PgIndex {
     pool: PgPool,
-}
-
-/// `context` on a failed SQL call: what the worker was doing.
-trait SqlContext<T> {
-    fn ctx(self, context: &str) -> Result<T, PortError>;
-}
-
-impl<T> SqlContext<T> for Result<T, sqlx::Error> {
-    fn ctx(self, context: &str) -> Result<T, PortError> {
-        self.map_err(|e| sql_error(context, e))
-    }
-}
-
-fn sql_error(context: &str, e: sqlx::Error) -> PortError {
-    let kind = match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => PortErrorKind::Conflict,
-        // Connection exceptions (08), operator intervention such as a shutdown (57) and
-        // insufficient resources (53): the server is restarting or busy.
-        sqlx::Error::Database(db)
-            if db.code().is_some_and(|c| {
-                c.starts_with("08") || c.starts_with("57") || c.starts_with("53")
-            }) =>
-        {
-            PortErrorKind::Transient
-        }
-        sqlx::Error::Io(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Tls(_) => PortErrorKind::Transient,
-        _ => PortErrorKind::Other,
-    };
-    PortError::new(kind, format!("{context}: {e}"))
 }
 
 fn naive(t: DateTime<Utc>) -> NaiveDateTime {

@@ -16,7 +16,7 @@ use redis::Script;
 use redis::aio::ConnectionManager;
 use rstuf_engine::ports::{LockGuard, PortError, RepoLock};
 
-use crate::redis_settings::redis_error;
+use crate::error::Context;
 
 /// The lock key the reference worker uses.
 pub const LOCK_TARGETS: &str = "LOCK_TARGETS";
@@ -64,11 +64,11 @@ impl RedisLock {
     /// A lock on `key` in the Redis at `url`, that lapses `ttl` after its holder stops
     /// renewing it (the reference's `RSTUF_LOCK_TIMEOUT`, 500 s by default).
     pub async fn connect(url: &str, key: &str, ttl: Duration) -> Result<Self, PortError> {
-        let client = redis::Client::open(url).map_err(|e| redis_error("Redis URL", e))?;
+        let client = redis::Client::open(url).ctx("Redis URL")?;
         let conn = client
             .get_connection_manager()
             .await
-            .map_err(|e| redis_error("connecting to Redis", e))?;
+            .ctx("connecting to Redis")?;
         Ok(RedisLock {
             conn,
             key: key.to_string(),
@@ -104,7 +104,7 @@ impl RepoLock for RedisLock {
                 .arg(self.ttl_ms())
                 .query_async(&mut conn)
                 .await
-                .map_err(|e| redis_error("taking the repository lock", e))?;
+                .ctx("taking the repository lock")?;
             if set.is_some() {
                 break;
             }
@@ -194,7 +194,7 @@ impl LockGuard for RedisLockGuard {
             .arg(&self.key)
             .query_async(&mut conn)
             .await
-            .map_err(|e| redis_error("checking the repository lock", e))?;
+            .ctx("checking the repository lock")?;
         Ok(current.as_deref() == Some(self.token.as_str()))
     }
 
@@ -207,7 +207,7 @@ impl LockGuard for RedisLockGuard {
             .arg(&token)
             .invoke_async(&mut conn)
             .await
-            .map_err(|e| redis_error("releasing the repository lock", e))?;
+            .ctx("releasing the repository lock")?;
         Ok(released == 1)
     }
 }

@@ -12,6 +12,7 @@ use rstuf_engine::ports::{PortError, PortErrorKind, SettingsStore};
 use serde_json::Value;
 
 use crate::dynaconf;
+use crate::error::{Context, ServiceError};
 
 /// The hash dynaconf uses for the `main` environment.
 pub const SETTINGS_HASH: &str = "DYNACONF_MAIN";
@@ -31,34 +32,21 @@ impl std::fmt::Debug for RedisSettings {
     }
 }
 
-/// Maps a Redis error to a port error: connection problems are transient.
+/// A Redis error as a port error while doing `context` (the brokers' and the schedule's
+/// shorthand for [`Context::ctx`]): connection problems are transient.
 pub(crate) fn redis_error(context: &str, e: redis::RedisError) -> PortError {
-    let kind = if e.is_io_error()
-        || e.is_connection_dropped()
-        || e.is_timeout()
-        || e.is_connection_refusal()
-        || matches!(
-            e.kind(),
-            redis::ErrorKind::Server(
-                redis::ServerErrorKind::BusyLoading | redis::ServerErrorKind::TryAgain
-            )
-        ) {
-        PortErrorKind::Transient
-    } else {
-        PortErrorKind::Other
-    };
-    PortError::new(kind, format!("{context}: {e}"))
+    e.port(context)
 }
 
 impl RedisSettings {
     /// Connects to `url` (for example `redis://127.0.0.1:6379/1`). The connection reconnects by
     /// itself after Redis restarts.
     pub async fn connect(url: &str) -> Result<Self, PortError> {
-        let client = redis::Client::open(url).map_err(|e| redis_error("Redis URL", e))?;
+        let client = redis::Client::open(url).ctx("Redis URL")?;
         let conn = client
             .get_connection_manager()
             .await
-            .map_err(|e| redis_error("connecting to Redis", e))?;
+            .ctx("connecting to Redis")?;
         Ok(RedisSettings {
             conn,
             hash: SETTINGS_HASH.to_string(),
@@ -76,7 +64,7 @@ impl RedisSettings {
         let mut conn = self.conn.clone();
         conn.hget(&self.hash, key.to_uppercase())
             .await
-            .map_err(|e| redis_error("reading a setting", e))
+            .ctx("reading a setting")
     }
 }
 
@@ -85,18 +73,19 @@ impl SettingsStore for RedisSettings {
     async fn get(&self, key: &str) -> Result<Option<Value>, PortError> {
         match self.raw(key).await? {
             None => Ok(None),
-            Some(raw) => dynaconf::decode(&raw)
-                .map(Some)
-                .map_err(|e| PortError::new(PortErrorKind::Other, format!("setting {key}: {e}"))),
+            Some(raw) => dynaconf::decode(&raw).map(Some).map_err(|e| {
+                PortError::caused(PortErrorKind::Other, format_args!("setting {key}"), e)
+            }),
         }
     }
 
     async fn set(&self, key: &str, value: Value) -> Result<(), PortError> {
-        let encoded = dynaconf::encode(&value)
-            .map_err(|e| PortError::new(PortErrorKind::Other, format!("setting {key}: {e}")))?;
+        let encoded = dynaconf::encode(&value).map_err(|e| {
+            PortError::caused(PortErrorKind::Other, format_args!("setting {key}"), e)
+        })?;
         let mut conn = self.conn.clone();
         conn.hset::<_, _, _, ()>(&self.hash, key.to_uppercase(), encoded)
             .await
-            .map_err(|e| redis_error("writing a setting", e))
+            .ctx("writing a setting")
     }
 }

@@ -17,6 +17,8 @@ use async_trait::async_trait;
 use rstuf_engine::ports::{PortError, PortErrorKind, Signer, SignerResolver};
 use rstuf_metadata::keys::{Key, PrivateKey};
 
+use crate::error::Context;
+
 /// The key field holding the signer URI.
 pub const URI_FIELD: &str = "x-rstuf-online-key-uri";
 
@@ -43,12 +45,16 @@ impl Signer for ThreadPoolSigner {
         let (key, msg) = (self.0.clone(), msg.to_vec());
         tokio::task::spawn_blocking(move || key.sign(&msg))
             .await
-            .map_err(|e| refuse(format!("signing task failed: {e}")))?
-            .map_err(|e| refuse(e.to_string()))
+            .map_err(|e| PortError::caused(PortErrorKind::Other, "signing task failed", e))?
+            .map_err(|e| PortError::from_cause(PortErrorKind::Other, e))
     }
 
     fn sign_here(&self, msg: &[u8]) -> Option<Result<Vec<u8>, PortError>> {
-        Some(self.0.sign(msg).map_err(|e| refuse(e.to_string())))
+        Some(
+            self.0
+                .sign(msg)
+                .map_err(|e| PortError::from_cause(PortErrorKind::Other, e)),
+        )
     }
 }
 
@@ -85,8 +91,7 @@ impl KeyUriSigners {
             .split_once(':')
             .ok_or_else(|| refuse(format!("bad online key URI {uri:?}")))?;
         let read = |path: PathBuf| {
-            std::fs::read(&path)
-                .map_err(|e| refuse(format!("cannot read online key {}: {e}", path.display())))
+            std::fs::read(&path).with_ctx(|| format!("cannot read online key {}", path.display()))
         };
         match scheme {
             "fn" => {
@@ -130,16 +135,17 @@ impl SignerResolver for KeyUriSigners {
             .and_then(|v| v.as_str())
             .ok_or_else(|| refuse(format!("key {keyid} has no {URI_FIELD}")))?;
         let pem = self.load_pem(uri)?;
-        let private = PrivateKey::from_pem(&pem, None)
-            .map_err(|e| refuse(format!("online key {uri}: {e}")))?;
+        let private = PrivateKey::from_pem(&pem, None).map_err(|e| {
+            PortError::caused(PortErrorKind::Other, format_args!("online key {uri}"), e)
+        })?;
         if private.public_key().keyval != key.keyval {
             return Err(refuse(format!(
                 "online key {uri} is not the private half of key {keyid}"
             )));
         }
-        let private = private
-            .with_scheme(&key.scheme)
-            .map_err(|e| refuse(format!("online key {uri}: {e}")))?;
+        let private = private.with_scheme(&key.scheme).map_err(|e| {
+            PortError::caused(PortErrorKind::Other, format_args!("online key {uri}"), e)
+        })?;
         let signer = Arc::new(ThreadPoolSigner(Arc::new(private)));
         self.cache
             .lock()

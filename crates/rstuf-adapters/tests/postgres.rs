@@ -156,6 +156,14 @@ async fn roles_are_inserted_all_or_nothing() {
     ];
     let err = index.create_roles(&again).await.unwrap_err();
     assert_eq!(err.kind, PortErrorKind::Conflict);
+    // The database's error stays the cause: a unique violation, and the text shows it.
+    let cause = std::error::Error::source(&err).expect("the sqlx error is the source");
+    let db = cause.downcast_ref::<sqlx::Error>().expect("a sqlx error");
+    assert!(
+        matches!(db, sqlx::Error::Database(d) if d.is_unique_violation()),
+        "{db:?}"
+    );
+    assert_eq!(err.to_string(), format!("creating roles: {db}"));
     assert_eq!(
         index.role("new-role").await.unwrap(),
         None,

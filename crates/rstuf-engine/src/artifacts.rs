@@ -84,21 +84,35 @@ pub fn parse_info(info: &Value) -> Result<TargetFile, String> {
     }
     let file: TargetFile =
         serde_json::from_value(info.clone()).map_err(|e| format!("info: {e}"))?;
-    file.validate()?;
+    file.validate().map_err(|e| e.to_string())?;
     Ok(file)
 }
 
+/// Why an artifact's info text is unusable: the text read from the index, or the info a
+/// task stores.
+#[derive(Debug, thiserror::Error)]
+pub enum StoredInfoError {
+    /// The text is not JSON.
+    #[error("{0}")]
+    Json(#[source] serde_json::Error),
+    /// The JSON is not valid target info (the reason [`parse_info`] gives).
+    #[error("{0}")]
+    Invalid(String),
+}
+
 /// Parses info text stored in the index (ours, the reference worker's or the CLI's).
-pub(crate) fn parse_info_text(text: &str) -> Result<TargetFile, String> {
-    let value: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
-    parse_info(&value)
+pub(crate) fn parse_info_text(text: &str) -> Result<TargetFile, StoredInfoError> {
+    let value: Value = serde_json::from_str(text).map_err(StoredInfoError::Json)?;
+    parse_info(&value).map_err(StoredInfoError::Invalid)
 }
 
 /// The info as the API's model dumps it and SQLAlchemy stores it: `json.dumps` with `length`,
 /// `hashes` and `custom` first, in that order.
 pub fn info_text(info: &Value) -> Result<String, TaskError> {
+    const WHAT: &str = "artifact info";
     let Value::Object(map) = info else {
-        return Err(TaskError::Metadata("info must be an object".into()));
+        let reason = StoredInfoError::Invalid("info must be an object".into());
+        return Err(TaskError::encoding(WHAT, reason));
     };
     let first = ["length", "hashes", "custom"];
     let ordered = first
@@ -107,9 +121,9 @@ pub fn info_text(info: &Value) -> Result<String, TaskError> {
         .chain(map.iter().filter(|(k, _)| !first.contains(&k.as_str())));
     let mut parts = Vec::new();
     for (k, v) in ordered {
-        let key = to_python_json(&Value::String(k.clone()))
-            .map_err(|e| TaskError::Metadata(e.to_string()))?;
-        let value = to_python_json(v).map_err(|e| TaskError::Metadata(e.to_string()))?;
+        let key =
+            to_python_json(&Value::String(k.clone())).map_err(|e| TaskError::encoding(WHAT, e))?;
+        let value = to_python_json(v).map_err(|e| TaskError::encoding(WHAT, e))?;
         parts.push(format!("{key}: {value}"));
     }
     Ok(format!("{{{}}}", parts.join(", ")))

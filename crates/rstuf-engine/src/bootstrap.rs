@@ -114,7 +114,7 @@ fn plan(settings: &Value, metadata: &Value) -> Result<Plan, String> {
         snapshot: expiration(roles, "snapshot")?,
         timestamp: expiration(roles, "timestamp")?,
     };
-    let (online_keyid, online_key) = online_key_of(&root.signed)?;
+    let (online_keyid, online_key) = online_key_of(&root.signed).map_err(|e| e.to_string())?;
 
     // The API may send `null` for the one it does not use.
     let present = |key: &str| roles.get(key).filter(|v| !v.is_null());

@@ -19,7 +19,7 @@ use rstuf_metadata::schema::{DelegatedRole, Delegations, Metadata, Signed, Targe
 use serde_json::{Value, json};
 
 use crate::engine::Engine;
-use crate::outcome::{TaskError, TaskOutcome};
+use crate::outcome::{Inconsistency, TaskError, TaskOutcome};
 use crate::ports::{LockGuard, RoleRecord};
 use crate::publish::with_lock;
 use crate::repo::{
@@ -94,7 +94,10 @@ async fn locked(
 ) -> Result<TaskOutcome, TaskError> {
     let current = Current::load(engine).await?;
     let Some(existing) = current.targets.signed.delegations.clone() else {
-        return Err(TaskError::Metadata("targets delegates nothing".into()));
+        return Err(TaskError::Inconsistent {
+            file: format!("{}.targets.json", current.targets.signed.version),
+            problem: Inconsistency::NamesNo("delegations"),
+        });
     };
     if existing.succinct_roles.is_some() {
         return Ok(TaskOutcome::refused(
@@ -191,8 +194,8 @@ async fn add_or_update(
 ) -> Result<TaskOutcome, TaskError> {
     // Keys the repository already knows need not be sent again.
     let mut given = given.clone();
-    let mut keys =
-        serde_json::to_value(&delegations.keys).map_err(|e| TaskError::Metadata(e.to_string()))?;
+    let mut keys = serde_json::to_value(&delegations.keys)
+        .map_err(|e| TaskError::encoding("the delegation keys of targets", e))?;
     if let (Some(known), Some(sent)) = (
         keys.as_object_mut(),
         given.get("keys").and_then(Value::as_object),
@@ -340,7 +343,12 @@ fn online_key(current: &Current, online: &Online) -> Result<rstuf_metadata::keys
         .as_ref()
         .and_then(|d| d.keys.get(&online.keyid))
         .cloned()
-        .ok_or_else(|| TaskError::Metadata("the online key is not a delegation key".into()))
+        .ok_or_else(|| TaskError::Inconsistent {
+            file: format!("{}.targets.json", current.targets.signed.version),
+            problem: Inconsistency::LacksOnlineKey {
+                keyid: online.keyid.clone(),
+            },
+        })
 }
 
 /// Drops the keys no role uses any more.

@@ -26,22 +26,71 @@ pub enum PortErrorKind {
 }
 
 /// A failure of a port.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{message}")]
+///
+/// [`Display`](fmt::Display) shows [`PortError::message`]: what the port was doing, then the
+/// underlying error's text when there is one (`"reading a setting: connection refused"`), as
+/// users see it in task results. The underlying error itself is the
+/// [`source`](std::error::Error::source), for code that inspects the chain.
+#[derive(Debug, Clone)]
 pub struct PortError {
     /// The kind, for decisions.
     pub kind: PortErrorKind,
-    /// What happened, for people.
+    /// What happened, for people (with the cause's text, if any).
     pub message: String,
+    /// The underlying error, shared so that a port error stays cheap to clone (one failed
+    /// batch answers many waiting tasks).
+    cause: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
 impl PortError {
-    /// A failure of `kind`.
+    /// A failure of `kind` with no underlying error.
     pub fn new(kind: PortErrorKind, message: impl Into<String>) -> Self {
         PortError {
             kind,
             message: message.into(),
+            cause: None,
         }
+    }
+
+    /// A failure of `kind` caused by `err` while doing `context`: the message is
+    /// `"{context}: {err}"` and `err` is the source.
+    pub fn caused<E>(kind: PortErrorKind, context: impl fmt::Display, err: E) -> Self
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        PortError {
+            kind,
+            message: format!("{context}: {err}"),
+            cause: Some(Arc::new(err)),
+        }
+    }
+
+    /// A failure of `kind` that is `err` and needs no context: the message is `err`'s text
+    /// and `err` is the source.
+    pub fn from_cause<E>(kind: PortErrorKind, err: E) -> Self
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        PortError {
+            kind,
+            message: err.to_string(),
+            cause: Some(Arc::new(err)),
+        }
+    }
+}
+
+impl fmt::Display for PortError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for PortError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        // The error itself, not the `Arc` around it, so callers can downcast it.
+        self.cause
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 
@@ -239,14 +288,14 @@ impl Signer for KeySigner {
     async fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, PortError> {
         self.0
             .sign(msg)
-            .map_err(|e| PortError::new(PortErrorKind::Other, e.to_string()))
+            .map_err(|e| PortError::from_cause(PortErrorKind::Other, e))
     }
 
     fn sign_here(&self, msg: &[u8]) -> Option<Result<Vec<u8>, PortError>> {
         Some(
             self.0
                 .sign(msg)
-                .map_err(|e| PortError::new(PortErrorKind::Other, e.to_string())),
+                .map_err(|e| PortError::from_cause(PortErrorKind::Other, e)),
         )
     }
 }
@@ -426,4 +475,58 @@ pub trait LockGuard: Send + Sync {
     async fn still_held(&self) -> Result<bool, PortError>;
     /// Releases the lock; `Ok(false)` if it had already been lost.
     async fn release(self: Box<Self>) -> Result<bool, PortError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn a_caused_port_error_keeps_its_source_and_text() {
+        let io = std::fs::read("/nonexistent/rstuf/1.root.json").unwrap_err();
+        let text = io.to_string();
+        let err = PortError::caused(PortErrorKind::Other, "reading 1.root.json", io);
+        assert_eq!(err.to_string(), format!("reading 1.root.json: {text}"));
+        assert_eq!(err.message, err.to_string());
+        let source = err.source().expect("a source");
+        let io = source
+            .downcast_ref::<std::io::Error>()
+            .expect("the io error");
+        assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+        // Clones share the cause.
+        let copy = err.clone();
+        assert!(copy.source().unwrap().is::<std::io::Error>());
+    }
+
+    #[test]
+    fn from_cause_has_the_cause_text() {
+        let io = std::io::Error::other("disk on fire");
+        let err = PortError::from_cause(PortErrorKind::Transient, io);
+        assert_eq!(err.to_string(), "disk on fire");
+        assert_eq!(err.kind, PortErrorKind::Transient);
+        assert!(err.source().is_some());
+    }
+
+    #[test]
+    fn a_plain_port_error_has_no_source() {
+        let err = PortError::new(PortErrorKind::Conflict, "1.root.json exists");
+        assert!(err.source().is_none());
+        assert_eq!(err.to_string(), "1.root.json exists");
+        assert!(
+            check_versioned_name("../x.json")
+                .unwrap_err()
+                .source()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_task_error_passes_the_source_through() {
+        let io = std::io::Error::other("gone");
+        let err = crate::TaskError::from(PortError::caused(PortErrorKind::Other, "reading", io));
+        assert_eq!(err.to_string(), "reading: gone");
+        assert!(err.source().unwrap().is::<std::io::Error>());
+    }
 }

@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 
 use crate::bump::{bump_roles, bumpable};
 use crate::engine::Engine;
-use crate::outcome::{TaskError, TaskOutcome};
+use crate::outcome::{SettingProblem, TaskError, TaskOutcome};
 use crate::ports::{LockGuard, PortErrorKind};
 use crate::publish::with_lock;
 use crate::repo::{
@@ -45,9 +45,8 @@ async fn trusted_root(engine: &Engine) -> Result<Metadata<Root>, TaskError> {
         .get(TRUSTED_ROOT)
         .await?
         .filter(|v| !v.is_null())
-        .ok_or_else(|| TaskError::Metadata("TRUSTED_ROOT is not set".into()))?;
-    Metadata::<Root>::from_value(value)
-        .map_err(|e| TaskError::Metadata(format!("TRUSTED_ROOT: {e}")))
+        .ok_or_else(|| TaskError::setting(TRUSTED_ROOT, SettingProblem::NotSet))?;
+    Metadata::<Root>::from_value(value).map_err(|e| TaskError::unreadable_setting(TRUSTED_ROOT, e))
 }
 
 /// Whether the root role of `by` accepts `new` (threshold of valid signatures).
@@ -155,7 +154,7 @@ pub(crate) async fn sign_pending_root(
 ) -> Result<TaskOutcome, TaskError> {
     const FAILED: &str = "Signature Failed";
     let mut new = Metadata::<Root>::from_value(pending)
-        .map_err(|e| TaskError::Metadata(format!("the pending root is unreadable: {e}")))?;
+        .map_err(|e| TaskError::unreadable_setting(ROOT_SIGNING, e))?;
     let trusted = trusted_root(engine).await?;
     if new.signed.version != trusted.signed.version + 1 {
         return Ok(TaskOutcome::refused(
@@ -168,7 +167,7 @@ pub(crate) async fn sign_pending_root(
     }
     let payload = new
         .signed_bytes()
-        .map_err(|e| TaskError::Metadata(e.to_string()))?;
+        .map_err(|e| TaskError::encoding("root", e))?;
     let valid_for = |root: &Root| {
         root.role("root")
             .is_some_and(|r| signed_by_one_of(&r.keyids, &root.keys, &payload, &signature))
@@ -205,10 +204,13 @@ async fn finalize(
     trusted: &Metadata<Root>,
     new: &Metadata<Root>,
 ) -> Result<Result<(), String>, TaskError> {
-    let (old_id, _) = online_key_of(&trusted.signed).map_err(TaskError::Metadata)?;
+    let (old_id, _) = online_key_of(&trusted.signed).map_err(|source| TaskError::OnlineKey {
+        root: TRUSTED_ROOT.to_string(),
+        source,
+    })?;
     let (new_id, new_key) = match online_key_of(&new.signed) {
         Ok(online) => online,
-        Err(reason) => return Ok(Err(reason)),
+        Err(reason) => return Ok(Err(reason.to_string())),
     };
     let signer = if new_id == old_id {
         None

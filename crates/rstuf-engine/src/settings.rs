@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::outcome::TaskError;
+use crate::outcome::{SettingProblem, TaskError};
 use crate::ports::SettingsStore;
 
 /// `BOOTSTRAP`: `None`, `pre-<id>`, `signing-<id>` or the finished task id.
@@ -42,7 +42,8 @@ pub(crate) async fn days(
         .and_then(|d| u32::try_from(d).ok())
         .filter(|d| *d > 0)
         .ok_or_else(|| {
-            TaskError::Metadata(format!("setting {key} is not a positive number: {value:?}"))
+            let value = value.unwrap_or(Value::Null);
+            TaskError::setting(key, SettingProblem::NotPositive(value))
         })
 }
 

@@ -123,10 +123,10 @@ async fn sign_bootstrap_root(
     task_id: &str,
 ) -> Result<TaskOutcome, TaskError> {
     let mut root = Metadata::<Root>::from_value(pending)
-        .map_err(|e| TaskError::Metadata(format!("the pending root is unreadable: {e}")))?;
+        .map_err(|e| TaskError::unreadable_setting(ROOT_SIGNING, e))?;
     let payload = root
         .signed_bytes()
-        .map_err(|e| TaskError::Metadata(e.to_string()))?;
+        .map_err(|e| TaskError::encoding("root", e))?;
     let root_role = root.signed.role("root").expect("a root has a root role");
     if !signed_by_one_of(&root_role.keyids, &root.signed.keys, &payload, &signature) {
         return Ok(TaskOutcome::refused(SIGN_FAILED, "Invalid signature"));
@@ -172,10 +172,10 @@ async fn sign_delegated(
     };
     let keys = &delegations.expect("a delegated role has delegations").keys;
     let mut md = Metadata::<Targets>::from_value(pending)
-        .map_err(|e| TaskError::Metadata(format!("the pending {role} is unreadable: {e}")))?;
+        .map_err(|e| TaskError::unreadable_setting(signing_key(role), e))?;
     let payload = md
         .signed_bytes()
-        .map_err(|e| TaskError::Metadata(e.to_string()))?;
+        .map_err(|e| TaskError::encoding(role, e))?;
     if !signed_by_one_of(&delegated.keyids, keys, &payload, &signature) {
         return Ok(TaskOutcome::refused(SIGN_FAILED, "Invalid signature"));
     }

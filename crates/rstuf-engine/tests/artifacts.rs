@@ -696,6 +696,12 @@ async fn an_unreadable_expiration_fails_a_publication_before_it_writes() {
     let out = force_online_metadata_update(&repo.engine(), &targets).await;
     assert!(out.is_err(), "{out:?}");
     assert_eq!(repo.store.write_log(), files, "nothing written");
+    let err = out.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        r#"setting SNAPSHOT_EXPIRATION is not a positive number: "soon""#
+    );
+    assert!(!err.is_retryable());
 
     repo.settings
         .set("SNAPSHOT_EXPIRATION", json!(1))
@@ -708,10 +714,41 @@ async fn an_unreadable_expiration_fails_a_publication_before_it_writes() {
     let out = bump_online_roles(&repo.engine(), BumpScope::EveryOnlineRole).await;
     assert!(out.is_err(), "{out:?}");
     assert_eq!(repo.store.write_log(), files, "nothing written");
+    assert_eq!(
+        out.unwrap_err().to_string(),
+        "setting BINS_EXPIRATION is not a positive number: -1"
+    );
 
     let out = force_online_metadata_update(&repo.engine(), &targets)
         .await
         .unwrap();
     assert!(out.status(), "{out:?}");
     assert!(repo.store.files().contains_key("2.targets.json"));
+}
+
+/// Stored metadata that is missing or does not parse fails the task with an error naming the
+/// file (and keeping the parser's error as its source); running again does not help.
+#[tokio::test]
+async fn unreadable_stored_metadata_names_the_file() {
+    let repo = bootstrapped().await;
+    let targets = json!({"roles": ["targets"]});
+    repo.store.put_timestamp(b"{not json").await.unwrap();
+    let err = force_online_metadata_update(&repo.engine(), &targets)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, TaskError::Unreadable { file, .. } if file == "timestamp.json"),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .starts_with("timestamp.json: malformed JSON"),
+        "{err}"
+    );
+    let source = std::error::Error::source(&err).expect("the parse error");
+    assert!(
+        source.is::<rstuf_metadata::schema::SchemaError>(),
+        "{source:?}"
+    );
+    assert!(!err.is_retryable());
 }

@@ -37,7 +37,7 @@ impl Cpu for Threads {
     async fn run(&self, job: CpuJob) -> Result<(), PortError> {
         tokio::task::spawn_blocking(job)
             .await
-            .map_err(|e| PortError::new(PortErrorKind::Other, e.to_string()))
+            .map_err(|e| PortError::from_cause(PortErrorKind::Other, e))
     }
 }
 

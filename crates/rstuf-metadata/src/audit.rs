@@ -137,22 +137,39 @@ fn file_name(role: &str, version: u64) -> String {
     format!("{version}.{role}.json")
 }
 
+/// How a file differs from the meta entry that refers to it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum MetaFileError {
+    /// Its length is not the one listed.
+    #[error("length {actual} differs from {listed} in meta")]
+    Length { actual: u64, listed: u64 },
+    /// A hash is listed with an algorithm we do not compute.
+    #[error("unsupported hash algorithm {0}")]
+    UnsupportedHash(String),
+    /// Its hash is not the one listed.
+    #[error("{0} hash differs from meta")]
+    HashDiffers(String),
+}
+
 /// Checks `bytes` against the length and hashes a meta entry gives, if it gives any.
-fn check_meta_file(meta: &MetaFile, bytes: &[u8]) -> Result<(), String> {
+fn check_meta_file(meta: &MetaFile, bytes: &[u8]) -> Result<(), MetaFileError> {
     if let Some(len) = meta.length
         && len != bytes.len() as u64
     {
-        return Err(format!("length {} differs from {len} in meta", bytes.len()));
+        return Err(MetaFileError::Length {
+            actual: bytes.len() as u64,
+            listed: len,
+        });
     }
     for (alg, want) in meta.hashes.iter().flatten() {
         let got = match alg.as_str() {
             "sha256" => hex::encode(Sha256::digest(bytes)),
             "sha384" => hex::encode(Sha384::digest(bytes)),
             "sha512" => hex::encode(Sha512::digest(bytes)),
-            other => return Err(format!("unsupported hash algorithm {other}")),
+            other => return Err(MetaFileError::UnsupportedHash(other.into())),
         };
         if &got != want {
-            return Err(format!("{alg} hash differs from meta"));
+            return Err(MetaFileError::HashDiffers(alg.clone()));
         }
     }
     Ok(())
@@ -569,4 +586,30 @@ fn signed_by_any_root<T: Signed>(chain: &[Metadata<Root>], role: &str, md: &Meta
     chain
         .iter()
         .any(|r| r.signed.verify_delegate(role, md).is_ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meta_file_mismatches_keep_their_texts() {
+        let meta = |hashes: serde_json::Value| -> MetaFile {
+            serde_json::from_value(serde_json::json!({"version": 1, "length": 3, "hashes": hashes}))
+                .unwrap()
+        };
+        let err = check_meta_file(&meta(serde_json::json!({"sha256": "00"})), b"ab").unwrap_err();
+        assert_eq!(
+            err,
+            MetaFileError::Length {
+                actual: 2,
+                listed: 3
+            }
+        );
+        assert_eq!(err.to_string(), "length 2 differs from 3 in meta");
+        let err = check_meta_file(&meta(serde_json::json!({"sha256": "00"})), b"abc").unwrap_err();
+        assert_eq!(err.to_string(), "sha256 hash differs from meta");
+        let err = check_meta_file(&meta(serde_json::json!({"md5": "00"})), b"abc").unwrap_err();
+        assert_eq!(err.to_string(), "unsupported hash algorithm md5");
+    }
 }

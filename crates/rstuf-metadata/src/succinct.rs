@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::schema::RuleError;
+
 /// `delegations.succinct_roles` of a targets role (TAP 15).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SuccinctRoles {
@@ -57,9 +59,9 @@ impl SuccinctRoles {
     ///
     /// The other methods assume a valid `bit_length`; outside 1..=32 they do not panic, but
     /// their answers are meaningless (python-tuf cannot even build such an object).
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), RuleError> {
         if !(1..=32).contains(&self.bit_length) {
-            return Err("bit_length must be between 1 and 32".into());
+            return Err(RuleError::BitLength(self.bit_length));
         }
         Ok(())
     }

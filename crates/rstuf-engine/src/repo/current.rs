@@ -9,7 +9,7 @@ use rstuf_metadata::schema::{DelegatedRole, Metadata, Signed, Snapshot, Targets,
 
 use super::{Online, load};
 use crate::engine::Engine;
-use crate::outcome::TaskError;
+use crate::outcome::{Inconsistency, SettingProblem, TaskError};
 use crate::settings;
 
 /// What clients currently see.
@@ -46,10 +46,10 @@ pub(super) async fn cached<T: Signed>(
     }
     let md = Arc::new(load::<T>(engine, &format!("{version}.{role}.json")).await?);
     if md.signed.version() != version {
-        return Err(TaskError::Metadata(format!(
-            "{version}.{role}.json holds version {}",
-            md.signed.version()
-        )));
+        return Err(TaskError::Inconsistent {
+            file: format!("{version}.{role}.json"),
+            problem: Inconsistency::HoldsVersion(md.signed.version()),
+        });
     }
     keep(slot, md.clone());
     Ok(md)
@@ -61,7 +61,10 @@ fn snapshot_version(timestamp: &Metadata<Timestamp>) -> Result<u64, TaskError> {
         .signed
         .snapshot_meta()
         .map(|m| m.version)
-        .ok_or_else(|| TaskError::Metadata("timestamp.json names no snapshot".into()))
+        .ok_or_else(|| TaskError::Inconsistent {
+            file: "timestamp.json".into(),
+            problem: Inconsistency::NamesNo("snapshot"),
+        })
 }
 
 /// `<version>.snapshot.json` and the targets version it names (noted in the cache).
@@ -70,10 +73,14 @@ pub(super) async fn snapshot_at(
     version: u64,
 ) -> Result<(Arc<Metadata<Snapshot>>, u64), TaskError> {
     let snapshot = cached(engine, &engine.cache.snapshot, "snapshot", version).await?;
-    let targets = snapshot
-        .signed
-        .role_version("targets")
-        .ok_or_else(|| TaskError::Metadata("the snapshot names no targets".into()))?;
+    let targets =
+        snapshot
+            .signed
+            .role_version("targets")
+            .ok_or_else(|| TaskError::Inconsistent {
+                file: format!("{version}.snapshot.json"),
+                problem: Inconsistency::NamesNo("targets"),
+            })?;
     engine.cache.note_targets_version(version, targets);
     Ok((snapshot, targets))
 }
@@ -157,9 +164,10 @@ impl<'a> RoleDays<'a> {
     /// The days of role `name`, which must be one of the names read.
     pub fn of(&self, name: &str) -> Result<u32, TaskError> {
         let (key, _) = self.setting_of(name);
-        self.read.get(&key).copied().ok_or_else(|| {
-            TaskError::Metadata(format!("the expiration of {name} was not read beforehand"))
-        })
+        self.read
+            .get(&key)
+            .copied()
+            .ok_or_else(|| TaskError::setting(key, SettingProblem::NotReadBeforehand))
     }
 
     /// The setting holding the days of role `name`, and the days when it is unset.

@@ -46,7 +46,6 @@ fn encode_roles(
     signer: &dyn Signer,
     keyid: &str,
 ) -> Result<Vec<Encoded>, TaskError> {
-    let metadata = |e: rstuf_metadata::schema::SchemaError| TaskError::Metadata(e.to_string());
     let mut out = Vec::with_capacity(jobs.len());
     for (update, version, stored) in jobs {
         let RoleUpdate {
@@ -54,12 +53,12 @@ fn encode_roles(
             content,
             expires,
         } = update;
+        let encoding = |e| TaskError::encoding(name.clone(), e);
         let parse = |file: &str, bytes: Option<Vec<u8>>| {
-            let bytes = bytes
-                .ok_or_else(|| TaskError::Metadata(format!("{file} is missing from storage")))?;
+            let bytes = bytes.ok_or_else(|| TaskError::Missing { file: file.into() })?;
             Metadata::<Targets>::from_stored_bytes(&bytes)
                 .map(|md| md.signed)
-                .map_err(|e| TaskError::Metadata(format!("{file}: {e}")))
+                .map_err(|e| TaskError::unreadable(file, e))
         };
         // A bump re-signs stored content as it is, a publication with its artifacts changed:
         // straight from the bytes when the signer can sign here and the content has the
@@ -69,7 +68,7 @@ fn encode_roles(
             && let Some(sig) = signer.sign_here(&payload)
         {
             let sig = Signature::new(keyid, &sig?);
-            let bytes = storage_bytes_of(&payload, &[sig]).map_err(metadata)?;
+            let bytes = storage_bytes_of(&payload, &[sig]).map_err(encoding)?;
             out.push(Encoded {
                 name,
                 version,
@@ -96,11 +95,11 @@ fn encode_roles(
             }
         };
         signed.set_version_and_expires(version, expires);
-        let unsigned = Unsigned::new(signed).map_err(metadata)?;
+        let unsigned = Unsigned::new(signed).map_err(encoding)?;
         let state = match signer.sign_here(unsigned.payload()) {
             Some(sig) => {
                 let sig = Signature::new(keyid, &sig?);
-                let (md, bytes) = unsigned.finish(vec![sig]).map_err(metadata)?;
+                let (md, bytes) = unsigned.finish(vec![sig]).map_err(encoding)?;
                 EncodedState::Signed {
                     bytes: Arc::new(bytes),
                     signed: keep.then_some(md.signed),
@@ -195,7 +194,7 @@ pub(super) async fn encode(
             let sig = online.signer.sign(unsigned.payload()).await?;
             let (md, bytes) = unsigned
                 .finish(vec![Signature::new(online.keyid.clone(), &sig)])
-                .map_err(|e| TaskError::Metadata(e.to_string()))?;
+                .map_err(|err| TaskError::encoding(e.name.clone(), err))?;
             e.state = EncodedState::Signed {
                 bytes: Arc::new(bytes),
                 signed: Some(md.signed),

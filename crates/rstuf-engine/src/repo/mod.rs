@@ -35,13 +35,12 @@ pub(crate) const ROLE_CHUNK: usize = 1024;
 /// The storage form of metadata.
 pub(crate) fn storage_bytes<T: Signed>(md: &Metadata<T>) -> Result<Vec<u8>, TaskError> {
     md.to_storage_bytes()
-        .map_err(|e| TaskError::Metadata(e.to_string()))
+        .map_err(|e| TaskError::encoding(T::TYPE, e))
 }
 
 /// The JSON value of metadata (for settings copies).
 pub(crate) fn to_value<T: Signed>(md: &Metadata<T>) -> Result<Value, TaskError> {
-    md.to_value()
-        .map_err(|e| TaskError::Metadata(e.to_string()))
+    md.to_value().map_err(|e| TaskError::encoding(T::TYPE, e))
 }
 
 /// Stores each role's metadata that waits for offline signatures in its `<ROLE>_SIGNING`
@@ -70,6 +69,6 @@ pub(crate) async fn load<T: Signed>(engine: &Engine, name: &str) -> Result<Metad
         .store
         .get(name)
         .await?
-        .ok_or_else(|| TaskError::Metadata(format!("{name} is missing from storage")))?;
-    Metadata::from_stored_bytes(&bytes).map_err(|e| TaskError::Metadata(format!("{name}: {e}")))
+        .ok_or_else(|| TaskError::Missing { file: name.into() })?;
+    Metadata::from_stored_bytes(&bytes).map_err(|e| TaskError::unreadable(name, e))
 }

@@ -286,10 +286,11 @@ impl<'a> Publication<'a> {
                 .meta_of(&format!("{}.json", role.name))
                 .map_or(1, |m| m.version + 1);
             if role.version != next {
-                return Err(TaskError::Metadata(format!(
-                    "{} was signed as version {}, but its next version is {next}",
-                    role.name, role.version
-                )));
+                return Err(TaskError::SignedAsOtherVersion {
+                    role: role.name,
+                    signed: role.version,
+                    next,
+                });
             }
             encoded.push(Encoded {
                 name: role.name,

@@ -47,7 +47,7 @@ pub(super) async fn write_batch(
     let mut batch = Vec::with_capacity(encoded.len());
     for e in encoded {
         let EncodedState::Signed { bytes, signed } = e.state else {
-            return Err(TaskError::Metadata(format!("{} was not signed", e.name)));
+            return Err(TaskError::NotSigned { role: e.name });
         };
         batch.push((format!("{}.{}.json", e.version, e.name), bytes.clone()));
         entries.push((e.name, e.version, e.expires, bytes, signed));
@@ -79,7 +79,7 @@ pub(super) async fn write_batch(
                             Some(signed) => signed,
                             None => {
                                 Metadata::<Targets>::from_stored_bytes(&bytes)
-                                    .map_err(|e| TaskError::Metadata(format!("{file}: {e}")))?
+                                    .map_err(|e| TaskError::unreadable(file, e))?
                                     .signed
                             }
                         };

@@ -6,6 +6,8 @@ use std::marker::PhantomData;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::RuleError;
+
 /// The expiry of a role, in whole seconds, UTC (`"%Y-%m-%dT%H:%M:%SZ"` on the wire).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Expires(pub DateTime<Utc>);
@@ -133,7 +135,7 @@ macro_rules! top_level_role {
             fn validate(&self) -> Result<(), $crate::schema::SchemaError> {
                 $crate::schema::common::check_spec_version(&self.spec_version)
                     .and_then(|_| $crate::schema::common::check_version(self.version))
-                    .map_err(|m| $crate::schema::SchemaError::field("signed", m))?;
+                    .map_err(|r| $crate::schema::SchemaError::rule("signed", r))?;
                 self.validate_fields()
             }
         }
@@ -141,40 +143,40 @@ macro_rules! top_level_role {
 }
 
 /// Checks `spec_version` as python-tuf does: `X.Y` or `X.Y.Z` of digits with major version 1.
-pub(crate) fn check_spec_version(spec_version: &str) -> Result<(), String> {
+pub(crate) fn check_spec_version(spec_version: &str) -> Result<(), RuleError> {
     let parts: Vec<&str> = spec_version.split('.').collect();
     if !(parts.len() == 2 || parts.len() == 3)
         || parts
             .iter()
             .any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
     {
-        return Err(format!("failed to parse spec_version {spec_version}"));
+        return Err(RuleError::SpecVersionUnparsable(spec_version.into()));
     }
     if parts[0] != "1" {
-        return Err(format!("unsupported spec_version {spec_version}"));
+        return Err(RuleError::SpecVersionUnsupported(spec_version.into()));
     }
     Ok(())
 }
 
 /// Checks a role version (python-tuf: `version must be > 0`).
-pub(crate) fn check_version(version: u64) -> Result<(), String> {
+pub(crate) fn check_version(version: u64) -> Result<(), RuleError> {
     if version == 0 {
-        Err("version must be > 0, got 0".into())
+        Err(RuleError::VersionZero)
     } else {
         Ok(())
     }
 }
 
 /// Checks a list of key ids has no duplicates and a threshold of at least 1.
-pub(crate) fn check_role_keys(keyids: &[String], threshold: u64) -> Result<(), String> {
+pub(crate) fn check_role_keys(keyids: &[String], threshold: u64) -> Result<(), RuleError> {
     let mut seen = std::collections::BTreeSet::new();
     for k in keyids {
         if !seen.insert(k) {
-            return Err(format!("nonunique keyids: {keyids:?}"));
+            return Err(RuleError::NonuniqueKeyids(keyids.to_vec()));
         }
     }
     if threshold < 1 {
-        return Err("threshold should be at least 1".into());
+        return Err(RuleError::ThresholdBelowOne);
     }
     Ok(())
 }
@@ -207,7 +209,14 @@ mod tests {
     fn spec_versions() {
         assert!(check_spec_version("1.0.31").is_ok());
         assert!(check_spec_version("1.0").is_ok());
-        assert!(check_spec_version("2.0.0").is_err());
+        assert_eq!(
+            check_spec_version("2.0.0"),
+            Err(RuleError::SpecVersionUnsupported("2.0.0".into()))
+        );
+        assert_eq!(
+            check_spec_version("1").unwrap_err().to_string(),
+            "failed to parse spec_version 1"
+        );
         assert!(check_spec_version("1").is_err());
         assert!(check_spec_version("1.a.0").is_err());
         assert!(check_spec_version("1..0").is_err());

@@ -49,12 +49,54 @@ pub enum SchemaError {
         /// What is wrong there.
         message: String,
     },
+    /// A value breaks one of python-tuf's rules (a version of 0, duplicate key ids).
+    #[error("{path}: {source}")]
+    Rule {
+        /// Where in the document.
+        path: String,
+        /// The rule broken.
+        source: RuleError,
+    },
     /// The envelope lists two signatures by one key (python-tuf refuses this too).
     #[error("signatures: multiple signatures found for keyid {0}")]
     DuplicateSignature(String),
 }
 
+/// A rule of python-tuf's metadata constructors that a value breaks; the texts are
+/// python-tuf's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuleError {
+    /// `spec_version` is not `X.Y` or `X.Y.Z` of digits.
+    #[error("failed to parse spec_version {0}")]
+    SpecVersionUnparsable(String),
+    /// `spec_version` has another major version than 1.
+    #[error("unsupported spec_version {0}")]
+    SpecVersionUnsupported(String),
+    /// A metadata version of 0.
+    #[error("version must be > 0, got 0")]
+    VersionZero,
+    /// A role lists a key id twice.
+    #[error("nonunique keyids: {0:?}")]
+    NonuniqueKeyids(Vec<String>),
+    /// A role's threshold is 0.
+    #[error("threshold should be at least 1")]
+    ThresholdBelowOne,
+    /// A target file has no hashes.
+    #[error("hashes must be a non empty dictionary")]
+    EmptyHashes,
+    /// Succinct hash bins with a `bit_length` outside 1..=32.
+    #[error("bit_length must be between 1 and 32")]
+    BitLength(u32),
+}
+
 impl SchemaError {
+    pub(crate) fn rule(path: impl Into<String>, source: RuleError) -> Self {
+        SchemaError::Rule {
+            path: path.into(),
+            source,
+        }
+    }
+
     pub(crate) fn field(path: impl Into<String>, message: impl Into<String>) -> Self {
         SchemaError::Field {
             path: path.into(),
@@ -292,6 +334,24 @@ pub(crate) fn from_value_with_path<T: DeserializeOwned>(value: Value) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_broken_rule_is_typed_and_keeps_its_text() {
+        let mut targets = Targets::new(1, Expires::at(chrono::Utc::now()));
+        targets.version = 0;
+        let err = targets.validate().unwrap_err();
+        assert!(
+            matches!(&err, SchemaError::Rule { path, source: RuleError::VersionZero } if path == "signed"),
+            "{err:?}"
+        );
+        assert_eq!(err.to_string(), "signed: version must be > 0, got 0");
+        let source = std::error::Error::source(&err).expect("the rule");
+        assert_eq!(source.downcast_ref(), Some(&RuleError::VersionZero));
+        assert_eq!(
+            RuleError::NonuniqueKeyids(vec!["a".into(), "a".into()]).to_string(),
+            r#"nonunique keyids: ["a", "a"]"#
+        );
+    }
 
     #[test]
     fn unsigned_gives_the_same_bytes_as_the_document() {

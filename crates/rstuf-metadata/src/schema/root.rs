@@ -74,7 +74,7 @@ impl Root {
         }
         for (name, role) in &self.roles {
             check_role_keys(&role.keyids, role.threshold)
-                .map_err(|m| SchemaError::field(format!("signed.roles.{name}"), m))?;
+                .map_err(|r| SchemaError::rule(format!("signed.roles.{name}"), r))?;
         }
         Ok(())
     }

@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::SchemaError;
 use super::common::{Expires, TypeTag, check_role_keys};
 use super::root::TOP_LEVEL_ROLES;
+use super::{RuleError, SchemaError};
 use crate::keys::Key;
 use crate::pattern;
 use crate::succinct::SuccinctRoles;
@@ -75,9 +75,9 @@ impl TargetFile {
     }
 
     /// Checks python-tuf's rules: hashes non-empty.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), RuleError> {
         if self.hashes.is_empty() {
-            return Err("hashes must be a non empty dictionary".into());
+            return Err(RuleError::EmptyHashes);
         }
         Ok(())
     }
@@ -116,7 +116,7 @@ impl DelegatedRole {
     }
 
     fn validate(&self, path: &str) -> Result<(), SchemaError> {
-        check_role_keys(&self.keyids, self.threshold).map_err(|m| SchemaError::field(path, m))?;
+        check_role_keys(&self.keyids, self.threshold).map_err(|r| SchemaError::rule(path, r))?;
         if self.paths.is_some() == self.path_hash_prefixes.is_some() {
             return Err(SchemaError::field(
                 path,
@@ -223,7 +223,7 @@ impl Delegations {
         if let Some(s) = &self.succinct_roles {
             check_role_keys(&s.keyids, s.threshold)
                 .and_then(|_| s.validate())
-                .map_err(|m| SchemaError::field(format!("{PATH}.succinct_roles"), m))?;
+                .map_err(|r| SchemaError::rule(format!("{PATH}.succinct_roles"), r))?;
         }
         Ok(())
     }
@@ -259,7 +259,7 @@ impl Targets {
     fn validate_fields(&self) -> Result<(), SchemaError> {
         for (path, file) in &self.targets {
             file.validate()
-                .map_err(|m| SchemaError::field(format!("signed.targets.{path}"), m))?;
+                .map_err(|r| SchemaError::rule(format!("signed.targets.{path}"), r))?;
         }
         if let Some(d) = &self.delegations {
             d.validate()?;
