@@ -6,6 +6,19 @@
 
 #![warn(missing_docs)]
 
+/// `Debug` showing only the named fields, never connections, credentials or keys.
+macro_rules! debug_fields {
+    ($type:ident { $($field:ident),* }) => {
+        impl std::fmt::Debug for $type {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($type))
+                    $(.field(stringify!($field), &self.$field))*
+                    .finish_non_exhaustive()
+            }
+        }
+    };
+}
+
 pub mod amqp_broker;
 pub mod coalesce;
 pub mod cpu;

@@ -151,6 +151,11 @@ for _, id in ipairs(redis.call('smembers', KEYS[2])) do
 end
 return moved"#;
 
+/// How long our hold on `unacked_mutex` lasts (kombu holds it up to 300 s). A consumer killed
+/// while restoring must not stop every restore for minutes; a second restorer running once
+/// it lapsed is harmless, since each message is restored by one atomic script.
+const RESTORE_MUTEX_MS: u64 = 5_000;
+
 /// The set of Rust consumers that may hold messages in a processing list.
 pub const CONSUMERS: &str = "rstuf-worker:consumers";
 
@@ -222,13 +227,7 @@ pub struct RedisBroker {
     id: String,
 }
 
-impl std::fmt::Debug for RedisBroker {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisBroker")
-            .field("queues", &self.queues)
-            .finish_non_exhaustive()
-    }
-}
+debug_fields!(RedisBroker { queues });
 
 /// kombu's default visibility timeout (an hour).
 pub const DEFAULT_VISIBILITY: Duration = Duration::from_secs(3600);
@@ -527,7 +526,7 @@ impl RedisBroker {
             .arg(&token)
             .arg("NX")
             .arg("PX")
-            .arg(300_000)
+            .arg(RESTORE_MUTEX_MS)
             .query_async(&mut conn)
             .await
             .map_err(|e| redis_error("taking the restore mutex", e))?;
@@ -642,20 +641,12 @@ pub struct RedisResults {
     store: Coalescer<(String, Vec<u8>), Option<String>>,
 }
 
-impl std::fmt::Debug for RedisResults {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisResults").finish_non_exhaustive()
-    }
-}
+debug_fields!(RedisResults {});
 
 impl RedisResults {
     /// Connects to the result database (`<RSTUF_REDIS_SERVER>:<port>/<RSTUF_REDIS_SERVER_DB_RESULT>`).
     pub async fn connect(url: &str) -> Result<Self, PortError> {
-        let client = redis::Client::open(url).map_err(|e| redis_error("result backend URL", e))?;
-        let conn = client
-            .get_connection_manager()
-            .await
-            .map_err(|e| redis_error("connecting to the result backend", e))?;
+        let conn = crate::redis_settings::connection(url, "the result backend").await?;
         let script = Arc::new(redis::Script::new(&format!("{STORED_STATUS}{STORE}")));
         let store_conn = conn.clone();
         let store = Coalescer::spawn(STORE_BATCH, move |records: Vec<(String, Vec<u8>)>| {

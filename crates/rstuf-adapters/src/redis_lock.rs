@@ -51,24 +51,13 @@ pub struct RedisLock {
     local: Arc<tokio::sync::Mutex<()>>,
 }
 
-impl std::fmt::Debug for RedisLock {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisLock")
-            .field("key", &self.key)
-            .field("ttl", &self.ttl)
-            .finish_non_exhaustive()
-    }
-}
+debug_fields!(RedisLock { key, ttl });
 
 impl RedisLock {
     /// A lock on `key` in the Redis at `url`, that lapses `ttl` after its holder stops
     /// renewing it (the reference's `RSTUF_LOCK_TIMEOUT`, 500 s by default).
     pub async fn connect(url: &str, key: &str, ttl: Duration) -> Result<Self, PortError> {
-        let client = redis::Client::open(url).ctx("Redis URL")?;
-        let conn = client
-            .get_connection_manager()
-            .await
-            .ctx("connecting to Redis")?;
+        let conn = crate::redis_settings::connection(url, "Redis").await?;
         Ok(RedisLock {
             conn,
             key: key.to_string(),

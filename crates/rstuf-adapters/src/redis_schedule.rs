@@ -55,22 +55,12 @@ pub struct SlotLease {
     ttl: Duration,
 }
 
-impl std::fmt::Debug for SlotLease {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SlotLease")
-            .field("ttl", &self.ttl)
-            .finish_non_exhaustive()
-    }
-}
+debug_fields!(SlotLease { ttl });
 
 impl SlotLease {
     /// Connects to the lock database; a holder keeps the lease for `ttl` between renewals.
     pub async fn connect(url: &str, ttl: Duration) -> Result<Self, PortError> {
-        let client = redis::Client::open(url).map_err(|e| redis_error("lock URL", e))?;
-        let conn = client
-            .get_connection_manager()
-            .await
-            .map_err(|e| redis_error("connecting to the lock database", e))?;
+        let conn = crate::redis_settings::connection(url, "the lock database").await?;
         Ok(SlotLease { conn, ttl })
     }
 }

@@ -24,13 +24,7 @@ pub struct RedisSettings {
     hash: String,
 }
 
-impl std::fmt::Debug for RedisSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisSettings")
-            .field("hash", &self.hash)
-            .finish_non_exhaustive()
-    }
-}
+debug_fields!(RedisSettings { hash });
 
 /// A Redis error as a port error while doing `context` (the brokers' and the schedule's
 /// shorthand for [`Context::ctx`]): connection problems are transient.
@@ -38,15 +32,21 @@ pub(crate) fn redis_error(context: &str, e: redis::RedisError) -> PortError {
     e.port(context)
 }
 
+/// A connection to the Redis at `url` (`what` names it in errors) that reconnects by itself
+/// after Redis restarts.
+pub(crate) async fn connection(url: &str, what: &str) -> Result<ConnectionManager, PortError> {
+    let client = redis::Client::open(url).with_ctx(|| format!("{what} URL"))?;
+    client
+        .get_connection_manager()
+        .await
+        .with_ctx(|| format!("connecting to {what}"))
+}
+
 impl RedisSettings {
     /// Connects to `url` (for example `redis://127.0.0.1:6379/1`). The connection reconnects by
     /// itself after Redis restarts.
     pub async fn connect(url: &str) -> Result<Self, PortError> {
-        let client = redis::Client::open(url).ctx("Redis URL")?;
-        let conn = client
-            .get_connection_manager()
-            .await
-            .ctx("connecting to Redis")?;
+        let conn = connection(url, "Redis").await?;
         Ok(RedisSettings {
             conn,
             hash: SETTINGS_HASH.to_string(),

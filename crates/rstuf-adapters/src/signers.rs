@@ -58,13 +58,7 @@ impl Signer for ThreadPoolSigner {
     }
 }
 
-impl std::fmt::Debug for KeyUriSigners {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyUriSigners")
-            .field("online_key_dir", &self.online_key_dir)
-            .finish_non_exhaustive()
-    }
-}
+debug_fields!(KeyUriSigners { online_key_dir });
 
 fn refuse(message: impl Into<String>) -> PortError {
     PortError::new(PortErrorKind::Other, message)

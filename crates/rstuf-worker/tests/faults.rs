@@ -14,21 +14,7 @@ const LIMIT: Duration = Duration::from_secs(60);
 /// Messages of the queue `metadata_repository`: (ready, delivered and unacknowledged).
 async fn queue_depth(services: &Services, transport: Transport, vhost: &str) -> (u64, u64) {
     match transport {
-        Transport::Redis => {
-            let client = redis::Client::open(services.broker.as_str()).unwrap();
-            let mut c = client.get_multiplexed_async_connection().await.unwrap();
-            let ready: u64 = redis::cmd("LLEN")
-                .arg("metadata_repository")
-                .query_async(&mut c)
-                .await
-                .unwrap();
-            let unacked: u64 = redis::cmd("HLEN")
-                .arg("unacked")
-                .query_async(&mut c)
-                .await
-                .unwrap();
-            (ready, unacked)
-        }
+        Transport::Redis => services.redis_queue().await,
         Transport::Amqp => {
             let out = Command::new("rabbitmqctl")
                 .args(["list_queues", "-q", "--no-table-headers", "-p", vhost])

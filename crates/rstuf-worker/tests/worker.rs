@@ -400,19 +400,7 @@ async fn a_task_whose_worker_is_killed_is_delivered_again_and_completed_once() {
         .filter(|l| l.contains(&format!("task {add} (")))
         .count();
     assert_eq!(runs, 1, "{}", survivor.log_text());
-    let client = redis::Client::open(services.broker.as_str()).unwrap();
-    let mut c = client.get_multiplexed_async_connection().await.unwrap();
-    let unacked: usize = redis::cmd("HLEN")
-        .arg("unacked")
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    let queued: usize = redis::cmd("LLEN")
-        .arg("metadata_repository")
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    assert_eq!((unacked, queued), (0, 0));
+    assert_eq!(services.redis_queue().await, (0, 0));
 
     let present: serde_json::Map<String, Value> = (0..4000)
         .step_by(97)

@@ -140,6 +140,22 @@ impl Services {
         self.bootstrap(python, payload).await
     }
 
+    /// The Redis broker's `metadata_repository` queue: messages waiting, and messages
+    /// delivered and not acknowledged (kombu's `unacked`).
+    pub async fn redis_queue(&self) -> (u64, u64) {
+        let client = redis::Client::open(self.broker.as_str()).unwrap();
+        let mut c = client.get_multiplexed_async_connection().await.unwrap();
+        let (ready, unacked): (u64, u64) = redis::pipe()
+            .cmd("LLEN")
+            .arg("metadata_repository")
+            .cmd("HLEN")
+            .arg("unacked")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        (ready, unacked)
+    }
+
     /// [`client_accepts`] on this repository.
     pub fn client_accepts(&self, present: Value, absent: Value) {
         client_accepts(self.dir.path(), &self.storage, present, absent);
@@ -361,17 +377,26 @@ impl Producer {
         self.run("add_artifacts", payload)["details"]["artifact_roles"].clone()
     }
 
-    /// Polls until the task is in a final state (SUCCESS, FAILURE, REVOKED).
-    pub fn wait_final(&mut self, task_id: &str, limit: Duration) -> Value {
+    /// As [`Producer::wait_final`], but returns the last state seen at the limit instead of
+    /// failing, so the caller can say more.
+    pub fn result_within(&mut self, task_id: &str, limit: Duration) -> Value {
         let start = Instant::now();
         loop {
             let r = self.result(task_id);
-            if matches!(r["state"].as_str(), Some("SUCCESS" | "FAILURE" | "REVOKED")) {
+            let done = matches!(r["state"].as_str(), Some("SUCCESS" | "FAILURE" | "REVOKED"));
+            if done || start.elapsed() > limit {
                 return r;
             }
-            assert!(start.elapsed() < limit, "task {task_id} not final: {r}");
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Polls until the task is in a final state (SUCCESS, FAILURE, REVOKED).
+    pub fn wait_final(&mut self, task_id: &str, limit: Duration) -> Value {
+        let r = self.result_within(task_id, limit);
+        let done = matches!(r["state"].as_str(), Some("SUCCESS" | "FAILURE" | "REVOKED"));
+        assert!(done, "task {task_id} not final: {r}");
+        r
     }
 }
 
