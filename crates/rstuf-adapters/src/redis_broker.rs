@@ -232,8 +232,10 @@ debug_fields!(RedisBroker { queues });
 /// kombu's default visibility timeout (an hour).
 pub const DEFAULT_VISIBILITY: Duration = Duration::from_secs(3600);
 
-/// How long one `BRPOP` waits before the consumer loop gets control back.
-pub const POP_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long one blocking move (`BLMOVE`) waits before the consumer loop gets control back.
+/// Short, so a stopping consumer gets control back at once; an idle consumer sends a few
+/// cheap blocking commands a second.
+pub const POP_TIMEOUT: Duration = Duration::from_millis(250);
 
 impl RedisBroker {
     /// Connects to the broker at `url` (`RSTUF_BROKER_SERVER`) to consume `queues`; the
@@ -362,22 +364,20 @@ impl RedisBroker {
                     .arg(&processing)
                     .arg("RIGHT")
                     .arg("LEFT")
-                    .arg(POP_TIMEOUT.as_secs())
+                    .arg(POP_TIMEOUT.as_secs_f64())
                     .query_async(&mut conn)
                     .await
                     .map_err(|e| redis_error("waiting for a message", e))?;
                 Ok::<bool, PortError>(moved.is_some())
             });
         }
-        while let Some(done) = moves.join_next().await {
-            match done {
-                Ok(Ok(true)) => return Ok(()),
-                Ok(Ok(false)) => {}
-                Ok(Err(e)) => return Err(e),
-                Err(e) => return Err(PortError::new(PortErrorKind::Other, e.to_string())),
-            }
+        // The first to end decides: a message moved, or the wait is over (the others end
+        // within the same timeout; what they move waits in the processing list).
+        match moves.join_next().await {
+            Some(Ok(Ok(_))) | None => Ok(()),
+            Some(Ok(Err(e))) => Err(e),
+            Some(Err(e)) => Err(PortError::new(PortErrorKind::Other, e.to_string())),
         }
-        Ok(())
     }
 
     /// Takes and records up to `max` waiting messages (the processing list first).

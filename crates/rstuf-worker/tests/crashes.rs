@@ -60,6 +60,7 @@ impl Change {
 
 /// The repository under test and what every client must find in it.
 struct Repo {
+    name: String,
     services: Services,
     python: Producer,
     client: Client,
@@ -83,6 +84,7 @@ impl Repo {
         let mut client = Client::new(&services);
         client.refresh(true, json!({}), json!([]));
         Repo {
+            name: name.to_string(),
             services,
             python,
             client,
@@ -151,6 +153,12 @@ impl Repo {
     /// The scenario's tasks went through each of these failpoints (the suite reaches what
     /// it means to test).
     fn reached_all(&self, needed: &[&str]) {
+        eprintln!(
+            "{}: {} failpoints reached: {:?}",
+            self.name,
+            self.reached.len(),
+            self.reached
+        );
         if std::env::var_os("RSTUF_CRASH_ONLY").is_some() {
             return;
         }
