@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 
 use crate::engine::Engine;
 use crate::outcome::{TaskError, TaskOutcome};
+use crate::payload::{Bootstrap, Payload};
 use crate::ports::{RoleRecord, Signer};
 use crate::repo::{
     Online, Publication, SignedRole, expires_in, online_key_of, store_pending, to_value,
@@ -28,7 +29,8 @@ use crate::repo::{
 use crate::roles::{CustomDelegations, check_custom_delegations, expiration_key};
 use crate::settings::{self, BOOTSTRAP, ROOT_SIGNING};
 
-const FAILED: &str = "Bootstrap Failed";
+/// The message of a refused bootstrap.
+pub const FAILED: &str = "Bootstrap Failed";
 const PROCESSED: &str = "Bootstrap Processed";
 /// The API accepts 2..=16384 bins (`1 < number_of_delegated_bins < 16385`).
 const MAX_BINS: u64 = 16_384;
@@ -155,18 +157,27 @@ fn plan(settings: &Value, metadata: &Value) -> Result<Plan, String> {
     })
 }
 
-/// Runs the `bootstrap` action. `task_id` is the Celery task id (it becomes `BOOTSTRAP`).
+/// Runs the `bootstrap` action on a payload as sent. `task_id` is the Celery task id (it
+/// becomes `BOOTSTRAP`).
 pub async fn bootstrap(
     engine: &Engine,
     payload: &Value,
     task_id: &str,
 ) -> Result<TaskOutcome, TaskError> {
-    let Some(settings_value) = payload.get("settings") else {
-        return Ok(TaskOutcome::refused(FAILED, "No 'settings' in the payload"));
-    };
-    let Some(metadata) = payload.get("metadata") else {
-        return Ok(TaskOutcome::refused(FAILED, "No 'metadata' in the payload"));
-    };
+    match Bootstrap::parse(Some(payload)) {
+        Ok(payload) => run(engine, payload, task_id).await,
+        Err(refused) => Ok(TaskOutcome::refused(FAILED, refused.to_string())),
+    }
+}
+
+/// Runs the `bootstrap` action. `task_id` is the Celery task id (it becomes `BOOTSTRAP`).
+pub async fn run(
+    engine: &Engine,
+    payload: Bootstrap,
+    task_id: &str,
+) -> Result<TaskOutcome, TaskError> {
+    let settings_value = &payload.settings;
+    let metadata = &payload.metadata;
     if let Some(state) = settings::bootstrap_state(engine.settings.as_ref()).await?
         && !state.contains("pre-")
     {

@@ -16,6 +16,7 @@ pub mod bump;
 pub mod delegation;
 mod engine;
 pub mod outcome;
+pub mod payload;
 pub mod ports;
 pub mod publish;
 pub mod queue;

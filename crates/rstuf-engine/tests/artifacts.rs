@@ -524,7 +524,8 @@ async fn a_round_whose_rows_another_worker_published_publishes_nothing() {
                     .index
                     .add_artifacts(&[NewArtifact {
                         path: "later.tar.gz".into(),
-                        info: r#"{"length": 1, "hashes": {"sha256": "cc"}}"#.into(),
+                        info: serde_json::from_str(r#"{"length": 1, "hashes": {"sha256": "cc"}}"#)
+                            .unwrap(),
                         role: "bins-0".into(),
                     }])
                     .await
