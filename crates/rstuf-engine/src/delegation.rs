@@ -192,7 +192,7 @@ async fn add_or_update(
     let checked =
         match check_custom_delegations(&given, &online.keyid, &online_key(current, online)?) {
             Ok(checked) => checked,
-            Err(reason) => return Ok(TaskOutcome::refused(FAILED, reason)),
+            Err(reason) => return Ok(TaskOutcome::refused(FAILED, reason.to_string())),
         };
     let asked = checked.delegations.roles.clone().unwrap_or_default();
     let mut roles = delegations.roles.take().unwrap_or_default();

@@ -142,7 +142,7 @@ async fn sign_bootstrap_root(
                 Some(json!({"bootstrap": "Bootstrap Finished"})),
             ))
         }
-        Err(reason) => Ok(TaskOutcome::refused(SIGN_FAILED, reason)),
+        Err(reason) => Ok(TaskOutcome::refused(SIGN_FAILED, reason.to_string())),
     }
 }
 
