@@ -462,3 +462,27 @@ fn role_record(r: &sqlx::postgres::PgRow) -> RoleRecord {
         active: r.get("active"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn info_text_is_what_the_api_model_dumps() {
+        let info: TargetFile = serde_json::from_value(serde_json::json!({
+            "zz": [1], "custom": {"b": "\u{e9}", "a": null}, "hashes": {"sha512": "bb", "sha256": "aa"},
+            "length": 18446744073709551615u64, "aa": true}))
+        .unwrap();
+        assert_eq!(
+            info_text(&info).unwrap(),
+            r#"{"length": 18446744073709551615, "hashes": {"sha256": "aa", "sha512": "bb"}, "custom": {"a": null, "b": "\u00e9"}, "aa": true, "zz": [1]}"#
+        );
+        let plain: TargetFile =
+            serde_json::from_value(serde_json::json!({"length": 0, "hashes": {"sha256": "00"}}))
+                .unwrap();
+        assert_eq!(
+            info_text(&plain).unwrap(),
+            r#"{"length": 0, "hashes": {"sha256": "00"}}"#
+        );
+    }
+}
