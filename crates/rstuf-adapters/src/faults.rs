@@ -15,7 +15,8 @@ use chrono::{DateTime, Utc};
 use rstuf_celery::result::Record;
 use rstuf_consumer::{Broker, Received, ResultBackend};
 use rstuf_engine::ports::{
-    ArtifactIndex, ArtifactRow, MetadataStore, NewArtifact, PortError, RoleRecord, SettingsStore,
+    ArtifactIndex, ArtifactRow, MetadataStore, NewArtifact, PortError, RoleRecord, RowChange,
+    SettingsStore,
 };
 use serde_json::Value;
 
@@ -28,6 +29,7 @@ pub const FAILPOINTS: &[&str] = &[
     "index.create_roles",
     "index.add_artifacts",
     "index.remove_artifacts",
+    "index.apply_changes",
     "index.commit_publication",
     "settings.set",
     "results.record",
@@ -154,6 +156,10 @@ impl ArtifactIndex for Faulty<Arc<dyn ArtifactIndex>> {
     async fn remove_artifacts(&self, paths: &[String]) -> Result<Vec<String>, PortError> {
         let write = self.inner.remove_artifacts(paths);
         self.point.around("index.remove_artifacts", write).await
+    }
+    async fn apply_changes(&self, changes: &[RowChange]) -> Result<Vec<Vec<String>>, PortError> {
+        let write = self.inner.apply_changes(changes);
+        self.point.around("index.apply_changes", write).await
     }
     async fn roles_with_unpublished(&self) -> Result<Vec<String>, PortError> {
         self.inner.roles_with_unpublished().await

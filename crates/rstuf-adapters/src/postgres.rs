@@ -11,7 +11,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use rstuf_engine::ports::{
     ArtifactAction, ArtifactIndex, ArtifactRow, NewArtifact, PortError, PortErrorKind, RoleRecord,
+    RowChange,
 };
+use rstuf_metadata::pyjson::to_python_json_ordered;
+use rstuf_metadata::schema::TargetFile;
+use serde_json::Value;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Executor, Row};
 
@@ -235,64 +239,33 @@ impl ArtifactIndex for PgIndex {
     }
 
     async fn add_artifacts(&self, artifacts: &[NewArtifact]) -> Result<(), PortError> {
-        let now = naive(Utc::now());
         let mut tx = self.begin().await?;
-        let mut names: Vec<&str> = artifacts.iter().map(|a| a.role.as_str()).collect();
-        names.sort_unstable();
-        names.dedup();
-        let ids: Vec<(i32, String)> = sqlx::query_as(
-            "SELECT id, rolename FROM rstuf_target_roles WHERE active AND rolename = ANY($1)",
-        )
-        .bind(&names)
-        .fetch_all(&mut *tx)
-        .await
-        .ctx("reading roles")?;
-        let ids: std::collections::HashMap<String, i32> =
-            ids.into_iter().map(|(id, name)| (name, id)).collect();
-        let mut role_ids = Vec::with_capacity(artifacts.len());
-        for a in artifacts {
-            let id = ids.get(&a.role).ok_or_else(|| {
-                PortError::new(
-                    PortErrorKind::Other,
-                    format!("role {} has no active row", a.role),
-                )
-            })?;
-            role_ids.push(*id);
-        }
-        let paths: Vec<&str> = artifacts.iter().map(|a| a.path.as_str()).collect();
-        let infos: Vec<&str> = artifacts.iter().map(|a| a.info.as_str()).collect();
-        sqlx::query(
-            "INSERT INTO rstuf_target_files (path, info, published, action, last_update, targets_role) \
-             SELECT p, i::json, false, 'ADD', $4, r FROM UNNEST($1::varchar[], $2::text[], $3::int[]) AS t(p, i, r) \
-             ON CONFLICT (path) DO UPDATE SET info = EXCLUDED.info, published = false, action = 'ADD', \
-             last_update = EXCLUDED.last_update, targets_role = EXCLUDED.targets_role",
-        )
-        .bind(&paths)
-        .bind(&infos)
-        .bind(&role_ids)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .ctx("adding artifacts")?;
+        add_rows(&mut tx, artifacts, naive(Utc::now())).await?;
         tx.commit().await.ctx("adding artifacts")
     }
 
     async fn remove_artifacts(&self, paths: &[String]) -> Result<Vec<String>, PortError> {
-        let changed: Vec<String> = sqlx::query_scalar(
-            "UPDATE rstuf_target_files SET published = false, action = 'REMOVE', last_update = $2 \
-             WHERE path = ANY($1) AND NOT (action = 'REMOVE' AND published) RETURNING path",
-        )
-        .bind(paths)
-        .bind(naive(Utc::now()))
-        .fetch_all(&self.pool)
-        .await
-        .ctx("removing artifacts")?;
-        let changed: std::collections::HashSet<String> = changed.into_iter().collect();
-        Ok(paths
-            .iter()
-            .filter(|p| changed.contains(*p))
-            .cloned()
-            .collect())
+        let mut tx = self.begin().await?;
+        let changed = remove_rows(&mut tx, paths, naive(Utc::now())).await?;
+        tx.commit().await.ctx("removing artifacts")?;
+        Ok(changed)
+    }
+
+    async fn apply_changes(&self, changes: &[RowChange]) -> Result<Vec<Vec<String>>, PortError> {
+        let now = naive(Utc::now());
+        let mut tx = self.begin().await?;
+        let mut changed = Vec::with_capacity(changes.len());
+        for change in changes {
+            changed.push(match change {
+                RowChange::Add(rows) => {
+                    add_rows(&mut tx, rows, now).await?;
+                    Vec::new()
+                }
+                RowChange::Remove(paths) => remove_rows(&mut tx, paths, now).await?,
+            });
+        }
+        tx.commit().await.ctx("writing artifact changes")?;
+        Ok(changed)
     }
 
     async fn roles_with_unpublished(&self) -> Result<Vec<String>, PortError> {
@@ -379,11 +352,137 @@ impl ArtifactIndex for PgIndex {
     }
 }
 
+/// The text an artifact's info is stored as: what the API's model dumps and SQLAlchemy
+/// writes (`json.dumps` of a dict with `length`, `hashes` and `custom` first, in that order,
+/// then any other field), so the reference worker and the CLI read the same rows.
+pub fn info_text(info: &TargetFile) -> Result<String, PortError> {
+    let length = Value::from(info.length);
+    let hashes = Value::Object(
+        info.hashes
+            .iter()
+            .map(|(alg, digest)| (alg.clone(), Value::String(digest.clone())))
+            .collect(),
+    );
+    let first = [("length", &length), ("hashes", &hashes)];
+    let custom = info.unrecognized.get_key_value("custom");
+    let rest = info
+        .unrecognized
+        .iter()
+        .filter(|(k, _)| k.as_str() != "custom");
+    let entries = first
+        .into_iter()
+        .chain(custom.into_iter().chain(rest).map(|(k, v)| (k.as_str(), v)));
+    to_python_json_ordered(entries)
+        .map_err(|e| PortError::new(PortErrorKind::Other, format!("encoding artifact info: {e}")))
+}
+
+/// Adds or re-adds `artifacts` in `tx` (one statement for all rows).
+async fn add_rows(
+    tx: &mut sqlx::PgConnection,
+    artifacts: &[NewArtifact],
+    now: NaiveDateTime,
+) -> Result<(), PortError> {
+    if artifacts.is_empty() {
+        return Ok(());
+    }
+    let mut names: Vec<&str> = artifacts.iter().map(|a| a.role.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    let ids: Vec<(i32, String)> = sqlx::query_as(
+        "SELECT id, rolename FROM rstuf_target_roles WHERE active AND rolename = ANY($1)",
+    )
+    .bind(&names)
+    .fetch_all(&mut *tx)
+    .await
+    .ctx("reading roles")?;
+    let ids: std::collections::HashMap<String, i32> =
+        ids.into_iter().map(|(id, name)| (name, id)).collect();
+    let mut role_ids = Vec::with_capacity(artifacts.len());
+    for a in artifacts {
+        let id = ids.get(&a.role).ok_or_else(|| {
+            PortError::new(
+                PortErrorKind::Other,
+                format!("role {} has no active row", a.role),
+            )
+        })?;
+        role_ids.push(*id);
+    }
+    let paths: Vec<&str> = artifacts.iter().map(|a| a.path.as_str()).collect();
+    let infos: Vec<String> = artifacts
+        .iter()
+        .map(|a| info_text(&a.info))
+        .collect::<Result<_, _>>()?;
+    sqlx::query(
+        "INSERT INTO rstuf_target_files (path, info, published, action, last_update, targets_role) \
+         SELECT p, i::json, false, 'ADD', $4, r FROM UNNEST($1::varchar[], $2::text[], $3::int[]) AS t(p, i, r) \
+         ON CONFLICT (path) DO UPDATE SET info = EXCLUDED.info, published = false, action = 'ADD', \
+         last_update = EXCLUDED.last_update, targets_role = EXCLUDED.targets_role",
+    )
+    .bind(&paths)
+    .bind(&infos)
+    .bind(&role_ids)
+    .bind(now)
+    .execute(&mut *tx)
+    .await
+    .ctx("adding artifacts")?;
+    Ok(())
+}
+
+/// Marks `paths` for removal in `tx`; returns those changed, in input order.
+async fn remove_rows(
+    tx: &mut sqlx::PgConnection,
+    paths: &[String],
+    now: NaiveDateTime,
+) -> Result<Vec<String>, PortError> {
+    if paths.is_empty() {
+        return Ok(Vec::new());
+    }
+    let changed: Vec<String> = sqlx::query_scalar(
+        "UPDATE rstuf_target_files SET published = false, action = 'REMOVE', last_update = $2 \
+         WHERE path = ANY($1) AND NOT (action = 'REMOVE' AND published) RETURNING path",
+    )
+    .bind(paths)
+    .bind(now)
+    .fetch_all(&mut *tx)
+    .await
+    .ctx("removing artifacts")?;
+    let changed: std::collections::HashSet<String> = changed.into_iter().collect();
+    Ok(paths
+        .iter()
+        .filter(|p| changed.contains(*p))
+        .cloned()
+        .collect())
+}
+
 fn role_record(r: &sqlx::postgres::PgRow) -> RoleRecord {
     RoleRecord {
         name: r.get("rolename"),
         version: u64::try_from(r.get::<i32, _>("version")).unwrap_or(0),
         expires: r.get::<NaiveDateTime, _>("expires").and_utc(),
         active: r.get("active"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn info_text_is_what_the_api_model_dumps() {
+        let info: TargetFile = serde_json::from_value(serde_json::json!({
+            "zz": [1], "custom": {"b": "\u{e9}", "a": null}, "hashes": {"sha512": "bb", "sha256": "aa"},
+            "length": 18446744073709551615u64, "aa": true}))
+        .unwrap();
+        assert_eq!(
+            info_text(&info).unwrap(),
+            r#"{"length": 18446744073709551615, "hashes": {"sha256": "aa", "sha512": "bb"}, "custom": {"a": null, "b": "\u00e9"}, "aa": true, "zz": [1]}"#
+        );
+        let plain: TargetFile =
+            serde_json::from_value(serde_json::json!({"length": 0, "hashes": {"sha256": "00"}}))
+                .unwrap();
+        assert_eq!(
+            info_text(&plain).unwrap(),
+            r#"{"length": 0, "hashes": {"sha256": "00"}}"#
+        );
     }
 }

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use crate::artifacts::{self, Progress};
 use crate::engine::Engine;
 use crate::outcome::{TaskError, TaskOutcome};
+use crate::payload::{self as p, Payload, PayloadSource};
 use crate::{bootstrap, bump, delegation, publish, rotation, signing, update_settings};
 
 /// Every action of the reference worker's task: the API's, plus the bump Celery beat sends.
@@ -74,39 +75,70 @@ impl Action {
     }
 
     /// Runs the action with `payload` (`None` when the task had none), as task `task_id`.
+    /// The payload is parsed once into the action's struct ([`crate::payload`]); one that is
+    /// refused gets the action's failure message and the refusal as its error. JSON text keeps
+    /// the order of its objects (which `update_settings` echoes); a `Value` has sorted keys.
     /// `bump_online_roles` reads `{"expired": bool}` (true when absent), as Celery beat sends
     /// it. Add and remove report to `progress` before they publish.
-    pub async fn run(
+    pub async fn run<S: PayloadSource + ?Sized>(
         self,
         engine: &Engine,
-        payload: Option<&Value>,
+        payload: Option<&S>,
         task_id: &str,
         progress: &dyn Progress,
     ) -> Result<Reply, TaskError> {
-        let empty = Value::Null;
-        let payload = payload.unwrap_or(&empty);
+        /// The action run on its parsed payload, or its refusal with `failed` as message.
+        macro_rules! parsed {
+            ($payload:ty, $failed:expr, |$p:ident| $run:expr) => {
+                match <$payload>::parse(payload) {
+                    Ok($p) => $run.await?,
+                    Err(refused) => TaskOutcome::refused($failed, refused.to_string()),
+                }
+            };
+        }
         let outcome = match self {
-            Action::Bootstrap => bootstrap::bootstrap(engine, payload, task_id).await?,
-            Action::UpdateSettings => update_settings::update_settings(engine, payload).await?,
-            Action::AddArtifacts => {
-                artifacts::add_artifacts_watched(engine, payload, progress).await?
+            Action::Bootstrap => parsed!(p::Bootstrap, bootstrap::FAILED, |p| {
+                bootstrap::run(engine, p, task_id)
+            }),
+            Action::UpdateSettings => {
+                parsed!(p::UpdateSettings, update_settings::FAILED, |p| {
+                    update_settings::update(engine, p)
+                })
             }
+            Action::AddArtifacts => parsed!(p::AddArtifacts, artifacts::ADD_FAILED, |p| {
+                artifacts::add(engine, p, progress)
+            }),
             Action::RemoveArtifacts => {
-                artifacts::remove_artifacts_watched(engine, payload, progress).await?
+                parsed!(p::RemoveArtifacts, artifacts::REMOVE_FAILED, |p| {
+                    artifacts::remove(engine, p, progress)
+                })
             }
             Action::PublishArtifacts => publish::publish_artifacts(engine).await?,
-            Action::MetadataUpdate => rotation::metadata_update(engine, payload).await?,
-            Action::ForceOnlineMetadataUpdate => {
-                bump::force_online_metadata_update(engine, payload).await?
+            // Refused payloads are reported after the bootstrap check, as the reference does.
+            Action::MetadataUpdate => {
+                rotation::update_root(engine, p::MetadataUpdate::parse(payload)).await?
             }
-            Action::SignMetadata => signing::sign_metadata(engine, payload).await?,
-            Action::DeleteSignMetadata => signing::delete_sign_metadata(engine, payload).await?,
-            Action::MetadataDelegation => delegation::metadata_delegation(engine, payload).await?,
+            Action::ForceOnlineMetadataUpdate => {
+                bump::force(engine, p::ForceOnlineUpdate::parse(payload)).await?
+            }
+            Action::SignMetadata => parsed!(p::SignMetadata, signing::SIGN_FAILED, |p| {
+                signing::sign(engine, p)
+            }),
+            Action::DeleteSignMetadata => {
+                parsed!(p::DeleteSignMetadata, signing::DELETE_FAILED, |p| {
+                    signing::delete_sign(engine, p)
+                })
+            }
+            Action::MetadataDelegation => {
+                parsed!(p::MetadataDelegation, delegation::FAILED, |p| {
+                    delegation::delegate(engine, p)
+                })
+            }
             Action::BumpOnlineRoles => {
-                let expired = payload
-                    .get("expired")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(true);
+                // Never refused: anything but `expired: false` bumps what expires soon.
+                let expired = p::BumpOnlineRoles::parse(payload)
+                    .ok()
+                    .is_none_or(|p| p.expired);
                 let scope = bump::BumpScope::from_expired(expired);
                 return Ok(Reply::Roles(bump::bump_online_roles(engine, scope).await?));
             }

@@ -20,15 +20,17 @@ use rstuf_metadata::verify::signed_by_one_of;
 use serde_json::{Value, json};
 
 use crate::engine::Engine;
-use crate::outcome::{TaskError, TaskOutcome};
+use crate::outcome::{OnlineKeyError, TaskError, TaskOutcome};
+use crate::payload::{Bootstrap, Payload};
 use crate::ports::{RoleRecord, Signer};
 use crate::repo::{
     Online, Publication, SignedRole, expires_in, online_key_of, store_pending, to_value,
 };
-use crate::roles::{CustomDelegations, check_custom_delegations, expiration_key};
+use crate::roles::{CustomDelegations, DelegationError, check_custom_delegations, expiration_key};
 use crate::settings::{self, BOOTSTRAP, ROOT_SIGNING};
 
-const FAILED: &str = "Bootstrap Failed";
+/// The message of a refused bootstrap.
+pub const FAILED: &str = "Bootstrap Failed";
 const PROCESSED: &str = "Bootstrap Processed";
 /// The API accepts 2..=16384 bins (`1 < number_of_delegated_bins < 16385`).
 const MAX_BINS: u64 = 16_384;
@@ -69,70 +71,105 @@ struct Plan {
     online_key: Key,
 }
 
-fn expiration(roles: &Value, role: &str) -> Result<u32, String> {
+/// Why a bootstrap is refused (after the bootstrap state is known: the API's bootstrap lock
+/// is then released).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BootstrapError {
+    /// `metadata` has no `root`.
+    #[error("No 'root' in the payload metadata")]
+    NoRoot,
+    /// The root does not read as TUF root metadata.
+    #[error("Invalid root metadata: {0}")]
+    InvalidRoot(String),
+    /// The root has no signature.
+    #[error("Metadata requires at least one valid signature")]
+    NoSignature,
+    /// A signature that is not a valid one of a root key.
+    #[error("Bootstrap has invalid signature(s)")]
+    InvalidSignature,
+    /// `settings` has no `roles`.
+    #[error("No 'roles' in the payload settings")]
+    NoRoles,
+    /// An expiration that is not a positive number of days.
+    #[error("settings.roles.{0}.expiration must be a positive number of days")]
+    Expiration(&'static str),
+    /// The root names no usable online key.
+    #[error(transparent)]
+    OnlineKey(OnlineKeyError),
+    /// Both bins and custom delegations.
+    #[error("Bootstrap cannot use both hash bin delegation and custom target delegations")]
+    BinsAndDelegations,
+    /// Neither bins nor custom delegations.
+    #[error("Exactly one of 'bins' and 'delegations' must be set")]
+    NoLayout,
+    /// A bin count out of range.
+    #[error("settings.roles.bins.number_of_delegated_bins must be between 2 and {MAX_BINS}")]
+    BinCount,
+    /// Custom delegations refused.
+    #[error(transparent)]
+    Delegations(#[from] DelegationError),
+    /// The online key's signer cannot be found or does not match.
+    #[error("Online key {keyid}: {reason}")]
+    Signer {
+        /// The online key's id.
+        keyid: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+fn expiration(roles: &Value, role: &'static str) -> Result<u32, BootstrapError> {
     roles
         .get(role)
         .and_then(|r| r.get("expiration"))
         .and_then(Value::as_u64)
-        .filter(|d| (1..=u64::from(u32::MAX)).contains(d))
-        .map(|d| d as u32)
-        .ok_or_else(|| {
-            format!("settings.roles.{role}.expiration must be a positive number of days")
-        })
+        .and_then(|d| u32::try_from(d).ok())
+        .filter(|d| *d >= 1)
+        .ok_or(BootstrapError::Expiration(role))
 }
 
-/// Checks the payload without touching any port. `Err` is the refusal text.
-fn plan(settings: &Value, metadata: &Value) -> Result<Plan, String> {
-    let root_value = metadata
-        .get("root")
-        .ok_or_else(|| "No 'root' in the payload metadata".to_string())?;
+/// Checks the payload without touching any port.
+fn plan(settings: &Value, metadata: &Value) -> Result<Plan, BootstrapError> {
+    let root_value = metadata.get("root").ok_or(BootstrapError::NoRoot)?;
     let root = Metadata::<Root>::from_value(root_value.clone())
-        .map_err(|e| format!("Invalid root metadata: {e}"))?;
+        .map_err(|e| BootstrapError::InvalidRoot(e.to_string()))?;
     if root.signatures.is_empty() {
-        return Err("Metadata requires at least one valid signature".into());
+        return Err(BootstrapError::NoSignature);
     }
     // Every signature given must be a valid signature of a root key (python-tuf rules).
     let payload = root
         .signed_bytes()
-        .map_err(|e| format!("Invalid root metadata: {e}"))?;
+        .map_err(|e| BootstrapError::InvalidRoot(e.to_string()))?;
     let root_role = root
         .signed
         .role("root")
         .expect("validated root has a root role");
     for sig in &root.signatures {
         if !signed_by_one_of(&root_role.keyids, &root.signed.keys, &payload, sig) {
-            return Err("Bootstrap has invalid signature(s)".into());
+            return Err(BootstrapError::InvalidSignature);
         }
     }
 
-    let roles = settings
-        .get("roles")
-        .ok_or_else(|| "No 'roles' in the payload settings".to_string())?;
+    let roles = settings.get("roles").ok_or(BootstrapError::NoRoles)?;
     let expirations = Expirations {
         root: expiration(roles, "root")?,
         targets: expiration(roles, "targets")?,
         snapshot: expiration(roles, "snapshot")?,
         timestamp: expiration(roles, "timestamp")?,
     };
-    let (online_keyid, online_key) = online_key_of(&root.signed).map_err(|e| e.to_string())?;
+    let (online_keyid, online_key) =
+        online_key_of(&root.signed).map_err(BootstrapError::OnlineKey)?;
 
     // The API may send `null` for the one it does not use.
     let present = |key: &str| roles.get(key).filter(|v| !v.is_null());
     let layout = match (present("bins"), present("delegations")) {
-        (Some(_), Some(_)) => {
-            return Err(
-                "Bootstrap cannot use both hash bin delegation and custom target delegations"
-                    .into(),
-            );
-        }
+        (Some(_), Some(_)) => return Err(BootstrapError::BinsAndDelegations),
         (Some(bins), None) => {
             let count = bins
                 .get("number_of_delegated_bins")
                 .and_then(Value::as_u64)
                 .filter(|n| (2..=MAX_BINS).contains(n))
-                .ok_or_else(|| {
-                    format!("settings.roles.bins.number_of_delegated_bins must be between 2 and {MAX_BINS}")
-                })?;
+                .ok_or(BootstrapError::BinCount)?;
             Layout::Bins {
                 count,
                 expiration: expiration(roles, "bins")?,
@@ -144,7 +181,7 @@ fn plan(settings: &Value, metadata: &Value) -> Result<Plan, String> {
             &online_keyid,
             &online_key,
         )?),
-        (None, None) => return Err("Exactly one of 'bins' and 'delegations' must be set".into()),
+        (None, None) => return Err(BootstrapError::NoLayout),
     };
     Ok(Plan {
         root,
@@ -155,18 +192,27 @@ fn plan(settings: &Value, metadata: &Value) -> Result<Plan, String> {
     })
 }
 
-/// Runs the `bootstrap` action. `task_id` is the Celery task id (it becomes `BOOTSTRAP`).
+/// Runs the `bootstrap` action on a payload as sent. `task_id` is the Celery task id (it
+/// becomes `BOOTSTRAP`).
 pub async fn bootstrap(
     engine: &Engine,
     payload: &Value,
     task_id: &str,
 ) -> Result<TaskOutcome, TaskError> {
-    let Some(settings_value) = payload.get("settings") else {
-        return Ok(TaskOutcome::refused(FAILED, "No 'settings' in the payload"));
-    };
-    let Some(metadata) = payload.get("metadata") else {
-        return Ok(TaskOutcome::refused(FAILED, "No 'metadata' in the payload"));
-    };
+    match Bootstrap::parse(Some(payload)) {
+        Ok(payload) => run(engine, payload, task_id).await,
+        Err(refused) => Ok(TaskOutcome::refused(FAILED, refused.to_string())),
+    }
+}
+
+/// Runs the `bootstrap` action. `task_id` is the Celery task id (it becomes `BOOTSTRAP`).
+pub async fn run(
+    engine: &Engine,
+    payload: Bootstrap,
+    task_id: &str,
+) -> Result<TaskOutcome, TaskError> {
+    let settings_value = &payload.settings;
+    let metadata = &payload.metadata;
     if let Some(state) = settings::bootstrap_state(engine.settings.as_ref()).await?
         && !state.contains("pre-")
     {
@@ -214,12 +260,12 @@ pub async fn bootstrap(
 
 /// Finishes a bootstrap that waited for root signatures, now that `root` meets its threshold:
 /// the plan is rebuilt from the settings the bootstrap stored (and checked again), then every
-/// role is published as if the threshold had been met at once. `Ok(Err)` is a refusal text.
+/// role is published as if the threshold had been met at once. `Ok(Err)` is a refusal.
 pub(crate) async fn finish_signed(
     engine: &Engine,
     root: Metadata<Root>,
     task_id: &str,
-) -> Result<Result<(), String>, TaskError> {
+) -> Result<Result<(), BootstrapError>, TaskError> {
     let mut roles = serde_json::Map::new();
     for (role, key) in [
         ("root", "ROOT_EXPIRATION"),
@@ -254,13 +300,16 @@ pub(crate) async fn finish_signed(
     Ok(Ok(()))
 }
 
-/// The signer of the plan's online key; `Err` is the refusal text.
-async fn online_signer(engine: &Engine, plan: &Plan) -> Result<Arc<dyn Signer>, String> {
+/// The signer of the plan's online key; `Err` is the refusal.
+async fn online_signer(engine: &Engine, plan: &Plan) -> Result<Arc<dyn Signer>, BootstrapError> {
     engine
         .signers
         .resolve(&plan.online_keyid, &plan.online_key)
         .await
-        .map_err(|e| format!("Online key {}: {}", plan.online_keyid, e.message))
+        .map_err(|e| BootstrapError::Signer {
+            keyid: plan.online_keyid.clone(),
+            reason: e.message,
+        })
 }
 
 /// A stored setting, `Null` when unset.
@@ -268,9 +317,12 @@ async fn setting(engine: &Engine, key: &str) -> Result<Value, TaskError> {
     Ok(engine.settings.get(key).await?.unwrap_or(Value::Null))
 }
 
-async fn refuse_and_unlock(engine: &Engine, reason: String) -> Result<TaskOutcome, TaskError> {
+async fn refuse_and_unlock(
+    engine: &Engine,
+    reason: BootstrapError,
+) -> Result<TaskOutcome, TaskError> {
     engine.settings.set(BOOTSTRAP, Value::Null).await?;
-    Ok(TaskOutcome::refused(FAILED, reason))
+    Ok(TaskOutcome::refused(FAILED, reason.to_string()))
 }
 
 /// The repository settings the API and later tasks read.
@@ -452,5 +504,40 @@ fn delegated_roles(
                 .collect();
             (custom.delegations.clone(), roles)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_refusals_are_typed() {
+        assert_eq!(
+            plan(&json!({}), &json!({})).unwrap_err(),
+            BootstrapError::NoRoot
+        );
+        let err = plan(&json!({}), &json!({"root": {"signed": 1}})).unwrap_err();
+        assert!(matches!(err, BootstrapError::InvalidRoot(_)), "{err:?}");
+        assert!(err.to_string().starts_with("Invalid root metadata: "));
+        let roles = json!({"root": {"expiration": 0}});
+        assert_eq!(
+            expiration(&roles, "root"),
+            Err(BootstrapError::Expiration("root"))
+        );
+        assert_eq!(
+            expiration(&json!({"bins": {"expiration": u64::MAX}}), "bins")
+                .unwrap_err()
+                .to_string(),
+            "settings.roles.bins.expiration must be a positive number of days"
+        );
+        assert_eq!(
+            expiration(&json!({"root": {"expiration": 3}}), "root"),
+            Ok(3)
+        );
+        assert_eq!(
+            BootstrapError::BinCount.to_string(),
+            "settings.roles.bins.number_of_delegated_bins must be between 2 and 16384"
+        );
     }
 }

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use crate::engine::Engine;
 use crate::outcome::{TaskError, TaskOutcome};
+use crate::payload::{ForceOnlineUpdate, Payload, PayloadError};
 use crate::ports::LockGuard;
 use crate::publish::with_lock;
 use crate::repo::{
@@ -144,10 +145,19 @@ pub(crate) async fn bump_roles(
     Ok(bumped)
 }
 
-/// Runs `force_online_metadata_update` with payload `{"roles": [...]}`.
+/// Runs `force_online_metadata_update` with payload `{"roles": [...]}`, as sent.
 pub async fn force_online_metadata_update(
     engine: &Engine,
     payload: &Value,
+) -> Result<TaskOutcome, TaskError> {
+    force(engine, ForceOnlineUpdate::parse(Some(payload))).await
+}
+
+/// Runs `force_online_metadata_update` on its parsed payload; a refused payload is reported
+/// after the bootstrap check, as the reference does.
+pub async fn force(
+    engine: &Engine,
+    payload: Result<ForceOnlineUpdate, PayloadError>,
 ) -> Result<TaskOutcome, TaskError> {
     let state = settings::bootstrap_state(engine.settings.as_ref()).await?;
     if !settings::is_finished(state.as_deref()) {
@@ -156,29 +166,9 @@ pub async fn force_online_metadata_update(
             "New metadata updates requre completed bootstrap",
         ));
     }
-    let roles: Vec<String> = match payload.get("roles") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(items)) => {
-            let mut roles = Vec::new();
-            for item in items {
-                match item.as_str() {
-                    Some(s) => roles.push(s.to_string()),
-                    None => {
-                        return Ok(TaskOutcome::refused(
-                            FORCE_FAILED,
-                            "'roles' must be a list of role names",
-                        ));
-                    }
-                }
-            }
-            roles
-        }
-        Some(_) => {
-            return Ok(TaskOutcome::refused(
-                FORCE_FAILED,
-                "'roles' must be a list of role names",
-            ));
-        }
+    let roles = match payload {
+        Ok(payload) => payload.roles,
+        Err(refused) => return Ok(TaskOutcome::refused(FORCE_FAILED, refused.to_string())),
     };
     let result = (async {
         Ok(with_lock!(engine, |guard| force_locked(

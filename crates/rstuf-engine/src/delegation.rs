@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 
 use crate::engine::Engine;
 use crate::outcome::{Inconsistency, TaskError, TaskOutcome};
+use crate::payload::{DelegationAction as Action, MetadataDelegation, Payload};
 use crate::ports::{LockGuard, RoleRecord};
 use crate::publish::with_lock;
 use crate::repo::{
@@ -29,47 +30,30 @@ use crate::roles::{check_custom_delegations, expiration_key, settings_prefix, si
 use crate::settings;
 
 const PROCESSED: &str = "Metadata Delegation Processed";
-const FAILED: &str = "Metadata Delegation Failed";
+/// The message of a refused request.
+pub const FAILED: &str = "Metadata Delegation Failed";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Action {
-    Add,
-    Update,
-    Delete,
-}
-
-impl Action {
-    fn verb(self) -> &'static str {
-        match self {
-            Action::Add => "add",
-            Action::Update => "update",
-            Action::Delete => "delete",
-        }
-    }
-}
-
-/// Runs the `metadata_delegation` action.
+/// Runs the `metadata_delegation` action on a payload as sent.
 pub async fn metadata_delegation(
     engine: &Engine,
     payload: &Value,
 ) -> Result<TaskOutcome, TaskError> {
-    let action = match payload.get("action").and_then(Value::as_str) {
-        Some("add") => Action::Add,
-        Some("update") => Action::Update,
-        Some("delete") => Action::Delete,
-        _ => {
-            return Ok(TaskOutcome::refused(
-                FAILED,
-                "metadata delegation supports 'add', 'update', 'delete'",
-            ));
-        }
-    };
-    let Some(given) = payload.get("delegations").filter(|d| d.is_object()) else {
-        return Ok(TaskOutcome::refused(
-            FAILED,
-            "No 'delegations' in the payload",
-        ));
-    };
+    match MetadataDelegation::parse(Some(payload)) {
+        Ok(payload) => delegate(engine, payload).await,
+        Err(refused) => Ok(TaskOutcome::refused(FAILED, refused.to_string())),
+    }
+}
+
+/// Runs the `metadata_delegation` action.
+pub async fn delegate(
+    engine: &Engine,
+    payload: MetadataDelegation,
+) -> Result<TaskOutcome, TaskError> {
+    let MetadataDelegation {
+        action,
+        delegations: given,
+    } = payload;
+    let given = &given;
     let state = settings::bootstrap_state(engine.settings.as_ref()).await?;
     if !settings::is_finished(state.as_deref()) {
         return Ok(TaskOutcome::refused(
@@ -208,7 +192,7 @@ async fn add_or_update(
     let checked =
         match check_custom_delegations(&given, &online.keyid, &online_key(current, online)?) {
             Ok(checked) => checked,
-            Err(reason) => return Ok(TaskOutcome::refused(FAILED, reason)),
+            Err(reason) => return Ok(TaskOutcome::refused(FAILED, reason.to_string())),
         };
     let asked = checked.delegations.roles.clone().unwrap_or_default();
     let mut roles = delegations.roles.take().unwrap_or_default();

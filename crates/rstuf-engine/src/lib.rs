@@ -1,7 +1,8 @@
 //! The RSTUF worker's task logic, over small ports.
 //!
 //! Each task action is a function `(engine, payload) -> Result<TaskOutcome, TaskError>`, the
-//! [`Engine`] holding the [`Ports`] and the state kept between tasks. The engine never names
+//! [`Engine`] holding the [`Ports`] and the state kept between tasks, the payload parsed once
+//! into the action's struct ([`payload`]). The engine never names
 //! Redis, SQL, S3, Celery or environment variables: it talks to [`ports`], and time comes
 //! from the [`ports::Clock`]. A request that is wrong gets a
 //! [`TaskOutcome`] with an error and changes nothing; a service that fails gives a
@@ -16,6 +17,7 @@ pub mod bump;
 pub mod delegation;
 mod engine;
 pub mod outcome;
+pub mod payload;
 pub mod ports;
 pub mod publish;
 pub mod queue;

@@ -95,7 +95,7 @@ pub enum TaskError {
     /// Metadata or a value the task built has no JSON, canonical JSON or storage form (a
     /// bug: everything is checked before). Not retryable.
     Encoding {
-        /// What was encoded: a role (`root`, `bins-3f`), a setting or `artifact info`.
+        /// What was encoded: a role (`root`, `bins-3f`) or a setting.
         what: String,
         /// Why it could not be encoded.
         source: Arc<dyn std::error::Error + Send + Sync>,

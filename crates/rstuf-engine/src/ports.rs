@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rstuf_metadata::keys::Key;
+use rstuf_metadata::schema::TargetFile;
 use serde_json::Value;
 
 /// What kind of failure a port reports.
@@ -182,7 +183,9 @@ pub enum ArtifactAction {
 pub struct ArtifactRow {
     /// Artifact path, the key of the row.
     pub path: String,
-    /// The artifact's TUF target info as JSON text, stored verbatim.
+    /// The artifact's TUF target info as the index stores it (JSON text: the index's
+    /// encoding of a [`NewArtifact`]'s info, or whatever the reference worker or the CLI
+    /// wrote), returned verbatim.
     pub info: String,
     /// Add or remove.
     pub action: ArtifactAction,
@@ -197,10 +200,20 @@ pub struct ArtifactRow {
 pub struct NewArtifact {
     /// Artifact path.
     pub path: String,
-    /// Target info as JSON text.
-    pub info: String,
+    /// Target info; the index encodes it as the text it stores (for SQL, what the API's
+    /// model dumps).
+    pub info: TargetFile,
     /// The role it belongs to; must have an active row.
     pub role: String,
+}
+
+/// One step of a round of artifact changes (see [`ArtifactIndex::apply_changes`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RowChange {
+    /// Adds (or re-adds) artifacts, as [`ArtifactIndex::add_artifacts`].
+    Add(Vec<NewArtifact>),
+    /// Marks paths for removal, as [`ArtifactIndex::remove_artifacts`].
+    Remove(Vec<String>),
 }
 
 /// The SQL index of delegated roles and artifacts, shared with the API's CLI import.
@@ -208,7 +221,9 @@ pub struct NewArtifact {
 /// Contract:
 /// - `create_roles` inserts all rows in one transaction or none; a name that exists (active
 ///   or not) is a [`PortErrorKind::Conflict`].
-/// - `add_artifacts` and `remove_artifacts` each run in one transaction.
+/// - `add_artifacts` and `remove_artifacts` each run in one transaction; `apply_changes`
+///   runs its steps in order in one transaction (a backend with transactions overrides the
+///   default, which applies them one by one).
 /// - `commit_publication` is the only way a row becomes published, and it records the role
 ///   versions that cover it in the same transaction. A row whose action or info changed since
 ///   it was read is left unpublished, so a concurrent re-add is never lost.
@@ -230,6 +245,23 @@ pub trait ArtifactIndex: Send + Sync {
     /// Marks artifacts for removal: each path whose row is not already a published `Remove`
     /// becomes an unpublished `Remove`. Returns the paths changed, in input order.
     async fn remove_artifacts(&self, paths: &[String]) -> Result<Vec<String>, PortError>;
+    /// Applies `changes` in order, all or none: each step as its own method would. Returns,
+    /// for each step, the paths it changed: those a `Remove` marked (as
+    /// [`ArtifactIndex::remove_artifacts`] returns them), none for an `Add`. The default
+    /// applies the steps one after another.
+    async fn apply_changes(&self, changes: &[RowChange]) -> Result<Vec<Vec<String>>, PortError> {
+        let mut changed = Vec::with_capacity(changes.len());
+        for change in changes {
+            changed.push(match change {
+                RowChange::Add(rows) => {
+                    self.add_artifacts(rows).await?;
+                    Vec::new()
+                }
+                RowChange::Remove(paths) => self.remove_artifacts(paths).await?,
+            });
+        }
+        Ok(changed)
+    }
     /// The names of the roles that have unpublished rows, sorted.
     async fn roles_with_unpublished(&self) -> Result<Vec<String>, PortError>;
     /// Every row of the named roles.

@@ -218,7 +218,7 @@ fn rows_by_role(rows: Vec<ArtifactRow>) -> BTreeMap<String, Vec<ArtifactRow>> {
 fn parse_changes(rows: &[ArtifactRow]) -> Result<Vec<(String, Option<TargetFile>)>, String> {
     rows.iter()
         .map(|row| match row.action {
-            ArtifactAction::Add => crate::artifacts::parse_info_text(&row.info)
+            ArtifactAction::Add => crate::payload::parse_info_text(&row.info)
                 .map(|file| (row.path.clone(), Some(file)))
                 .map_err(|e| format!("artifact {:?} has invalid info: {e}", row.path)),
             ArtifactAction::Remove => Ok((row.path.clone(), None)),
@@ -230,7 +230,7 @@ fn parse_changes(rows: &[ArtifactRow]) -> Result<Vec<(String, Option<TargetFile>
 pub(crate) fn build_targets(rows: &[ArtifactRow]) -> Result<BTreeMap<String, TargetFile>, String> {
     let mut targets = BTreeMap::new();
     for row in rows.iter().filter(|r| r.action == ArtifactAction::Add) {
-        let file = crate::artifacts::parse_info_text(&row.info)
+        let file = crate::payload::parse_info_text(&row.info)
             .map_err(|e| format!("artifact {:?} has invalid info: {e}", row.path))?;
         targets.insert(row.path.clone(), file);
     }

@@ -23,9 +23,10 @@ use std::sync::{Arc, Mutex};
 
 use futures_channel::oneshot;
 
+use crate::artifacts::Progress;
 use crate::engine::Engine;
 use crate::outcome::TaskError;
-use crate::ports::{LockGuard, NewArtifact};
+use crate::ports::{LockGuard, NewArtifact, RowChange};
 use crate::publish::publish_roles_locked;
 
 /// What a waiting task is told.
@@ -36,14 +37,66 @@ enum Turn {
     Lead,
 }
 
-/// What a task hands in: rows to write, and the roles its change is in.
-struct Change {
-    rows: Vec<NewArtifact>,
+/// The rows of a change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Rows {
+    /// Rows to add.
+    Add(Vec<NewArtifact>),
+    /// Paths to mark for removal, each with the role it is in.
+    Remove(Vec<(String, String)>),
+}
+
+/// What a task hands in: rows to add and the roles they are in, or paths to mark for removal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Change {
+    rows: Rows,
     roles: Vec<String>,
+}
+
+impl Change {
+    /// Rows to add (or re-add), in `roles`.
+    pub(crate) fn add(rows: Vec<NewArtifact>, roles: Vec<String>) -> Self {
+        Change {
+            rows: Rows::Add(rows),
+            roles,
+        }
+    }
+
+    /// Paths to mark for removal, each with the role it is in.
+    pub(crate) fn remove(paths: Vec<(String, String)>) -> Self {
+        Change {
+            rows: Rows::Remove(paths),
+            roles: Vec::new(),
+        }
+    }
+
+    fn is_remove(&self) -> bool {
+        matches!(self.rows, Rows::Remove(_))
+    }
+
+    /// The roles the change touched once written: an add's, or those of the paths a removal
+    /// changed (`deleted`), in first-seen order.
+    fn roles_written(&self, deleted: &[String]) -> Vec<String> {
+        match &self.rows {
+            Rows::Add(_) => self.roles.clone(),
+            Rows::Remove(paths) => {
+                let deleted: HashSet<&str> = deleted.iter().map(String::as_str).collect();
+                let mut roles: Vec<String> = Vec::new();
+                for (_, role) in paths.iter().filter(|(p, _)| deleted.contains(p.as_str())) {
+                    if !roles.contains(role) {
+                        roles.push(role.clone());
+                    }
+                }
+                roles
+            }
+        }
+    }
 }
 
 struct Waiter {
     change: Arc<Change>,
+    /// Told the paths of its removal the round's transaction changed, once written.
+    written: Option<oneshot::Sender<Vec<String>>>,
     reply: oneshot::Sender<Turn>,
 }
 
@@ -141,25 +194,32 @@ impl Drop for Leading<'_> {
     }
 }
 
-/// Writes `rows` (may be empty: the caller wrote its own change) and publishes every role
-/// with unpublished rows, sharing the write and the publication with the tasks of this process
-/// that do the same at the same time. Returns once the change to `roles` is in published
-/// metadata; if another worker published it while the round waited for the lock, the round
-/// publishes nothing (what arrived since is left to whoever wrote it).
+/// Writes `change` and publishes every role with unpublished rows, sharing the write and the
+/// publication with the tasks of this process that do the same at the same time. Returns
+/// once the change is in published metadata, with the paths of a removal that were marked
+/// (as [`crate::ports::ArtifactIndex::remove_artifacts`] returns them; none for an add). A
+/// removal reports to `progress` once its rows are written, if it changed any; one that
+/// changed none returns then. If another worker published the change while the round waited
+/// for the lock, the round publishes nothing (what arrived since is left to whoever wrote it).
 pub(crate) async fn write_and_publish(
     engine: &Engine,
-    rows: Vec<NewArtifact>,
-    roles: Vec<String>,
-) -> Result<(), TaskError> {
+    change: Change,
+    progress: &dyn Progress,
+) -> Result<Vec<String>, TaskError> {
     let queue = engine.queue.as_ref();
-    let change = Arc::new(Change { rows, roles });
+    let change = Arc::new(change);
+    // What the first round that wrote the change said (a later round that rewrites it after a
+    // cancelled leader may see its own rows).
+    let mut deleted: Option<Vec<String>> = None;
     loop {
         let (reply, answer) = oneshot::channel();
+        let (written, written_answer) = oneshot::channel();
         let lead_now = {
             let mut state = queue.state();
             if state.leading {
                 state.waiting.push(Waiter {
                     change: change.clone(),
+                    written: Some(written),
                     reply,
                 });
                 if let Some(arrival) = state.arrival.take() {
@@ -171,59 +231,95 @@ pub(crate) async fn write_and_publish(
                 true
             }
         };
-        let turn = if lead_now {
-            Turn::Lead
-        } else {
-            match answer.await {
-                Ok(turn) => turn,
-                // The leader of our round was cancelled: hand the rows in again.
-                Err(oneshot::Canceled) => continue,
+        if lead_now {
+            return lead(engine, queue, &change, progress, deleted).await;
+        }
+        // Told once the round wrote the change; never, if the round failed first, the lead
+        // came or the leader was cancelled.
+        if let Ok(paths) = written_answer.await
+            && deleted.is_none()
+        {
+            if change.is_remove() {
+                if paths.is_empty() {
+                    return Ok(paths);
+                }
+                progress.publishing(&change.roles_written(&paths)).await;
             }
-        };
-        match turn {
-            Turn::Done(result) => return result,
-            Turn::Lead => return lead(engine, queue, &change).await,
+            deleted = Some(paths);
+        }
+        match answer.await {
+            Ok(Turn::Done(result)) => return result.map(|()| deleted.unwrap_or_default()),
+            Ok(Turn::Lead) => return lead(engine, queue, &change, progress, deleted).await,
+            // The leader of our round was cancelled: hand the change in again.
+            Err(oneshot::Canceled) => continue,
         }
     }
 }
 
 /// Runs one round: this task's change, those of every task waiting now, and those of every
 /// task that arrives while the round waits for the lock.
-async fn lead(engine: &Engine, queue: &PublishQueue, own: &Arc<Change>) -> Result<(), TaskError> {
+async fn lead(
+    engine: &Engine,
+    queue: &PublishQueue,
+    own: &Arc<Change>,
+    progress: &dyn Progress,
+    mut deleted: Option<Vec<String>>,
+) -> Result<Vec<String>, TaskError> {
     let mut leading = Leading {
         queue,
         passed: false,
     };
     let mut round = queue.take_waiting();
-    let result = run_round(engine, queue, &mut leading, own, &mut round).await;
+    let result = run_round(
+        engine,
+        queue,
+        &mut leading,
+        (own, progress, &mut deleted),
+        &mut round,
+    )
+    .await;
     for waiter in round {
         let _ = waiter.reply.send(Turn::Done(result.clone()));
     }
-    result
+    result.map(|()| deleted.unwrap_or_default())
 }
+
+/// The leader's own change, its progress, and what its removal changed (once known).
+type Own<'a> = (&'a Change, &'a dyn Progress, &'a mut Option<Vec<String>>);
 
 /// Writes the round's rows and takes the lock; while the lock is held elsewhere (the previous
 /// round publishing), the tasks that arrive join this round and their rows are written too, so
 /// a round publishes everything that arrived before it could start (without this, rounds
 /// alternate between large and small, and a small one pays a publication's fixed cost for a
 /// few tasks). Then, under the lock, it publishes every role with unpublished rows unless
-/// another round or worker already published the round's roles.
+/// another round or worker already published the round's roles. A round whose changes
+/// touched no role (removals of paths without rows) takes no lock.
 async fn run_round(
     engine: &Engine,
     queue: &PublishQueue,
     leading: &mut Leading<'_>,
-    own: &Change,
+    (own, progress, own_deleted): Own<'_>,
     round: &mut Vec<Waiter>,
 ) -> Result<(), TaskError> {
     let mut roles = Vec::new();
     let changes: Vec<&Change> = std::iter::once(own)
         .chain(round.iter().map(|w| w.change.as_ref()))
         .collect();
-    write_changes(engine, &changes, &mut roles).await?;
+    let mut written = write_changes(engine, &changes).await?.into_iter();
+    let mine = written.next().unwrap_or_default();
+    let mine = own_deleted.get_or_insert(mine).clone();
+    roles.extend(own.roles_written(&mine));
+    if own.is_remove() && !mine.is_empty() {
+        progress.publishing(&own.roles_written(&mine)).await;
+    }
+    tell_written(round, written, &mut roles);
+    if roles.is_empty() {
+        return Ok(());
+    }
     let mut acquire = engine.lock.acquire();
-    let mut written = Ok(());
+    let mut joined_written = Ok(());
     let held = loop {
-        if written.is_err() {
+        if joined_written.is_err() {
             // Not dropped while it may be taking the lock: it would be left held.
             break acquire.await;
         }
@@ -231,9 +327,12 @@ async fn run_round(
             futures_util::future::Either::Left((held, _)) => break held,
             futures_util::future::Either::Right((_, pending)) => {
                 acquire = pending;
-                let joined = queue.take_waiting();
+                let mut joined = queue.take_waiting();
                 let changes: Vec<&Change> = joined.iter().map(|w| w.change.as_ref()).collect();
-                written = write_changes(engine, &changes, &mut roles).await;
+                match write_changes(engine, &changes).await {
+                    Ok(written) => tell_written(&mut joined, written.into_iter(), &mut roles),
+                    Err(e) => joined_written = Err(e),
+                }
                 round.extend(joined);
             }
         }
@@ -242,7 +341,7 @@ async fn run_round(
     leading.pass();
     let guard: &dyn LockGuard = held.as_ref();
     let result = async {
-        written?;
+        joined_written?;
         roles.sort_unstable();
         roles.dedup();
         let pending = engine.index.roles_with_unpublished().await?;
@@ -258,28 +357,89 @@ async fn run_round(
     result
 }
 
-/// Writes the rows of `changes` in one transaction (see [`merge`]) and adds the roles they
-/// are in to `roles` (unsorted, may repeat).
+/// Tells each of `waiters` what the round's write changed of its removal, and adds the roles
+/// their changes touched to `roles` (unsorted, may repeat).
+fn tell_written(
+    waiters: &mut [Waiter],
+    written: impl Iterator<Item = Vec<String>>,
+    roles: &mut Vec<String>,
+) {
+    for (waiter, deleted) in waiters.iter_mut().zip(written) {
+        roles.extend(waiter.change.roles_written(&deleted));
+        if let Some(tell) = waiter.written.take() {
+            let _ = tell.send(deleted);
+        }
+    }
+}
+
+/// Writes `changes` in one transaction, in arrival order (consecutive adds merged, see
+/// [`merge`], and consecutive removals); returns, for each change, the paths of its removal
+/// that were marked (none for an add).
 async fn write_changes(
     engine: &Engine,
     changes: &[&Change],
-    roles: &mut Vec<String>,
-) -> Result<(), TaskError> {
-    roles.extend(changes.iter().flat_map(|c| c.roles.iter().cloned()));
-    let rows = merge(changes);
-    if !rows.is_empty() {
-        engine.index.add_artifacts(&rows).await?;
+) -> Result<Vec<Vec<String>>, TaskError> {
+    let mut steps: Vec<RowChange> = Vec::new();
+    let mut step_of = Vec::with_capacity(changes.len());
+    let mut adds: Vec<&Change> = Vec::new();
+    for change in changes {
+        match &change.rows {
+            Rows::Add(_) => adds.push(change),
+            Rows::Remove(paths) => {
+                if !adds.is_empty() {
+                    steps.push(RowChange::Add(merge(&std::mem::take(&mut adds))));
+                }
+                let paths = paths.iter().map(|(p, _)| p.clone());
+                match steps.last_mut() {
+                    Some(RowChange::Remove(all)) => all.extend(paths),
+                    _ => steps.push(RowChange::Remove(paths.collect())),
+                }
+            }
+        }
+        // Adds waiting in `adds` become the next step.
+        step_of.push(steps.len() - usize::from(change.is_remove()));
     }
-    Ok(())
+    if !adds.is_empty() {
+        steps.push(RowChange::Add(merge(&adds)));
+    }
+    let changed = if steps.is_empty() {
+        Vec::new()
+    } else {
+        engine.index.apply_changes(&steps).await?
+    };
+    Ok(changes
+        .iter()
+        .zip(step_of)
+        .map(|(change, step)| match &change.rows {
+            Rows::Add(_) => Vec::new(),
+            Rows::Remove(paths) => {
+                let marked: HashSet<&str> = changed
+                    .get(step)
+                    .into_iter()
+                    .flatten()
+                    .map(String::as_str)
+                    .collect();
+                paths
+                    .iter()
+                    .filter(|(p, _)| marked.contains(p.as_str()))
+                    .map(|(p, _)| p.clone())
+                    .collect()
+            }
+        })
+        .collect())
 }
 
-/// The rows of a round in arrival order, a path given more than once keeping its last info
-/// (as the tasks' separate writes would have).
+/// The rows of consecutive adds in arrival order, a path given more than once keeping its
+/// last info (as the tasks' separate writes would have).
 fn merge(changes: &[&Change]) -> Vec<NewArtifact> {
     last_per_path(
         changes
             .iter()
-            .flat_map(|c| c.rows.iter().cloned())
+            .flat_map(|c| match &c.rows {
+                Rows::Add(rows) => rows.as_slice(),
+                Rows::Remove(_) => &[],
+            })
+            .cloned()
             .collect(),
     )
 }
@@ -304,17 +464,17 @@ mod tests {
     fn row(path: &str, info: &str) -> NewArtifact {
         NewArtifact {
             path: path.into(),
-            info: info.into(),
+            info: serde_json::from_str(&format!(
+                r#"{{"length": {info}, "hashes": {{"sha256": "aa"}}}}"#
+            ))
+            .unwrap(),
             role: "bins-0".into(),
         }
     }
 
     #[test]
     fn merge_keeps_arrival_order_and_the_last_info_of_a_path() {
-        let change = |rows| Change {
-            rows,
-            roles: vec!["bins-0".into()],
-        };
+        let change = |rows| Change::add(rows, vec!["bins-0".into()]);
         let a = change(vec![row("x", "1"), row("y", "1")]);
         let b = change(vec![row("z", "2"), row("x", "2")]);
         let merged = merge(&[&a, &b]);

@@ -26,6 +26,7 @@ use serde_json::{Value, json};
 use crate::bump::{bump_roles, bumpable};
 use crate::engine::Engine;
 use crate::outcome::{SettingProblem, TaskError, TaskOutcome};
+use crate::payload::{MetadataUpdate, Payload, PayloadError};
 use crate::ports::{LockGuard, PortErrorKind};
 use crate::publish::with_lock;
 use crate::repo::{
@@ -89,8 +90,17 @@ fn check_next(
     Ok(accepted_by(&trusted.signed, new) && accepted_by(&new.signed, new))
 }
 
-/// Runs the `metadata_update` action (root only).
+/// Runs the `metadata_update` action (root only) on a payload as sent.
 pub async fn metadata_update(engine: &Engine, payload: &Value) -> Result<TaskOutcome, TaskError> {
+    update_root(engine, MetadataUpdate::parse(Some(payload))).await
+}
+
+/// Runs the `metadata_update` action (root only) on its parsed payload; a refused payload is
+/// reported after the bootstrap check, as the reference does.
+pub async fn update_root(
+    engine: &Engine,
+    payload: Result<MetadataUpdate, PayloadError>,
+) -> Result<TaskOutcome, TaskError> {
     let state = settings::bootstrap_state(engine.settings.as_ref()).await?;
     if !settings::is_finished(state.as_deref()) {
         return Ok(TaskOutcome::refused(
@@ -98,26 +108,9 @@ pub async fn metadata_update(engine: &Engine, payload: &Value) -> Result<TaskOut
             "Metadata Update requires a completed bootstrap",
         ));
     }
-    let Some(metadata) = payload.get("metadata") else {
-        return Ok(TaskOutcome::refused(
-            UPDATE_FAILED,
-            "No 'metadata' in the payload",
-        ));
-    };
-    let Some(root) = metadata.get("root") else {
-        return Ok(TaskOutcome::refused(
-            UPDATE_FAILED,
-            "Unsupported Metadata type",
-        ));
-    };
-    let new = match Metadata::<Root>::from_value(root.clone()) {
-        Ok(new) => new,
-        Err(e) => {
-            return Ok(TaskOutcome::refused(
-                UPDATE_FAILED,
-                format!("Failed to verify the trust: {e}"),
-            ));
-        }
+    let new = match payload {
+        Ok(payload) => payload.root,
+        Err(refused) => return Ok(TaskOutcome::refused(UPDATE_FAILED, refused.to_string())),
     };
     let trusted = trusted_root(engine).await?;
     match check_next(&trusted, &new, engine.clock.now()) {

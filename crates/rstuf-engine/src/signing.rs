@@ -9,34 +9,35 @@ use serde_json::{Value, json};
 use crate::bootstrap;
 use crate::engine::Engine;
 use crate::outcome::{TaskError, TaskOutcome};
+use crate::payload::{DeleteSignMetadata, Payload, SignMetadata};
 use crate::ports::{ArtifactAction, ArtifactRow, LockGuard};
 use crate::publish::with_lock;
 use crate::repo::{Current, Online, Publication, Resign, to_value};
 use crate::roles::signing_key;
 use crate::settings::{self, BOOTSTRAP, ROOT_SIGNING};
 
-/// Runs the `delete_sign_metadata` action: stops the signing event of a role. Stopping root's
-/// during a bootstrap that waits for signatures also releases the bootstrap (`BOOTSTRAP =
-/// None`), so a new bootstrap can be sent.
+/// The message of a refused `delete_sign_metadata` payload.
+pub const DELETE_FAILED: &str = "Deletion of metadata pending signatures failed";
+
+/// Runs the `delete_sign_metadata` action on a payload as sent.
 pub async fn delete_sign_metadata(
     engine: &Engine,
     payload: &Value,
 ) -> Result<TaskOutcome, TaskError> {
-    let role = match payload.get("role") {
-        None | Some(Value::Null) => {
-            return Ok(TaskOutcome::refused(
-                "Deletion of metadata pending signatures failed",
-                "No role provided for deletion.",
-            ));
-        }
-        Some(Value::String(role)) if !role.is_empty() => role.as_str(),
-        Some(other) => {
-            return Ok(TaskOutcome::refused(
-                "Deletion of metadata pending signatures failed",
-                format!("The role must be a role name, not {other}"),
-            ));
-        }
-    };
+    match DeleteSignMetadata::parse(Some(payload)) {
+        Ok(payload) => delete_sign(engine, payload).await,
+        Err(refused) => Ok(TaskOutcome::refused(DELETE_FAILED, refused.to_string())),
+    }
+}
+
+/// Runs the `delete_sign_metadata` action: stops the signing event of a role. Stopping root's
+/// during a bootstrap that waits for signatures also releases the bootstrap (`BOOTSTRAP =
+/// None`), so a new bootstrap can be sent.
+pub async fn delete_sign(
+    engine: &Engine,
+    payload: DeleteSignMetadata,
+) -> Result<TaskOutcome, TaskError> {
+    let role = payload.role.as_str();
     let key = signing_key(role);
     if matches!(engine.settings.get(&key).await?, None | Some(Value::Null)) {
         return Ok(TaskOutcome::refused(
@@ -59,8 +60,17 @@ pub async fn delete_sign_metadata(
     ))
 }
 
-const SIGN_FAILED: &str = "Signature Failed";
+/// The message of a refused signature.
+pub const SIGN_FAILED: &str = "Signature Failed";
 const SIGN_PROCESSED: &str = "Signature Processed";
+
+/// Runs the `sign_metadata` action on a payload as sent.
+pub async fn sign_metadata(engine: &Engine, payload: &Value) -> Result<TaskOutcome, TaskError> {
+    match SignMetadata::parse(Some(payload)) {
+        Ok(payload) => sign(engine, payload).await,
+        Err(refused) => Ok(TaskOutcome::refused(SIGN_FAILED, refused.to_string())),
+    }
+}
 
 /// Runs the `sign_metadata` action: adds one signature to a role's pending metadata.
 ///
@@ -68,26 +78,9 @@ const SIGN_PROCESSED: &str = "Signature Processed";
 /// the threshold is met), and delegated roles signed with offline keys (published with a new
 /// snapshot and timestamp when their delegator's threshold is met). A new root version after the
 /// bootstrap is signed through [`crate::rotation`].
-pub async fn sign_metadata(engine: &Engine, payload: &Value) -> Result<TaskOutcome, TaskError> {
-    let Some(role) = payload.get("role").and_then(Value::as_str) else {
-        return Ok(TaskOutcome::refused(
-            SIGN_FAILED,
-            "No 'role' in the payload",
-        ));
-    };
-    let signature = match payload
-        .get("signature")
-        .cloned()
-        .map(serde_json::from_value)
-    {
-        Some(Ok(signature)) => signature,
-        _ => {
-            return Ok(TaskOutcome::refused(
-                SIGN_FAILED,
-                "No valid 'signature' ({\"keyid\", \"sig\"}) in the payload",
-            ));
-        }
-    };
+pub async fn sign(engine: &Engine, payload: SignMetadata) -> Result<TaskOutcome, TaskError> {
+    let SignMetadata { role, signature } = payload;
+    let role = role.as_str();
     let pending = match engine.settings.get(&signing_key(role)).await? {
         None | Some(Value::Null) => {
             return Ok(TaskOutcome::refused(
@@ -149,7 +142,7 @@ async fn sign_bootstrap_root(
                 Some(json!({"bootstrap": "Bootstrap Finished"})),
             ))
         }
-        Err(reason) => Ok(TaskOutcome::refused(SIGN_FAILED, reason)),
+        Err(reason) => Ok(TaskOutcome::refused(SIGN_FAILED, reason.to_string())),
     }
 }
 
@@ -248,7 +241,7 @@ async fn publish_signed_role(
             match row.action {
                 ArtifactAction::Add => {
                     listed.is_some()
-                        && crate::artifacts::parse_info_text(&row.info).ok().as_ref() == listed
+                        && crate::payload::parse_info_text(&row.info).ok().as_ref() == listed
                 }
                 ArtifactAction::Remove => listed.is_none(),
             }

@@ -9,12 +9,14 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rstuf_metadata::keys::{Key, PrivateKey};
+use rstuf_metadata::pyjson::to_python_json_ordered;
+use rstuf_metadata::schema::TargetFile;
 use serde_json::Value;
 
 use crate::ports::{
     ArtifactAction, ArtifactIndex, ArtifactRow, Clock, KeySigner, LockGuard, MetadataStore,
-    NewArtifact, PortError, PortErrorKind, Ports, RepoLock, RoleRecord, SettingsStore, Signer,
-    SignerResolver,
+    NewArtifact, PortError, PortErrorKind, Ports, RepoLock, RoleRecord, RowChange, SettingsStore,
+    Signer, SignerResolver,
 };
 use crate::queue::PublishQueue;
 use crate::{Engine, MetadataCache};
@@ -68,6 +70,20 @@ impl MetadataStore for MemoryStore {
     async fn get(&self, name: &str) -> Result<Option<Vec<u8>>, PortError> {
         Ok(self.files.lock().expect("lock").get(name).cloned())
     }
+}
+
+/// The info text the memory index stores: the same as the SQL adapter's (`json.dumps` of
+/// the API model's dict: `length`, `hashes`, `custom`, then the rest).
+fn info_text(info: &TargetFile) -> Result<String, PortError> {
+    let length = Value::from(info.length);
+    let hashes = serde_json::to_value(&info.hashes)
+        .map_err(|e| PortError::new(PortErrorKind::Other, e.to_string()))?;
+    let custom = info.unrecognized.get_key_value("custom");
+    let rest = info.unrecognized.iter().filter(|(k, _)| *k != "custom");
+    let entries = [("length", &length), ("hashes", &hashes)]
+        .into_iter()
+        .chain(custom.into_iter().chain(rest).map(|(k, v)| (k.as_str(), v)));
+    to_python_json_ordered(entries).map_err(|e| PortError::new(PortErrorKind::Other, e.to_string()))
 }
 
 /// The artifact index in memory.
@@ -130,45 +146,70 @@ impl ArtifactIndex for MemoryIndex {
     }
 
     async fn add_artifacts(&self, artifacts: &[NewArtifact]) -> Result<(), PortError> {
-        let roles = self.roles.lock().expect("lock");
-        if let Some(a) = artifacts
-            .iter()
-            .find(|a| !roles.get(&a.role).is_some_and(|r| r.active))
-        {
-            return Err(PortError::new(
-                PortErrorKind::Other,
-                format!("role {} has no active row", a.role),
-            ));
-        }
-        let mut files = self.files.lock().expect("lock");
-        for a in artifacts {
-            files.insert(
-                a.path.clone(),
-                ArtifactRow {
-                    path: a.path.clone(),
-                    info: a.info.clone(),
-                    action: ArtifactAction::Add,
-                    published: false,
-                    role: a.role.clone(),
-                },
-            );
-        }
-        Ok(())
+        self.apply_changes(&[RowChange::Add(artifacts.to_vec())])
+            .await
+            .map(drop)
     }
 
     async fn remove_artifacts(&self, paths: &[String]) -> Result<Vec<String>, PortError> {
-        let mut files = self.files.lock().expect("lock");
-        let mut changed = Vec::new();
-        for path in paths {
-            if let Some(row) = files.get_mut(path)
-                && !(row.action == ArtifactAction::Remove && row.published)
-            {
-                row.action = ArtifactAction::Remove;
-                row.published = false;
-                changed.push(path.clone());
+        let mut changed = self
+            .apply_changes(&[RowChange::Remove(paths.to_vec())])
+            .await?;
+        Ok(changed.pop().unwrap_or_default())
+    }
+
+    async fn apply_changes(&self, changes: &[RowChange]) -> Result<Vec<Vec<String>>, PortError> {
+        let roles = self.roles.lock().expect("lock");
+        // All or nothing: every row's role is checked before anything is written.
+        let rows = changes.iter().flat_map(|c| match c {
+            RowChange::Add(rows) => rows.as_slice(),
+            RowChange::Remove(_) => &[],
+        });
+        let mut infos = Vec::new();
+        for a in rows {
+            if !roles.get(&a.role).is_some_and(|r| r.active) {
+                return Err(PortError::new(
+                    PortErrorKind::Other,
+                    format!("role {} has no active row", a.role),
+                ));
             }
+            infos.push(info_text(&a.info)?);
         }
-        Ok(changed)
+        let mut infos = infos.into_iter();
+        let mut files = self.files.lock().expect("lock");
+        let mut out = Vec::with_capacity(changes.len());
+        for change in changes {
+            let mut changed = Vec::new();
+            match change {
+                RowChange::Add(rows) => {
+                    for (a, info) in rows.iter().zip(infos.by_ref()) {
+                        files.insert(
+                            a.path.clone(),
+                            ArtifactRow {
+                                path: a.path.clone(),
+                                info,
+                                action: ArtifactAction::Add,
+                                published: false,
+                                role: a.role.clone(),
+                            },
+                        );
+                    }
+                }
+                RowChange::Remove(paths) => {
+                    for path in paths {
+                        if let Some(row) = files.get_mut(path)
+                            && !(row.action == ArtifactAction::Remove && row.published)
+                        {
+                            row.action = ArtifactAction::Remove;
+                            row.published = false;
+                            changed.push(path.clone());
+                        }
+                    }
+                }
+            }
+            out.push(changed);
+        }
+        Ok(out)
     }
 
     async fn roles_with_unpublished(&self) -> Result<Vec<String>, PortError> {
@@ -530,7 +571,7 @@ pub async fn artifact_index_conformance(index: &dyn ArtifactIndex) {
     };
     let new = |path: &str, info: &str, role: &str| NewArtifact {
         path: path.into(),
-        info: info.into(),
+        info: serde_json::from_str(info).expect("test info"),
         role: role.into(),
     };
     let names = |rows: Vec<RoleRecord>| rows.into_iter().map(|r| r.name).collect::<Vec<_>>();
@@ -564,18 +605,18 @@ pub async fn artifact_index_conformance(index: &dyn ArtifactIndex) {
         ["bins-0"]
     );
 
+    let info_a = r#"{"length": 1, "hashes": {"sha256": "aa"}}"#;
+    let info_b = r#"{"length": 2, "hashes": {"sha256": "bb"}}"#;
     // Adding to a missing or retired role writes nothing.
     for bad in ["nope", "retired"] {
         let err = index
-            .add_artifacts(&[new("a", "{}", "bins-0"), new("b", "{}", bad)])
+            .add_artifacts(&[new("a", info_a, "bins-0"), new("b", info_b, bad)])
             .await
             .unwrap_err();
         assert!(err.message.contains(bad), "{err}");
         assert!(index.roles_with_unpublished().await.unwrap().is_empty());
     }
 
-    let info_a = r#"{"length": 1, "hashes": {"sha256": "aa"}}"#;
-    let info_b = r#"{"length": 2, "hashes": {"sha256": "bb"}}"#;
     index
         .add_artifacts(&[new("a", info_a, "bins-1"), new("b", info_b, "bins-0")])
         .await
@@ -696,4 +737,52 @@ pub async fn artifact_index_conformance(index: &dyn ArtifactIndex) {
         .unwrap();
     assert_eq!(index.role("bins-1").await.unwrap(), Some(retire));
     assert_eq!(names(index.active_roles(None).await.unwrap()), ["bins-0"]);
+
+    // A round of changes: its steps in order, in one transaction. The info text is the API
+    // model's `json.dumps` (length, hashes, custom first).
+    let info_c = r#"{"length": 3, "hashes": {"sha256": "cc"}, "custom": {"k": "v"}}"#;
+    let changed = index
+        .apply_changes(&[
+            RowChange::Add(vec![new("c", info_c, "bins-0"), new("d", info_a, "bins-0")]),
+            RowChange::Remove(vec!["c".into(), "a".into(), "zzz".into()]),
+            RowChange::Add(vec![new("a", info_b, "bins-0")]),
+            RowChange::Remove(vec!["d".into()]),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        changed,
+        [vec![], vec!["c".to_string()], vec![], vec!["d".to_string()]]
+    );
+    let sorted = |mut rows: Vec<ArtifactRow>| {
+        rows.sort_by(|x, y| x.path.cmp(&y.path));
+        rows
+    };
+    let before = sorted(index.artifacts_of(&["bins-0".into()]).await.unwrap());
+    let row = |path: &str| before.iter().find(|r| r.path == path).cloned().unwrap();
+    assert_eq!(
+        (row("a").action, row("a").published, row("a").info.as_str()),
+        (ArtifactAction::Add, false, info_b)
+    );
+    assert_eq!(
+        (row("c").action, row("c").published, row("c").info.as_str()),
+        (ArtifactAction::Remove, false, info_c)
+    );
+    assert_eq!(
+        (row("d").action, row("d").published),
+        (ArtifactAction::Remove, false)
+    );
+    // All or nothing: a step that fails leaves the earlier ones unwritten.
+    let err = index
+        .apply_changes(&[
+            RowChange::Remove(vec!["a".into()]),
+            RowChange::Add(vec![new("e", info_a, "retired")]),
+        ])
+        .await
+        .unwrap_err();
+    assert!(err.message.contains("retired"), "{err}");
+    assert_eq!(
+        sorted(index.artifacts_of(&["bins-0".into()]).await.unwrap()),
+        before
+    );
 }

@@ -524,7 +524,8 @@ async fn a_round_whose_rows_another_worker_published_publishes_nothing() {
                     .index
                     .add_artifacts(&[NewArtifact {
                         path: "later.tar.gz".into(),
-                        info: r#"{"length": 1, "hashes": {"sha256": "cc"}}"#.into(),
+                        info: serde_json::from_str(r#"{"length": 1, "hashes": {"sha256": "cc"}}"#)
+                            .unwrap(),
                         role: "bins-0".into(),
                     }])
                     .await
@@ -751,4 +752,125 @@ async fn unreadable_stored_metadata_names_the_file() {
         "{source:?}"
     );
     assert!(!err.is_retryable());
+}
+
+/// Records what a task reports before it publishes.
+#[derive(Default)]
+struct Recorded(std::sync::Mutex<Vec<Vec<String>>>);
+
+#[async_trait::async_trait]
+impl rstuf_engine::artifacts::Progress for Recorded {
+    async fn publishing(&self, roles: &[String]) {
+        self.0.lock().unwrap().push(roles.to_vec());
+    }
+}
+
+/// Adds and removes arriving while the lock is taken share one round: their rows are written
+/// in arrival order (a path added and then removed in the same round ends removed), each
+/// remove learns from the round's write which of its paths were marked, and the burst costs
+/// one publication. A remove whose paths have no rows returns after the write, without
+/// waiting for the lock.
+#[tokio::test]
+async fn adds_and_removes_share_a_round() {
+    use rstuf_engine::artifacts::remove;
+    use rstuf_engine::payload::{Payload, RemoveArtifacts};
+    use std::sync::Arc;
+
+    let repo = bootstrapped().await;
+    let ports = repo.engine();
+    let out = add_artifacts(
+        &ports,
+        &json!({"artifacts": [artifact("keep/a", 1, "aa"), artifact("gone/b", 2, "bb"),
+            artifact("keep/c", 3, "cc")]}),
+    )
+    .await
+    .unwrap();
+    assert!(out.status(), "{out:?}");
+    let before = snapshots(&repo);
+    let acquisitions = repo.lock.acquisitions();
+    let held = repo.lock.acquire().await.unwrap();
+    let removing = |paths: Value| {
+        let ports = repo.engine();
+        let progress = Arc::new(Recorded::default());
+        let watched = progress.clone();
+        let task = tokio::spawn(async move {
+            let payload = RemoveArtifacts::parse(Some(&json!({"artifacts": paths}))).unwrap();
+            remove(&ports, payload, watched.as_ref()).await
+        });
+        (task, progress)
+    };
+    let row = |path: &str| repo.index.files().get(path).cloned();
+    let is_removal = |path: &str| row(path).is_some_and(|r| r.action == ArtifactAction::Remove);
+
+    // In arrival order: add d (the leader, waiting for the lock), remove b, remove d, add e.
+    let add_d = {
+        let ports = repo.engine();
+        tokio::spawn(async move {
+            add_artifacts(&ports, &json!({"artifacts": [artifact("new/d", 4, "dd")]})).await
+        })
+    };
+    until(|| row("new/d").is_some()).await;
+    let (remove_b, progress_b) = removing(json!(["gone/b", "never/x"]));
+    until(|| is_removal("gone/b")).await;
+    let (remove_d, progress_d) = removing(json!(["new/d"]));
+    until(|| is_removal("new/d")).await;
+    let add_e = {
+        let ports = repo.engine();
+        tokio::spawn(async move {
+            add_artifacts(&ports, &json!({"artifacts": [artifact("new/e", 5, "ee")]})).await
+        })
+    };
+    until(|| row("new/e").is_some() && repo.queue.waiting() == 0).await;
+    // Nothing to remove: answered once written, while the round still waits for the lock.
+    let (remove_none, progress_none) = removing(json!(["never/y"]));
+    until(|| remove_none.is_finished()).await;
+    let out = remove_none.await.unwrap().unwrap();
+    assert_eq!(
+        out.details,
+        Some(json!({"deleted_artifacts": [], "not_found_artifacts": ["never/y"]}))
+    );
+    assert!(progress_none.0.lock().unwrap().is_empty());
+    assert_eq!(
+        snapshots(&repo),
+        before,
+        "nothing published while the lock is held"
+    );
+
+    drop(held);
+    for task in [add_d, add_e] {
+        let out = task.await.unwrap().unwrap();
+        assert!(out.status(), "{out:?}");
+    }
+    let out = remove_b.await.unwrap().unwrap();
+    assert_eq!(out.message, "Artifact(s) removed");
+    assert_eq!(
+        out.details,
+        Some(json!({"deleted_artifacts": ["gone/b"], "not_found_artifacts": ["never/x"]}))
+    );
+    let out = remove_d.await.unwrap().unwrap();
+    assert_eq!(
+        out.details,
+        Some(json!({"deleted_artifacts": ["new/d"], "not_found_artifacts": []}))
+    );
+    // Each remove reported the roles of the paths it marked, once.
+    let role_of = |path: &str| row(path).unwrap().role;
+    assert_eq!(*progress_b.0.lock().unwrap(), [vec![role_of("gone/b")]]);
+    assert_eq!(*progress_d.0.lock().unwrap(), [vec![role_of("new/d")]]);
+
+    assert_eq!(
+        snapshots(&repo) - before,
+        1,
+        "one publication for the round"
+    );
+    assert_eq!(
+        repo.lock.acquisitions() - acquisitions,
+        2,
+        "the test's turn of the lock, then the round's"
+    );
+    let published = published(&repo).await;
+    let paths: Vec<&str> = published.keys().map(String::as_str).collect();
+    assert_eq!(paths, ["keep/a", "keep/c", "new/e"]);
+    assert!(repo.index.files().values().all(|r| r.published));
+    assert_eq!(repo.queue.waiting(), 0);
+    accepted_at(&repo, now());
 }

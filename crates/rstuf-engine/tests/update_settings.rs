@@ -113,3 +113,46 @@ async fn refusals_change_nothing() {
         assert_eq!(repo.settings.all(), before, "{payload}");
     }
 }
+
+/// The roles come back in payload order, as the reference answers (its dict keeps the order
+/// of the JSON it decoded): a payload read as JSON text through `Action::run` keeps it.
+#[tokio::test]
+async fn roles_come_back_in_payload_order() {
+    use rstuf_engine::action::{Action, Reply};
+    use rstuf_engine::artifacts::Unwatched;
+
+    let repo = repo().await;
+    let payload = r#"{"settings": {"expiration": {"timestamp": 20, "zeta": 1, "targets": 100,
+        "BINS": 5, "alpha": 2, "snapshot": 50, "team-a": 7}}, "task_id": "t"}"#;
+    let reply = Action::UpdateSettings
+        .run(&repo.engine(), Some(payload), "t", &Unwatched)
+        .await
+        .unwrap();
+    let Reply::Outcome(out) = reply else {
+        panic!("{reply:?}")
+    };
+    assert_eq!(out.message, "Update Settings Succeded");
+    assert_eq!(
+        out.details.unwrap(),
+        json!({"updated_roles": ["timestamp", "targets", "BINS", "snapshot", "team-a"],
+            "invalid_roles": ["zeta", "alpha"]})
+    );
+    assert_eq!(repo.settings.all()["BINS_EXPIRATION"], json!(5));
+    // A refusal through the same path: the first invalid value in payload order.
+    let reply = Action::UpdateSettings
+        .run(
+            &repo.engine(),
+            Some(r#"{"settings": {"expiration": {"targets": 0, "bins": -1}}}"#),
+            "t",
+            &Unwatched,
+        )
+        .await
+        .unwrap();
+    let Reply::Outcome(out) = reply else {
+        panic!("{reply:?}")
+    };
+    assert_eq!(
+        out.error.as_deref(),
+        Some("Invalid expiration for targets: 0 is not a whole number of days between 1 and 36500")
+    );
+}

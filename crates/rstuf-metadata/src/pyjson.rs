@@ -50,6 +50,26 @@ const PYTHON_COMPACT: CompactLayout = CompactLayout {
     write_str: write_ascii_string,
 };
 
+/// `json.dumps(d)` of a dict whose keys were inserted in the order of `entries` (a Python
+/// dict keeps insertion order): `{"k": v, ...}` with `to_python_json`'s separators and
+/// escapes. A key given twice is written twice; callers pass distinct keys.
+pub fn to_python_json_ordered<'a>(
+    entries: impl IntoIterator<Item = (&'a str, &'a Value)>,
+) -> Result<String, CanonicalError> {
+    let mut out = String::with_capacity(256);
+    out.push('{');
+    for (i, (key, value)) in entries.into_iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(&to_python_json(&Value::String(key.to_string()))?);
+        out.push_str(": ");
+        out.push_str(&to_python_json(value)?);
+    }
+    out.push('}');
+    Ok(out)
+}
+
 /// A newline and `level` spaces: Python's `indent=1` before an item or a closing bracket.
 pub(crate) fn newline_indent(level: usize, out: &mut Vec<u8>) {
     out.push(b'\n');
@@ -267,6 +287,17 @@ mod tests {
 
     fn compact(v: Value) -> String {
         to_python_json(&v).unwrap()
+    }
+
+    #[test]
+    fn ordered_dicts_keep_the_given_key_order() {
+        let (b, a) = (json!({"z": 1, "y": "\u{e9}"}), json!([1.5]));
+        assert_eq!(
+            to_python_json_ordered([("b", &b), ("\u{e9}", &json!(null))]).unwrap(),
+            "{\"b\": {\"y\": \"\\u00e9\", \"z\": 1}, \"\\u00e9\": null}"
+        );
+        assert_eq!(to_python_json_ordered([]).unwrap(), "{}");
+        assert!(to_python_json_ordered([("a", &a)]).is_err());
     }
 
     #[test]

@@ -17,7 +17,6 @@ use rstuf_adapters::signers::KeyUriSigners;
 use rstuf_engine::action::Action;
 use rstuf_engine::ports::{ArtifactIndex, MetadataStore, Ports, SettingsStore};
 use rstuf_engine::{Engine, artifacts};
-use serde_json::Value;
 
 use crate::config::{Config, Storage};
 
@@ -75,7 +74,9 @@ fn new_task_id() -> String {
     hex::encode(bytes)
 }
 
-fn read_payload(arg: Option<&Path>) -> anyhow::Result<Option<Value>> {
+/// The payload's JSON text, checked to be JSON (kept as text: the action reads its objects in
+/// the order they are written).
+fn read_payload(arg: Option<&Path>) -> anyhow::Result<Option<String>> {
     let bytes = match arg {
         None => return Ok(None),
         Some(p) if p == Path::new("-") => {
@@ -87,9 +88,9 @@ fn read_payload(arg: Option<&Path>) -> anyhow::Result<Option<Value>> {
         }
         Some(p) => std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
     };
-    serde_json::from_slice(&bytes)
-        .context("the payload is not JSON")
-        .map(Some)
+    let text = String::from_utf8(bytes).context("the payload is not JSON (not UTF-8)")?;
+    serde_json::from_str::<serde_json::Value>(&text).context("the payload is not JSON")?;
+    Ok(Some(text))
 }
 
 /// The command: exit 0 when the result's status is true, 1 when it carries an error, 2 when
@@ -103,7 +104,7 @@ pub fn run(action: &str, payload: Option<&Path>) -> anyhow::Result<ExitCode> {
         let ports = ports(&config).await?;
         let task_id = new_task_id();
         match action
-            .run(&ports, payload.as_ref(), &task_id, &artifacts::Unwatched)
+            .run(&ports, payload.as_deref(), &task_id, &artifacts::Unwatched)
             .await
         {
             Ok(reply) => {
