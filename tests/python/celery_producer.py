@@ -34,7 +34,8 @@ def answer(req):
     a = app(req["broker"], req["backend"])
     if req["op"] in ("send", "send_raw"):
         task = req.get("task", "app.repository_service_tuf_worker")
-        kwargs = req["kwargs"] if "kwargs" in req else {"action": req["action"], "payload": req["payload"]}
+        payload = json.loads(req["payload_json"]) if "payload_json" in req else req.get("payload")
+        kwargs = req["kwargs"] if "kwargs" in req else {"action": req["action"], "payload": payload}
         a.send_task(task, kwargs=kwargs, task_id=req["task_id"], queue=req["queue"],
                     acks_late=True, countdown=req.get("countdown"))
         return {"sent": req["task_id"]}

@@ -4,8 +4,19 @@
 //! and the task id the `id` header. Headers we do not interpret are kept, so a message can be
 //! handed back to the broker unchanged.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
+
+/// Why a body is not a JSON array: not JSON at all, or JSON of another shape.
+fn body_error(body: &[u8], error: &serde_json::Error) -> String {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(_) => "not a JSON array".into(),
+        Err(_) => error.to_string(),
+    }
+}
 
 /// Why a message cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,6 +52,9 @@ pub struct TaskMessage {
     pub embed: Value,
     /// All headers as sent, including the ones above.
     pub headers: Map<String, Value>,
+    /// Each keyword argument's JSON text as it was sent (objects in the sender's order, which
+    /// a parsed [`Value`] does not keep); for messages built here, their compact JSON.
+    pub raw_kwargs: BTreeMap<String, Box<str>>,
 }
 
 fn header_str(headers: &Map<String, Value>, header: &'static str) -> Result<String, MessageError> {
@@ -81,26 +95,36 @@ impl TaskMessage {
     pub fn from_parts(headers: Map<String, Value>, body: &[u8]) -> Result<Self, MessageError> {
         let id = header_str(&headers, "id")?;
         let task = header_str(&headers, "task")?;
-        let body: Value =
-            serde_json::from_slice(body).map_err(|e| MessageError::Body(e.to_string()))?;
-        let Value::Array(mut parts) = body else {
-            return Err(MessageError::Body("not a JSON array".into()));
-        };
+        let parts: Vec<&RawValue> =
+            serde_json::from_slice(body).map_err(|e| MessageError::Body(body_error(body, &e)))?;
         if parts.len() != 3 {
             return Err(MessageError::Body(format!(
                 "expected [args, kwargs, embed], got {} elements",
                 parts.len()
             )));
         }
-        let embed = parts.pop().expect("three elements");
-        let kwargs = match parts.pop().expect("three elements") {
-            Value::Object(map) => map,
-            other => {
+        let value = |raw: &RawValue| -> Result<Value, MessageError> {
+            serde_json::from_str(raw.get()).map_err(|e| MessageError::Body(e.to_string()))
+        };
+        let embed = value(parts[2])?;
+        let raw_kwargs: BTreeMap<String, &RawValue> = match serde_json::from_str(parts[1].get()) {
+            Ok(map) => map,
+            Err(_) => {
                 return Err(MessageError::Body(format!(
-                    "kwargs is not an object: {other}"
+                    "kwargs is not an object: {}",
+                    value(parts[1])?
                 )));
             }
         };
+        let mut kwargs = Map::new();
+        for (name, raw) in &raw_kwargs {
+            kwargs.insert(name.clone(), value(raw)?);
+        }
+        let raw_kwargs = raw_kwargs
+            .into_iter()
+            .map(|(name, raw)| (name, Box::from(raw.get())))
+            .collect();
+        let mut parts: Vec<Value> = vec![value(parts[0])?];
         let args = match parts.pop().expect("three elements") {
             Value::Array(args) => args,
             other => return Err(MessageError::Body(format!("args is not a list: {other}"))),
@@ -112,6 +136,7 @@ impl TaskMessage {
             kwargs,
             embed,
             headers,
+            raw_kwargs,
         };
         message.eta()?;
         message.expires()?;
@@ -156,8 +181,12 @@ impl TaskMessage {
             id: id.to_string(),
             task: task.to_string(),
             args: Vec::new(),
-            kwargs,
             embed: json!({"callbacks": null, "errbacks": null, "chain": null, "chord": null}),
+            raw_kwargs: kwargs
+                .iter()
+                .map(|(name, value)| (name.clone(), value.to_string().into_boxed_str()))
+                .collect(),
+            kwargs,
             headers,
         }
     }
@@ -185,6 +214,11 @@ impl TaskMessage {
     /// A keyword argument.
     pub fn kwarg(&self, name: &str) -> Option<&Value> {
         self.kwargs.get(name)
+    }
+
+    /// A keyword argument's JSON text as it was sent, when the message came from a sender.
+    pub fn raw_kwarg(&self, name: &str) -> Option<&str> {
+        self.raw_kwargs.get(name).map(|raw| &**raw)
     }
 }
 

@@ -260,7 +260,10 @@ impl<B: Broker> Delivery<'_, B> {
                 return Ending::Failure("AttributeError", "builtins", unknown.to_string());
             }
         };
-        let payload = message.kwarg("payload").filter(|p| !p.is_null());
+        // The payload's text as sent, so results that echo it keep its order.
+        let payload = message
+            .raw_kwarg("payload")
+            .filter(|_| message.kwarg("payload").is_some_and(|p| !p.is_null()));
         let settings = &self.ctx.settings;
         let mut attempt = 0;
         let mut wait = settings.retry_wait;

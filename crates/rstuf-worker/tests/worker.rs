@@ -151,18 +151,17 @@ async fn drive_every_action(transport: Transport, name: &str, results_db: u32, s
 
     // Expiration policies: the fixture payload, then one without expirations.
     let settings = task_id();
-    python.send(
-        repo,
-        &settings,
-        "update_settings",
-        support::api_payload("config/update_settings.json"),
-    );
+    let text =
+        std::fs::read_to_string(support::fixture("api-payloads/config/update_settings.json"))
+            .unwrap();
+    python.send_text(&settings, "update_settings", &text);
     let r = python.wait_final(&settings, LIMIT);
     assert_eq!(r["api_state"], "SUCCESS", "{r}");
-    let mut updated: Vec<String> =
-        serde_json::from_value(r["api_result"]["details"]["updated_roles"].clone()).unwrap();
-    updated.sort();
-    assert_eq!(updated, ["bins", "snapshot", "targets", "timestamp"]);
+    // In the payload's order, as the reference answers.
+    assert_eq!(
+        r["api_result"]["details"]["updated_roles"],
+        json!(["targets", "snapshot", "timestamp", "bins"])
+    );
     let refused = task_id();
     python.send(repo, &refused, "update_settings", json!({"settings": {}}));
     let r = python.wait_final(&refused, LIMIT);
