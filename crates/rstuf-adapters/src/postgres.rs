@@ -121,6 +121,14 @@ impl PgIndex {
         Ok(PgIndex { pool })
     }
 
+    /// [`PgIndex::connect`], then [`PgIndex::ensure_schema`]: what a worker does at start, as
+    /// the reference worker's entrypoint runs `alembic upgrade head`.
+    pub async fn open(url: &str) -> Result<Self, PortError> {
+        let index = PgIndex::connect(url).await?;
+        index.ensure_schema().await?;
+        Ok(index)
+    }
+
     /// Creates the schema on an empty database, or checks an existing one is at revision
     /// `1effe827d0cd`.
     pub async fn ensure_schema(&self) -> Result<SchemaState, PortError> {

@@ -454,13 +454,7 @@ async fn the_processing_list_of_a_dead_consumer_goes_back_to_its_queue() {
         .await
         .unwrap();
     assert_eq!(Broker::maintain(&broker).await.unwrap(), 1);
-    let back: Vec<Vec<u8>> = redis::cmd("LRANGE")
-        .arg("rstuf_internals")
-        .arg(0)
-        .arg(-1)
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    let back = list(&mut c, "rstuf_internals").await;
     assert_eq!(back, vec![envelope]);
     let consumers: Vec<String> = redis::cmd("SMEMBERS")
         .arg(rstuf_adapters::redis_broker::CONSUMERS)
@@ -484,12 +478,17 @@ async fn the_processing_list_of_a_dead_consumer_goes_back_to_its_queue() {
         .await
         .unwrap();
     Broker::close(&broker).await.unwrap();
-    let queued: Vec<Vec<u8>> = redis::cmd("LRANGE")
-        .arg("metadata_repository")
+    let queued = list(&mut c, "metadata_repository").await;
+    assert_eq!(queued, vec![b"late".to_vec()]);
+}
+
+/// Every element of the list `key`, head first.
+async fn list(c: &mut redis::aio::MultiplexedConnection, key: &str) -> Vec<Vec<u8>> {
+    redis::cmd("LRANGE")
+        .arg(key)
         .arg(0)
         .arg(-1)
-        .query_async(&mut c)
+        .query_async(c)
         .await
-        .unwrap();
-    assert_eq!(queued, vec![b"late".to_vec()]);
+        .unwrap()
 }

@@ -10,6 +10,13 @@ use rstuf_test_support as support;
 
 const URL: &str = "redis://127.0.0.1:6379/0";
 
+/// A lock on this test's own key, with `ttl`.
+async fn lock_for(test: &str, ttl: Duration) -> (String, RedisLock) {
+    let key = name(test);
+    let lock = RedisLock::connect(URL, &key, ttl).await.unwrap();
+    (key, lock)
+}
+
 fn name(test: &str) -> String {
     format!("RSTUF_TEST_LOCK_{test}_{}", std::process::id())
 }
@@ -48,10 +55,7 @@ async fn only_one_holder_at_a_time() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn python_and_rust_holders_exclude_each_other() {
-    let key = name("interop");
-    let lock = RedisLock::connect(URL, &key, Duration::from_secs(5))
-        .await
-        .unwrap();
+    let (key, lock) = lock_for("interop", Duration::from_secs(5)).await;
     // Rust holds: redis-py cannot take it; after release it can.
     let guard = lock.acquire().await.unwrap();
     assert_eq!(python(&["try", &key]), "false");
@@ -70,10 +74,7 @@ async fn python_and_rust_holders_exclude_each_other() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_held_lock_is_renewed_and_a_stolen_one_is_noticed() {
-    let key = name("renew");
-    let lock = RedisLock::connect(URL, &key, Duration::from_millis(300))
-        .await
-        .unwrap();
+    let (key, lock) = lock_for("renew", Duration::from_millis(300)).await;
     let guard = lock.acquire().await.unwrap();
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert!(

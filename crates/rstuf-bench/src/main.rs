@@ -160,11 +160,7 @@ fn report(phase: &str, started: Instant, extra: Value) {
 
 async fn ports(dir: &std::path::Path) -> anyhow::Result<Engine> {
     let url = format!("{}/{DATABASE}", support::postgres_server());
-    let index = PgIndex::connect(&url)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    index
-        .ensure_schema()
+    let index = PgIndex::open(&url)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let ports = Ports::new(

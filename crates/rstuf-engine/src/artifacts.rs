@@ -11,11 +11,11 @@
 //! shares one transaction and one publication. With `publish_artifacts: false` the rows are
 //! written in one transaction and the task returns at once; they wait for the next publish.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::engine::Engine;
 use crate::outcome::{TaskError, TaskOutcome};
-use crate::payload::{AddArtifacts, Payload, RemoveArtifacts};
+use crate::payload::{AddArtifacts, RemoveArtifacts};
 use crate::ports::NewArtifact;
 use crate::queue::{Change, last_per_path, write_and_publish};
 use crate::repo::Current;
@@ -51,12 +51,9 @@ impl Progress for Unwatched {
     async fn publishing(&self, _roles: &[String]) {}
 }
 
-/// Runs the `add_artifacts` action on a payload as sent.
-pub async fn add_artifacts(engine: &Engine, payload: &Value) -> Result<TaskOutcome, TaskError> {
-    match AddArtifacts::parse(Some(payload)) {
-        Ok(payload) => add(engine, payload, &Unwatched).await,
-        Err(refused) => Ok(TaskOutcome::refused(ADD_FAILED, refused.to_string())),
-    }
+entry_on_value! {
+    /// Runs the `add_artifacts` action on a payload as sent.
+    add_artifacts(engine): AddArtifacts, ADD_FAILED, |payload| add(engine, payload, &Unwatched)
 }
 
 /// Runs the `add_artifacts` action, reporting to `progress`.
@@ -113,12 +110,9 @@ pub async fn add(
     ))
 }
 
-/// Runs the `remove_artifacts` action on a payload as sent.
-pub async fn remove_artifacts(engine: &Engine, payload: &Value) -> Result<TaskOutcome, TaskError> {
-    match RemoveArtifacts::parse(Some(payload)) {
-        Ok(payload) => remove(engine, payload, &Unwatched).await,
-        Err(refused) => Ok(TaskOutcome::refused(REMOVE_FAILED, refused.to_string())),
-    }
+entry_on_value! {
+    /// Runs the `remove_artifacts` action on a payload as sent.
+    remove_artifacts(engine): RemoveArtifacts, REMOVE_FAILED, |payload| remove(engine, payload, &Unwatched)
 }
 
 /// Runs the `remove_artifacts` action, reporting to `progress`. Paths no role holds are not

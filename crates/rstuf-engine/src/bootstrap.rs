@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 
 use crate::engine::Engine;
 use crate::outcome::{OnlineKeyError, TaskError, TaskOutcome};
-use crate::payload::{Bootstrap, Payload};
+use crate::payload::Bootstrap;
 use crate::ports::{RoleRecord, Signer};
 use crate::repo::{
     Online, Publication, SignedRole, expires_in, online_key_of, store_pending, to_value,
@@ -199,10 +199,10 @@ pub async fn bootstrap(
     payload: &Value,
     task_id: &str,
 ) -> Result<TaskOutcome, TaskError> {
-    match Bootstrap::parse(Some(payload)) {
-        Ok(payload) => run(engine, payload, task_id).await,
-        Err(refused) => Ok(TaskOutcome::refused(FAILED, refused.to_string())),
-    }
+    crate::payload::run_parsed(Some(payload), FAILED, |payload: Bootstrap| {
+        run(engine, payload, task_id)
+    })
+    .await
 }
 
 /// Runs the `bootstrap` action. `task_id` is the Celery task id (it becomes `BOOTSTRAP`).

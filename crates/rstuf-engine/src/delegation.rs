@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 
 use crate::engine::Engine;
 use crate::outcome::{Inconsistency, TaskError, TaskOutcome};
-use crate::payload::{DelegationAction as Action, MetadataDelegation, Payload};
+use crate::payload::{DelegationAction as Action, MetadataDelegation};
 use crate::ports::{LockGuard, RoleRecord};
 use crate::publish::with_lock;
 use crate::repo::{
@@ -33,15 +33,9 @@ const PROCESSED: &str = "Metadata Delegation Processed";
 /// The message of a refused request.
 pub const FAILED: &str = "Metadata Delegation Failed";
 
-/// Runs the `metadata_delegation` action on a payload as sent.
-pub async fn metadata_delegation(
-    engine: &Engine,
-    payload: &Value,
-) -> Result<TaskOutcome, TaskError> {
-    match MetadataDelegation::parse(Some(payload)) {
-        Ok(payload) => delegate(engine, payload).await,
-        Err(refused) => Ok(TaskOutcome::refused(FAILED, refused.to_string())),
-    }
+entry_on_value! {
+    /// Runs the `metadata_delegation` action on a payload as sent.
+    metadata_delegation(engine): MetadataDelegation, FAILED, |payload| delegate(engine, payload)
 }
 
 /// Runs the `metadata_delegation` action.

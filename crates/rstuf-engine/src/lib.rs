@@ -10,6 +10,20 @@
 
 #![warn(missing_docs)]
 
+/// An action's entry point on a payload as sent (`&Value`): parsed as `$payload`, run with
+/// `$run`, or refused with the outcome message `$failed`.
+macro_rules! entry_on_value {
+    ($(#[$doc:meta])* $name:ident($engine:ident): $payload:ty, $failed:expr, |$p:ident| $run:expr) => {
+        $(#[$doc])*
+        pub async fn $name(
+            $engine: &crate::engine::Engine,
+            payload: &serde_json::Value,
+        ) -> Result<crate::outcome::TaskOutcome, crate::outcome::TaskError> {
+            crate::payload::run_parsed(Some(payload), $failed, |$p: $payload| $run).await
+        }
+    };
+}
+
 pub mod action;
 pub mod artifacts;
 pub mod bootstrap;

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::bootstrap;
 use crate::engine::Engine;
 use crate::outcome::{TaskError, TaskOutcome};
-use crate::payload::{DeleteSignMetadata, Payload, SignMetadata};
+use crate::payload::{DeleteSignMetadata, SignMetadata};
 use crate::ports::{ArtifactAction, ArtifactRow, LockGuard};
 use crate::publish::with_lock;
 use crate::repo::{Current, Online, Publication, Resign, to_value};
@@ -19,15 +19,9 @@ use crate::settings::{self, BOOTSTRAP, ROOT_SIGNING};
 /// The message of a refused `delete_sign_metadata` payload.
 pub const DELETE_FAILED: &str = "Deletion of metadata pending signatures failed";
 
-/// Runs the `delete_sign_metadata` action on a payload as sent.
-pub async fn delete_sign_metadata(
-    engine: &Engine,
-    payload: &Value,
-) -> Result<TaskOutcome, TaskError> {
-    match DeleteSignMetadata::parse(Some(payload)) {
-        Ok(payload) => delete_sign(engine, payload).await,
-        Err(refused) => Ok(TaskOutcome::refused(DELETE_FAILED, refused.to_string())),
-    }
+entry_on_value! {
+    /// Runs the `delete_sign_metadata` action on a payload as sent.
+    delete_sign_metadata(engine): DeleteSignMetadata, DELETE_FAILED, |payload| delete_sign(engine, payload)
 }
 
 /// Runs the `delete_sign_metadata` action: stops the signing event of a role. Stopping root's
@@ -64,12 +58,9 @@ pub async fn delete_sign(
 pub const SIGN_FAILED: &str = "Signature Failed";
 const SIGN_PROCESSED: &str = "Signature Processed";
 
-/// Runs the `sign_metadata` action on a payload as sent.
-pub async fn sign_metadata(engine: &Engine, payload: &Value) -> Result<TaskOutcome, TaskError> {
-    match SignMetadata::parse(Some(payload)) {
-        Ok(payload) => sign(engine, payload).await,
-        Err(refused) => Ok(TaskOutcome::refused(SIGN_FAILED, refused.to_string())),
-    }
+entry_on_value! {
+    /// Runs the `sign_metadata` action on a payload as sent.
+    sign_metadata(engine): SignMetadata, SIGN_FAILED, |payload| sign(engine, payload)
 }
 
 /// Runs the `sign_metadata` action: adds one signature to a role's pending metadata.

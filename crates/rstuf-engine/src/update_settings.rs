@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::engine::Engine;
 use crate::outcome::{TaskError, TaskOutcome};
-use crate::payload::{Payload, UpdateSettings};
+use crate::payload::UpdateSettings;
 use crate::roles::expiration_key;
 
 /// The message of a refused request.
@@ -19,12 +19,9 @@ pub const FAILED: &str = "Update Settings Failed";
 /// Sic: the reference's spelling, shown by the API and CLI.
 const SUCCEEDED: &str = "Update Settings Succeded";
 
-/// Runs the `update_settings` action on a payload as sent.
-pub async fn update_settings(engine: &Engine, payload: &Value) -> Result<TaskOutcome, TaskError> {
-    match UpdateSettings::parse(Some(payload)) {
-        Ok(payload) => update(engine, payload).await,
-        Err(refused) => Ok(TaskOutcome::refused(FAILED, refused.to_string())),
-    }
+entry_on_value! {
+    /// Runs the `update_settings` action on a payload as sent.
+    update_settings(engine): UpdateSettings, FAILED, |payload| update(engine, payload)
 }
 
 /// Runs the `update_settings` action. `updated_roles` and `invalid_roles` list the roles in

@@ -49,6 +49,14 @@ async fn published(repo: &MemoryRepo) -> BTreeMap<String, Value> {
     out
 }
 
+/// Adds these artifacts in one request.
+async fn add_list(
+    engine: &rstuf_engine::Engine,
+    artifacts: Vec<Value>,
+) -> Result<rstuf_engine::outcome::TaskOutcome, rstuf_engine::TaskError> {
+    add_artifacts(engine, &json!({ "artifacts": artifacts })).await
+}
+
 fn artifact(path: &str, length: u64, sha: &str) -> Value {
     json!({"path": path, "info": {"length": length, "hashes": {"sha256": sha}}})
 }
@@ -106,9 +114,9 @@ async fn add_publishes_the_reference_payload_into_its_bins() {
 async fn remove_readd_and_cli_rows_are_published() {
     let repo = bootstrapped().await;
     let ports = repo.engine();
-    add_artifacts(
+    add_list(
         &ports,
-        &json!({"artifacts": [artifact("a.txt", 1, "aa"), artifact("b.txt", 2, "bb")]}),
+        vec![artifact("a.txt", 1, "aa"), artifact("b.txt", 2, "bb")],
     )
     .await
     .unwrap();
@@ -128,7 +136,7 @@ async fn remove_readd_and_cli_rows_are_published() {
         Some(json!({"deleted_artifacts": [], "not_found_artifacts": ["a.txt"]}))
     );
     // Re-adding with new info brings it back with that info.
-    add_artifacts(&ports, &json!({"artifacts": [artifact("a.txt", 9, "99")]}))
+    add_list(&ports, vec![artifact("a.txt", 9, "99")])
         .await
         .unwrap();
     // A row written by the RSTUF CLI's import-artifacts.
@@ -196,7 +204,7 @@ async fn versions_left_by_an_interrupted_publish_are_skipped_not_reused() {
         .put_versioned("2.snapshot.json", b"orphan")
         .await
         .unwrap();
-    add_artifacts(&ports, &json!({"artifacts": [artifact("y.txt", 3, "cd")]}))
+    add_list(&ports, vec![artifact("y.txt", 3, "cd")])
         .await
         .unwrap();
     let files = repo.store.files();
@@ -218,7 +226,7 @@ async fn a_lost_lock_publishes_nothing_and_marks_nothing() {
     let ports = repo.engine();
     let ts_before = repo.store.get("timestamp.json").await.unwrap();
     repo.lock.lose_next();
-    let err = add_artifacts(&ports, &json!({"artifacts": [artifact("z.txt", 3, "cd")]}))
+    let err = add_list(&ports, vec![artifact("z.txt", 3, "cd")])
         .await
         .unwrap_err();
     assert!(matches!(err, TaskError::LockLost), "{err:?}");
@@ -234,12 +242,9 @@ async fn a_lost_lock_publishes_nothing_and_marks_nothing() {
 async fn bad_requests_are_refused_and_change_nothing() {
     let repo = bootstrapped().await;
     let ports = repo.engine();
-    add_artifacts(
-        &ports,
-        &json!({"artifacts": [artifact("keep.txt", 1, "aa")]}),
-    )
-    .await
-    .unwrap();
+    add_list(&ports, vec![artifact("keep.txt", 1, "aa")])
+        .await
+        .unwrap();
     let files = repo.store.files();
     let rows = repo.index.files();
     let settings = repo.settings.all();
@@ -330,12 +335,9 @@ async fn scheduled_bumps_keep_every_role_valid_for_thirty_days() {
         .set("SNAPSHOT_EXPIRATION", json!(3))
         .await
         .unwrap();
-    add_artifacts(
-        &ports,
-        &json!({"artifacts": [artifact("keep.txt", 1, "aa")]}),
-    )
-    .await
-    .unwrap();
+    add_list(&ports, vec![artifact("keep.txt", 1, "aa")])
+        .await
+        .unwrap();
     let mut at = now();
     let end = now() + Duration::days(30);
     let mut bumped_roles = 0;
@@ -439,7 +441,7 @@ async fn forced_updates() {
 async fn tasks_before_bootstrap_are_refused() {
     let repo = MemoryRepo::new(now());
     let ports = repo.engine();
-    let out = add_artifacts(&ports, &json!({"artifacts": [artifact("a", 1, "aa")]}))
+    let out = add_list(&ports, vec![artifact("a", 1, "aa")])
         .await
         .unwrap();
     assert_eq!(out.error.as_deref(), Some("Requires a completed bootstrap"));
@@ -805,9 +807,7 @@ async fn adds_and_removes_share_a_round() {
     // In arrival order: add d (the leader, waiting for the lock), remove b, remove d, add e.
     let add_d = {
         let ports = repo.engine();
-        tokio::spawn(async move {
-            add_artifacts(&ports, &json!({"artifacts": [artifact("new/d", 4, "dd")]})).await
-        })
+        tokio::spawn(async move { add_list(&ports, vec![artifact("new/d", 4, "dd")]).await })
     };
     until(|| row("new/d").is_some()).await;
     let (remove_b, progress_b) = removing(json!(["gone/b", "never/x"]));
@@ -816,9 +816,7 @@ async fn adds_and_removes_share_a_round() {
     until(|| is_removal("new/d")).await;
     let add_e = {
         let ports = repo.engine();
-        tokio::spawn(async move {
-            add_artifacts(&ports, &json!({"artifacts": [artifact("new/e", 5, "ee")]})).await
-        })
+        tokio::spawn(async move { add_list(&ports, vec![artifact("new/e", 5, "ee")]).await })
     };
     until(|| row("new/e").is_some() && repo.queue.waiting() == 0).await;
     // Nothing to remove: answered once written, while the round still waits for the lock.

@@ -138,28 +138,14 @@ async fn add_update_and_delete_custom_roles() {
             json!({"action": "add", "delegations": dev(&["x/*"], 0)}),
             "x-rstuf-expire-policy",
         ),
+        (add_one("../up", json!([]), 1), ""),
+        (add_one("snapshot", json!([]), 1), ""),
         (
-            json!({"action": "add", "delegations": {"keys": {}, "roles": [{"name": "../up",
-                "terminating": true, "keyids": [], "threshold": 1,
-                "x-rstuf-expire-policy": 1, "paths": ["*"]}]}}),
-            "",
-        ),
-        (
-            json!({"action": "add", "delegations": {"keys": {}, "roles": [{"name": "snapshot",
-                "terminating": true, "keyids": [], "threshold": 1,
-                "x-rstuf-expire-policy": 1, "paths": ["*"]}]}}),
-            "",
-        ),
-        (
-            json!({"action": "add", "delegations": {"keys": {}, "roles": [{"name": "qa",
-                "terminating": true, "keyids": [], "threshold": 2,
-                "x-rstuf-expire-policy": 1, "paths": ["*"]}]}}),
+            add_one("qa", json!([]), 2),
             "Delegated role qa: If no keys assigned threshold must be 1",
         ),
         (
-            json!({"action": "add", "delegations": {"keys": {}, "roles": [{"name": "qa",
-                "terminating": true, "keyids": ["feed"], "threshold": 1,
-                "x-rstuf-expire-policy": 1, "paths": ["*"]}]}}),
+            add_one("qa", json!(["feed"]), 1),
             "key feed is not in the delegation keys",
         ),
     ] {
@@ -264,4 +250,12 @@ async fn hash_bin_repositories_refuse_custom_roles() {
         );
     }
     assert_eq!((repo.settings.all(), repo.store.files()), before);
+}
+
+/// An add of one online role without keys of its own unless `keyids` says, policy 1 day,
+/// every path.
+fn add_one(name: &str, keyids: Value, threshold: u64) -> Value {
+    json!({"action": "add", "delegations": {"keys": {}, "roles": [{"name": name,
+        "terminating": true, "keyids": keyids, "threshold": threshold,
+        "x-rstuf-expire-policy": 1, "paths": ["*"]}]}})
 }

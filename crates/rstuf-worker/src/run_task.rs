@@ -25,11 +25,7 @@ use crate::config::{Config, Storage};
 pub async fn ports(config: &Config) -> anyhow::Result<Engine> {
     let Storage::Local(dir) = &config.storage;
     let store = LocalStore::new(dir).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let index = PgIndex::connect(&config.database_url)
-        .await
-        .map_err(|e| anyhow::anyhow!("Failed to initiate the database: {e}"))?;
-    index
-        .ensure_schema()
+    let index = PgIndex::open(&config.database_url)
         .await
         .map_err(|e| anyhow::anyhow!("Failed to initiate the database: {e}"))?;
     let settings = RedisSettings::connect(&config.settings_url)

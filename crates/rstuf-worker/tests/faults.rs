@@ -104,26 +104,31 @@ async fn a_message_taken_by_a_worker_killed_before_recording_it_still_runs() {
     let services = Services::new("stopped_take", Transport::Redis, 14, 14).await;
     let fast = [("RSTUF_BROKER_VISIBILITY_TIMEOUT", "2")];
     let mut first = services.worker("s1", &fast);
-    first.wait_for_log("ready", LIMIT);
-    first.signal("STOP");
     let mut python = Producer::new(&services);
-    let id = task_id();
     let artifact = json!({"artifacts": [{"path": "a.tar.gz",
         "info": {"length": 1, "hashes": {"sha256": "ab"}}}]});
-    python.send("metadata_repository", &id, "add_artifacts", artifact);
-    // The stopped worker's pending blocking take has it: the queue is empty.
-    let mut taken = false;
-    for _ in 0..50 {
+    // Stopped at a random moment, the idle worker is almost always inside a blocking take of
+    // a quarter of a second, which takes a message sent at once. When the take had just
+    // ended, nothing takes the message: let the worker run it and try again.
+    let mut taken = None;
+    for _ in 0..20 {
+        let id = task_id();
+        first.signal("STOP");
+        python.send(
+            "metadata_repository",
+            &id,
+            "add_artifacts",
+            artifact.clone(),
+        );
+        tokio::time::sleep(Duration::from_millis(400)).await;
         if queue_depth(&services, Transport::Redis, "").await.0 == 0 {
-            taken = true;
+            taken = Some(id);
             break;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        first.signal("CONT");
+        python.wait_final(&id, LIMIT);
     }
-    assert!(
-        taken,
-        "the stopped worker's blocking take never took the message"
-    );
+    let id = taken.expect("the stopped worker's blocking take never took a message");
     first.signal("KILL");
     let _ = first.child.wait();
     let second = services.worker("s2", &fast);

@@ -528,10 +528,8 @@ async fn shutdown_hands_back_and_the_time_limit_stops_a_task() {
 /// and python-tuf trusts the repository.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_ceremony_bootstrap_finishes_with_a_cli_signature() {
-    let (services, _worker, mut python) = Services::with_worker("ceremony", 9, "c1").await;
-    let (_, r) = services
-        .bootstrap_fixture(&mut python, "bootstrap/ceremony-payload.json")
-        .await;
+    let (services, _worker, mut python, r) =
+        Services::bootstrapped(("ceremony", 9, "c1"), "bootstrap/ceremony-payload.json").await;
     assert_eq!(
         r["api_result"]["details"],
         json!({"bootstrap": "Root v1 is pending signature"}),
@@ -579,10 +577,11 @@ async fn a_ceremony_bootstrap_finishes_with_a_cli_signature() {
 /// refreshing from what it trusted before, finds exactly the artifacts it should.
 #[tokio::test(flavor = "multi_thread")]
 async fn custom_delegations_evolve_under_a_client_that_keeps_its_trust() {
-    let (services, _worker, mut python) = Services::with_worker("delegations", 4, "d1").await;
-    let (_, r) = services
-        .bootstrap_fixture(&mut python, "bootstrap/payload_custom_targets.json")
-        .await;
+    let (services, _worker, mut python, r) = Services::bootstrapped(
+        ("delegations", 4, "d1"),
+        "bootstrap/payload_custom_targets.json",
+    )
+    .await;
     assert_eq!(r["api_state"], "SUCCESS", "{r}");
     let mut client = Client::new(&services);
     client.refresh(true, json!({}), json!([]));

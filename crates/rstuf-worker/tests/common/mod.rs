@@ -134,6 +134,17 @@ impl Services {
         (services, proc, python)
     }
 
+    /// [`Services::with_worker`] (name, database, worker id), then the bootstrap of
+    /// `fixture`; returns its final state too.
+    pub async fn bootstrapped(
+        (name, db, worker): (&str, u32, &str),
+        fixture: &str,
+    ) -> (Self, WorkerProc, Producer, Value) {
+        let (services, proc, mut python) = Services::with_worker(name, db, worker).await;
+        let (_, r) = services.bootstrap_fixture(&mut python, fixture).await;
+        (services, proc, python, r)
+    }
+
     /// [`Services::bootstrap`] of the fixture payload `fixture`, its expiries from now.
     pub async fn bootstrap_fixture(&self, python: &mut Producer, fixture: &str) -> (String, Value) {
         let payload = support::fresh_bootstrap_payload(fixture, chrono::Utc::now(), 365);
