@@ -97,24 +97,23 @@ impl AmqpBroker {
 
     /// Waits up to [`WAIT`] for the next delivery of any queue.
     pub async fn next(&self) -> Result<Option<Received<AmqpDelivery>>, PortError> {
-        let mut rx = self.inner.deliveries.lock().await;
-        match tokio::time::timeout(WAIT, rx.recv()).await {
-            Ok(Some(received)) => Ok(Some(received)),
-            Ok(None) => Err(PortError::new(
-                PortErrorKind::Transient,
-                "consuming: the consumer stopped",
-            )),
-            Err(_) => Ok(None),
-        }
+        Ok(self.next_batch(1).await?.into_iter().next())
     }
 
     /// Up to `max` deliveries: the next one (waiting up to [`WAIT`]) and those already here.
     pub async fn next_batch(&self, max: usize) -> Result<Vec<Received<AmqpDelivery>>, PortError> {
-        let Some(first) = self.next().await? else {
-            return Ok(Vec::new());
+        let mut rx = self.inner.deliveries.lock().await;
+        let first = match tokio::time::timeout(WAIT, rx.recv()).await {
+            Ok(Some(received)) => received,
+            Ok(None) => {
+                return Err(PortError::new(
+                    PortErrorKind::Transient,
+                    "consuming: the consumer stopped",
+                ));
+            }
+            Err(_) => return Ok(Vec::new()),
         };
         let mut batch = vec![first];
-        let mut rx = self.inner.deliveries.lock().await;
         while batch.len() < max {
             match rx.try_recv() {
                 Ok(received) => batch.push(received),

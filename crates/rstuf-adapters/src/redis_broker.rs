@@ -119,7 +119,8 @@ return taken"#;
 /// moves the processing list of every registered consumer whose liveness
 /// lapsed (it died between a `BLMOVE` and its take) back to the consuming end of each
 /// message's queue (its routing key; `ARGV[3]` when unreadable), and forgets that consumer.
-/// Returns how many messages it moved.
+/// `ARGV[4]` and `ARGV[5]` are the liveness and processing key prefixes. Returns how many
+/// messages it moved.
 const RESTORE_PROCESSING: &str = r#"
 if ARGV[1] == '0' then
     redis.call('del', KEYS[1])
@@ -129,8 +130,8 @@ end
 redis.call('sadd', KEYS[2], ARGV[2])
 local moved = 0
 for _, id in ipairs(redis.call('smembers', KEYS[2])) do
-    if redis.call('exists', 'rstuf-worker:alive:' .. id) == 0 then
-        local list = 'rstuf-worker:processing:' .. id
+    if redis.call('exists', ARGV[4] .. id) == 0 then
+        local list = ARGV[5] .. id
         while true do
             local message = redis.call('rpop', list)
             if not message then
@@ -155,6 +156,11 @@ return moved"#;
 /// while restoring must not stop every restore for minutes; a second restorer running once
 /// it lapsed is harmless, since each message is restored by one atomic script.
 const RESTORE_MUTEX_MS: u64 = 5_000;
+
+/// A consumer's liveness key is this prefix and its id.
+const ALIVE_PREFIX: &str = "rstuf-worker:alive:";
+/// A consumer's processing list is this prefix and its id.
+const PROCESSING_PREFIX: &str = "rstuf-worker:processing:";
 
 /// The set of Rust consumers that may hold messages in a processing list.
 pub const CONSUMERS: &str = "rstuf-worker:consumers";
@@ -291,15 +297,21 @@ impl RedisBroker {
         let ttl = if closing {
             0
         } else {
-            self.visibility.max(Duration::from_secs(5)).as_millis() as u64
+            // Redis takes at most a signed 64-bit count of milliseconds.
+            let ms = self.visibility.max(Duration::from_secs(5)).as_millis();
+            u64::try_from(ms)
+                .unwrap_or(u64::MAX)
+                .min(i64::MAX as u64 / 2)
         };
         let mut conn = self.conn.clone();
         let moved: usize = redis::Script::new(RESTORE_PROCESSING)
-            .key(format!("rstuf-worker:alive:{}", self.id))
+            .key(format!("{ALIVE_PREFIX}{}", self.id))
             .key(CONSUMERS)
             .arg(ttl)
             .arg(&self.id)
             .arg(&self.queues[0])
+            .arg(ALIVE_PREFIX)
+            .arg(PROCESSING_PREFIX)
             .invoke_async(&mut conn)
             .await
             .map_err(|e| redis_error("restoring processing lists", e))?;
@@ -348,7 +360,7 @@ impl RedisBroker {
 
     /// The processing list, where a blocking move puts a message before it is taken.
     fn processing(&self) -> String {
-        format!("rstuf-worker:processing:{}", self.id)
+        format!("{PROCESSING_PREFIX}{}", self.id)
     }
 
     /// Blocks until one queue had a message (moved into the processing list) or

@@ -58,6 +58,13 @@ pub struct SlotLease {
 debug_fields!(SlotLease { ttl });
 
 impl SlotLease {
+    /// The lease in milliseconds, as Redis takes it (a signed 64-bit count at most).
+    fn ttl_ms(&self) -> u64 {
+        u64::try_from(self.ttl.as_millis())
+            .unwrap_or(u64::MAX)
+            .min(i64::MAX as u64 / 2)
+    }
+
     /// Connects to the lock database; a holder keeps the lease for `ttl` between renewals.
     pub async fn connect(url: &str, ttl: Duration) -> Result<Self, PortError> {
         let conn = crate::redis_settings::connection(url, "the lock database").await?;
@@ -78,7 +85,7 @@ impl Lease for SlotLease {
             .key(BOR)
             .key(LAST_SLOT)
             .arg(&token)
-            .arg(self.ttl.as_millis() as u64)
+            .arg(self.ttl_ms())
             .arg(slot)
             .invoke_async(&mut conn)
             .await
@@ -95,7 +102,7 @@ impl Lease for SlotLease {
         let renewed: i64 = Script::new(RENEW)
             .key(BOR)
             .arg(token)
-            .arg(self.ttl.as_millis() as u64)
+            .arg(self.ttl_ms())
             .invoke_async(&mut conn)
             .await
             .map_err(|e| redis_error("renewing the bump lease", e))?;

@@ -45,8 +45,9 @@ pub enum Received<H> {
 pub trait Broker: Send + Sync + 'static {
     /// The transport's hold on one delivery.
     type Handle: Send + Sync + 'static;
-    /// The next delivery and up to `max - 1` more already waiting (empty after about a
-    /// second without one). Every one returned is the consumer's to run.
+    /// The next delivery and up to `max - 1` more already waiting (empty after a short wait
+    /// without one, so a stopping consumer gets control back). Every one returned is the
+    /// consumer's to run.
     async fn next_batch(&self, max: usize) -> Result<Vec<Received<Self::Handle>>, PortError>;
     /// Done: never deliver again.
     async fn ack(&self, handle: &Self::Handle) -> Result<(), PortError>;

@@ -284,7 +284,7 @@ impl<B: Broker> Delivery<'_, B> {
                         Record::retry(&message.id, "ConnectionError", "builtins", &e.to_string());
                     store(self.ctx, &record, std::future::pending()).await;
                     tokio::time::sleep(wait).await;
-                    wait *= 2;
+                    wait = wait.saturating_mul(2);
                 }
                 Err(e) => return Ending::Failure("RuntimeError", "builtins", e.to_string()),
             }

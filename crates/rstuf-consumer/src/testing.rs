@@ -3,7 +3,7 @@
 //! order of records and acknowledgements; each can be told to fail like an unreachable
 //! service.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -259,7 +259,7 @@ impl Broker for MemoryBroker {
 #[derive(Debug, Default)]
 struct ResultsState {
     records: BTreeMap<String, Record>,
-    pre_run: BTreeMap<String, ()>,
+    pre_run: BTreeSet<String>,
     failing: bool,
     /// Writes that still succeed before the backend becomes unreachable.
     writes_left: Option<u32>,
@@ -323,7 +323,10 @@ impl MemoryResults {
     fn stored_status(state: &ResultsState, task_id: &str) -> Option<String> {
         match state.records.get(task_id) {
             Some(record) => Some(record.status.to_string()),
-            None => state.pre_run.get(task_id).map(|()| "PRE_RUN".to_string()),
+            None => state
+                .pre_run
+                .contains(task_id)
+                .then(|| "PRE_RUN".to_string()),
         }
     }
 }
@@ -342,7 +345,7 @@ impl ResultBackend for MemoryResults {
         let before = Self::stored_status(&state, task_id);
         if before.as_deref() != Some("SUCCESS") {
             state.records.remove(task_id);
-            state.pre_run.insert(task_id.to_string(), ());
+            state.pre_run.insert(task_id.to_string());
             self.log
                 .lock()
                 .expect("log")
