@@ -26,7 +26,9 @@ pub const FAILPOINTS: &[&str] = &[
     "store.put_versioned",
     "store.put_versioned_many",
     "store.put_timestamp",
+    "store.discard",
     "index.create_roles",
+    "index.clear",
     "index.add_artifacts",
     "index.remove_artifacts",
     "index.apply_changes",
@@ -129,6 +131,10 @@ impl MetadataStore for Faulty<Arc<dyn MetadataStore>> {
     async fn get(&self, name: &str) -> Result<Option<Vec<u8>>, PortError> {
         self.inner.get(name).await
     }
+    async fn discard(&self, names: &[String]) -> Result<Vec<bool>, PortError> {
+        let write = self.inner.discard(names);
+        self.point.around("store.discard", write).await
+    }
     async fn get_many(&self, names: &[String]) -> Result<Vec<Option<Vec<u8>>>, PortError> {
         self.inner.get_many(names).await
     }
@@ -139,6 +145,10 @@ impl ArtifactIndex for Faulty<Arc<dyn ArtifactIndex>> {
     async fn create_roles(&self, roles: &[RoleRecord]) -> Result<(), PortError> {
         let write = self.inner.create_roles(roles);
         self.point.around("index.create_roles", write).await
+    }
+    async fn clear(&self) -> Result<(), PortError> {
+        let write = self.inner.clear();
+        self.point.around("index.clear", write).await
     }
     async fn role(&self, name: &str) -> Result<Option<RoleRecord>, PortError> {
         self.inner.role(name).await

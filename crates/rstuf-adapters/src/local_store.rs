@@ -27,7 +27,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use rstuf_engine::ports::{
-    MetadataStore, PortError, PortErrorKind, check_versioned_name as check_name,
+    MetadataStore, PortError, PortErrorKind, check_discarded_name,
+    check_versioned_name as check_name,
 };
 
 use crate::error::{Context, ServiceError};
@@ -339,6 +340,24 @@ impl LocalStore {
         self.sync_dir().ctx("syncing the metadata directory")
     }
 
+    fn discard_blocking(&self, names: &[String]) -> Result<Vec<bool>, PortError> {
+        for name in names {
+            check_discarded_name(name)?;
+        }
+        let mut removed = Vec::with_capacity(names.len());
+        for name in names {
+            removed.push(match fs::remove_file(self.dir.join(name)) {
+                Ok(()) => true,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+                Err(e) => return Err(e.port(format!("removing {name}"))),
+            });
+        }
+        if removed.contains(&true) {
+            self.sync_dir().ctx("syncing the metadata directory")?;
+        }
+        Ok(removed)
+    }
+
     fn get_blocking(&self, name: &str) -> Result<Option<Vec<u8>>, PortError> {
         if name != "timestamp.json" {
             check_name(name)?;
@@ -384,5 +403,10 @@ impl MetadataStore for LocalStore {
     async fn get_many(&self, names: &[String]) -> Result<Vec<Option<Vec<u8>>>, PortError> {
         let (this, names) = (self.clone(), names.to_vec());
         blocking(move || names.iter().map(|n| this.get_blocking(n)).collect()).await
+    }
+
+    async fn discard(&self, names: &[String]) -> Result<Vec<bool>, PortError> {
+        let (this, names) = (self.clone(), names.to_vec());
+        blocking(move || this.discard_blocking(&names)).await
     }
 }

@@ -220,6 +220,21 @@ impl ArtifactIndex for PgIndex {
         tx.commit().await.ctx("creating roles")
     }
 
+    async fn clear(&self) -> Result<(), PortError> {
+        let mut tx = self.begin().await?;
+        // Artifacts first: their rows reference the roles.
+        for delete in [
+            "DELETE FROM rstuf_target_files",
+            "DELETE FROM rstuf_target_roles",
+        ] {
+            sqlx::query(delete)
+                .execute(&mut *tx)
+                .await
+                .ctx("clearing the index")?;
+        }
+        tx.commit().await.ctx("clearing the index")
+    }
+
     async fn role(&self, name: &str) -> Result<Option<RoleRecord>, PortError> {
         let row = sqlx::query(
             "SELECT rolename, version, expires, active FROM rstuf_target_roles WHERE rolename = $1",

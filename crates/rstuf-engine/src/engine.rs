@@ -85,6 +85,14 @@ pub struct MetadataCache {
 const REMEMBERED_SNAPSHOTS: usize = 32;
 
 impl MetadataCache {
+    /// Drops everything kept: the files were discarded (an interrupted bootstrap's), so the
+    /// same names may be written again with other bytes.
+    pub(crate) fn forget(&self) {
+        *self.snapshot.lock().expect("cache lock") = None;
+        *self.targets.lock().expect("cache lock") = None;
+        self.targets_of.lock().expect("cache lock").clear();
+    }
+
     /// Notes that snapshot version `snapshot` names targets version `targets`.
     pub(crate) fn note_targets_version(&self, snapshot: u64, targets: u64) {
         let mut known = self.targets_of.lock().expect("cache lock");

@@ -109,6 +109,11 @@ impl std::error::Error for PortError {
 /// - `put_timestamp` atomically replaces `timestamp.json` (readers see the old or the new file).
 /// - `get` returns `None` for a missing file. It is not used to find latest versions by
 ///   listing; the engine knows versions from the artifact index and the timestamp.
+/// - `discard` removes files that were written but never published: the engine calls it only
+///   for a repository whose bootstrap never wrote its root, to clear what an interrupted
+///   bootstrap left before starting again. Each name is removed if present (`true`) or
+///   found missing (`false`); on success the removals are durable. `timestamp.json` may be
+///   one of the names; any other name follows the versioned-name rules.
 #[async_trait]
 pub trait MetadataStore: Send + Sync {
     /// Writes a versioned file once.
@@ -128,6 +133,8 @@ pub trait MetadataStore: Send + Sync {
     async fn put_timestamp(&self, bytes: &[u8]) -> Result<(), PortError>;
     /// Reads a file.
     async fn get(&self, name: &str) -> Result<Option<Vec<u8>>, PortError>;
+    /// Removes never-published files; for each name, whether it existed.
+    async fn discard(&self, names: &[String]) -> Result<Vec<bool>, PortError>;
     /// Reads many files (a chunk of roles to re-sign); the default reads them one by one.
     async fn get_many(&self, names: &[String]) -> Result<Vec<Option<Vec<u8>>>, PortError> {
         let mut out = Vec::with_capacity(names.len());
@@ -153,6 +160,16 @@ pub fn check_versioned_name(name: &str) -> Result<(), PortError> {
             PortErrorKind::Other,
             format!("refusing metadata file name {name:?}"),
         ))
+    }
+}
+
+/// Refuses names [`MetadataStore::discard`] must not touch: `timestamp.json` or a versioned
+/// name.
+pub fn check_discarded_name(name: &str) -> Result<(), PortError> {
+    if name == "timestamp.json" {
+        Ok(())
+    } else {
+        check_versioned_name(name)
     }
 }
 
@@ -227,10 +244,15 @@ pub enum RowChange {
 /// - `commit_publication` is the only way a row becomes published, and it records the role
 ///   versions that cover it in the same transaction. A row whose action or info changed since
 ///   it was read is left unpublished, so a concurrent re-add is never lost.
+/// - `clear` deletes every artifact and role row in one transaction; the engine calls it only
+///   for a repository whose bootstrap never wrote its root (the rows an interrupted bootstrap
+///   left).
 #[async_trait]
 pub trait ArtifactIndex: Send + Sync {
     /// Inserts new delegated roles.
     async fn create_roles(&self, roles: &[RoleRecord]) -> Result<(), PortError>;
+    /// Deletes every row.
+    async fn clear(&self) -> Result<(), PortError>;
     /// A role by name, active or not.
     async fn role(&self, name: &str) -> Result<Option<RoleRecord>, PortError>;
     /// Active roles, all of them or those expiring before `expiring_before`.

@@ -50,6 +50,30 @@ async fn trusted_root(engine: &Engine) -> Result<Metadata<Root>, TaskError> {
     Metadata::<Root>::from_value(value).map_err(|e| TaskError::unreadable_setting(TRUSTED_ROOT, e))
 }
 
+/// Whether `new` is the trusted root already: a rotation that finished but was interrupted
+/// before it ended root's signing event, delivered again. The event is ended then (it could
+/// never publish anything).
+async fn finished_already(
+    engine: &Engine,
+    trusted: &Metadata<Root>,
+    new: &Metadata<Root>,
+) -> Result<bool, TaskError> {
+    let bytes = |md: &Metadata<Root>| {
+        md.signed_bytes()
+            .map_err(|e| TaskError::encoding("root", e))
+    };
+    if bytes(trusted)? != bytes(new)? {
+        return Ok(false);
+    }
+    if !matches!(
+        engine.settings.get(ROOT_SIGNING).await?,
+        None | Some(Value::Null)
+    ) {
+        engine.settings.set(ROOT_SIGNING, Value::Null).await?;
+    }
+    Ok(true)
+}
+
 /// Whether the root role of `by` accepts `new` (threshold of valid signatures).
 fn accepted_by(by: &Root, new: &Metadata<Root>) -> bool {
     by.verify_delegate("root", new).is_ok()
@@ -113,6 +137,12 @@ pub async fn update_root(
         Err(refused) => return Ok(TaskOutcome::refused(UPDATE_FAILED, refused.to_string())),
     };
     let trusted = trusted_root(engine).await?;
+    if finished_already(engine, &trusted, &new).await? {
+        return Ok(TaskOutcome::ok(
+            UPDATE_PROCESSED,
+            Some(json!({"role": "root"})),
+        ));
+    }
     match check_next(&trusted, &new, engine.clock.now()) {
         Err(reason) => Ok(TaskOutcome::refused(
             UPDATE_FAILED,
@@ -149,6 +179,12 @@ pub(crate) async fn sign_pending_root(
     let mut new = Metadata::<Root>::from_value(pending)
         .map_err(|e| TaskError::unreadable_setting(ROOT_SIGNING, e))?;
     let trusted = trusted_root(engine).await?;
+    if finished_already(engine, &trusted, &new).await? {
+        return Ok(TaskOutcome::ok(
+            "Signature Processed",
+            Some(json!({"update": "Metadata update finished"})),
+        ));
+    }
     if new.signed.version != trusted.signed.version + 1 {
         return Ok(TaskOutcome::refused(
             FAILED,

@@ -14,7 +14,7 @@ use crate::ports::{ArtifactAction, ArtifactRow, LockGuard};
 use crate::publish::with_lock;
 use crate::repo::{Current, Online, Publication, Resign, to_value};
 use crate::roles::signing_key;
-use crate::settings::{self, BOOTSTRAP, ROOT_SIGNING};
+use crate::settings::{self, BOOTSTRAP, ROOT_SIGNING, TRUSTED_ROOT};
 
 /// The message of a refused `delete_sign_metadata` payload.
 pub const DELETE_FAILED: &str = "Deletion of metadata pending signatures failed";
@@ -74,6 +74,11 @@ pub async fn sign(engine: &Engine, payload: SignMetadata) -> Result<TaskOutcome,
     let role = role.as_str();
     let pending = match engine.settings.get(&signing_key(role)).await? {
         None | Some(Value::Null) => {
+            if role == "root"
+                && let Some(done) = root_signed_already(engine, &signature).await?
+            {
+                return Ok(done);
+            }
             return Ok(TaskOutcome::refused(
                 SIGN_FAILED,
                 format!("No signatures pending for {role}"),
@@ -126,15 +131,45 @@ async fn sign_bootstrap_root(
         ));
     }
     match bootstrap::finish_signed(engine, root, task_id).await? {
-        Ok(()) => {
-            engine.settings.set(ROOT_SIGNING, Value::Null).await?;
-            Ok(TaskOutcome::ok(
-                SIGN_PROCESSED,
-                Some(json!({"bootstrap": "Bootstrap Finished"})),
-            ))
-        }
+        Ok(()) => Ok(bootstrap_finished()),
         Err(reason) => Ok(TaskOutcome::refused(SIGN_FAILED, reason.to_string())),
     }
+}
+
+fn bootstrap_finished() -> TaskOutcome {
+    TaskOutcome::ok(
+        SIGN_PROCESSED,
+        Some(json!({"bootstrap": "Bootstrap Finished"})),
+    )
+}
+
+/// The answer to a root signature that arrives when no root waits for signatures but the
+/// trusted root already carries it: the signature that finished a bootstrap or a rotation,
+/// delivered again because the process stopped before acknowledging it. `None` otherwise.
+async fn root_signed_already(
+    engine: &Engine,
+    signature: &Signature,
+) -> Result<Option<TaskOutcome>, TaskError> {
+    let state = settings::bootstrap_state(engine.settings.as_ref()).await?;
+    if !settings::is_finished(state.as_deref()) {
+        return Ok(None);
+    }
+    let Some(trusted) = engine.settings.get(TRUSTED_ROOT).await? else {
+        return Ok(None);
+    };
+    let trusted = Metadata::<Root>::from_value(trusted)
+        .map_err(|e| TaskError::unreadable_setting(TRUSTED_ROOT, e))?;
+    if !trusted.signatures.contains(signature) {
+        return Ok(None);
+    }
+    Ok(Some(if trusted.signed.version == 1 {
+        bootstrap_finished()
+    } else {
+        TaskOutcome::ok(
+            SIGN_PROCESSED,
+            Some(json!({"update": "Metadata update finished"})),
+        )
+    }))
 }
 
 /// A signature for a delegated role's pending metadata, checked against the role's keys in

@@ -162,18 +162,31 @@ async fn a_rotation_of_the_online_key_re_signs_everything_before_the_new_root() 
     // A client starting from 1.root.json follows the rotation.
     accepted(&files, now());
 
-    // The same v2 pending again is stale now: refused, nothing rewritten.
+    // The same v2 pending again (a process stopped after trusting v2, before ending the
+    // signing event): answered as finished, the event ended, nothing rewritten.
     repo.settings
         .set("ROOT_SIGNING", partial["metadata"]["root"].clone())
         .await
         .unwrap();
     let before = repo.store.files();
-    let out = sign_metadata(
-        &repo.engine(),
-        &json!({"role": "root", "signature": signatures[0].clone()}),
-    )
-    .await
-    .unwrap();
+    let again = json!({"role": "root", "signature": signatures[0].clone()});
+    let engine = repo.engine();
+    let sign_again = || sign_metadata(&engine, &again);
+    let out = sign_again().await.unwrap();
+    assert_eq!(
+        out.details,
+        Some(json!({"update": "Metadata update finished"})),
+        "{out:?}"
+    );
+    assert_eq!(repo.settings.all()["ROOT_SIGNING"], Value::Null);
+    // Delivered once more, with no event left: the trusted root has that signature.
+    let out = sign_again().await.unwrap();
+    assert!(out.status(), "{out:?}");
+    // Another v2 is stale: refused, nothing rewritten.
+    let mut other = partial["metadata"]["root"].clone();
+    other["signed"]["expires"] = json!("2025-12-30T00:00:00Z");
+    repo.settings.set("ROOT_SIGNING", other).await.unwrap();
+    let out = sign_again().await.unwrap();
     assert_eq!(
         out.error.as_deref(),
         Some("Root v2 is stale: the trusted root is v2")

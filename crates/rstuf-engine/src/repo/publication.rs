@@ -5,14 +5,12 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use rstuf_metadata::keys::Key;
 use rstuf_metadata::schema::{
     Expires, MetaFile, Metadata, Root, Signed, Snapshot, TargetFile, Targets, Timestamp,
 };
 
 use super::current::keep;
 use super::encode::{Encoded, EncodedState, encode};
-use super::online::online_key_setting;
 use super::write::{
     PendingWrite, Taken, Written, wait_for, write_batch, write_next_version, write_signed_or_next,
 };
@@ -20,7 +18,7 @@ use super::{Current, Online, expires_in, storage_bytes, to_value};
 use crate::engine::Engine;
 use crate::outcome::TaskError;
 use crate::ports::{ArtifactRow, LockGuard, PortErrorKind, RoleRecord};
-use crate::settings::{self, ONLINE_KEY, TRUSTED_ROOT, TRUSTED_TARGETS};
+use crate::settings::{self, TRUSTED_TARGETS};
 
 /// Where the content of a role's new version comes from.
 #[derive(Debug)]
@@ -449,30 +447,27 @@ impl<'a> Publication<'a> {
     }
 
     /// Ends the first publication of a repository: writes the snapshot, the timestamp and
-    /// `root` last, then the settings that name them (`ONLINE_KEY` with `online_key`,
-    /// `TRUSTED_ROOT`, `TRUSTED_TARGETS`). No lock is checked (no other task publishes before
-    /// the bootstrap finished), and the index is not written: the caller created the role
-    /// rows, at version 1, before the first file.
+    /// `root` last, each while `guard` holds, and returns the targets it published (for the
+    /// settings that follow: see `bootstrap`). The index is not written: the caller created
+    /// the role rows, at version 1, before the first file.
     pub async fn finish_first(
         mut self,
+        guard: &dyn LockGuard,
         root: &Metadata<Root>,
-        online_key: &Key,
-    ) -> Result<(), TaskError> {
+    ) -> Result<Metadata<Targets>, TaskError> {
         let snapshot_version = self.write_snapshot().await?;
-        self.write_timestamp(snapshot_version, None).await?;
+        self.write_timestamp(snapshot_version, Some(guard)).await?;
+        if !guard.still_held().await? {
+            return Err(TaskError::LockLost);
+        }
         let root_name = format!("{}.root.json", root.signed.version);
         self.engine
             .store
             .put_versioned(&root_name, &storage_bytes(root)?)
             .await?;
-        let settings = self.engine.settings.as_ref();
-        let key = online_key_setting(&self.online.keyid, online_key)?;
-        settings.set(ONLINE_KEY, key).await?;
-        settings.set(TRUSTED_ROOT, to_value(root)?).await?;
-        if let Some(targets) = &self.targets {
-            settings.set(TRUSTED_TARGETS, to_value(targets)?).await?;
-        }
-        Ok(())
+        self.targets.ok_or_else(|| TaskError::Missing {
+            file: "1.targets.json".into(),
+        })
     }
 
     /// Writes the next snapshot version, listing what this publication changed, and returns

@@ -3,10 +3,12 @@
 //! for more root signatures (`BOOTSTRAP = signing-<id>`, `ROOT_SIGNING`).
 //!
 //! Unlike the reference worker, which saved settings, rows and files before its last checks,
-//! everything is validated before anything is written: the root and its signatures, the expiration policies, the bin count and the online
-//! key's signer. Files are written leaves first: bins, targets, snapshot, timestamp, and root
-//! last (so no client ever sees a reference to a file not yet stored), and `BOOTSTRAP` is set
-//! only after all of them are durable.
+//! everything is validated before anything is written: the root and its signatures, the
+//! expiration policies, the bin count and the online key's signer. Files are written leaves
+//! first: bins, targets, snapshot, timestamp, and root last (so no client ever sees a
+//! reference to a file not yet stored), and `BOOTSTRAP` is set only after all of them are
+//! durable. A bootstrap interrupted anywhere is finished or cleared by the next one
+//! ([`leftovers`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,12 +24,19 @@ use serde_json::{Value, json};
 use crate::engine::Engine;
 use crate::outcome::{OnlineKeyError, TaskError, TaskOutcome};
 use crate::payload::Bootstrap;
+use crate::ports::LockGuard;
 use crate::ports::{RoleRecord, Signer};
+use crate::publish::with_lock;
 use crate::repo::{
-    Online, Publication, SignedRole, expires_in, online_key_of, store_pending, to_value,
+    Online, Publication, SignedRole, expires_in, online_key_of, online_key_setting, store_pending,
+    to_value,
 };
 use crate::roles::{CustomDelegations, DelegationError, check_custom_delegations, expiration_key};
-use crate::settings::{self, BOOTSTRAP, ROOT_SIGNING};
+use crate::settings::{self, BOOTSTRAP, ONLINE_KEY, ROOT_SIGNING, TRUSTED_ROOT, TRUSTED_TARGETS};
+
+mod leftovers;
+
+use leftovers::Leftovers;
 
 /// The message of a refused bootstrap.
 pub const FAILED: &str = "Bootstrap Failed";
@@ -108,6 +117,27 @@ pub enum BootstrapError {
     /// Custom delegations refused.
     #[error(transparent)]
     Delegations(#[from] DelegationError),
+    /// Storage already holds another root than the one planned.
+    #[error(
+        "Storage already holds {file} with another root than this bootstrap's: a published \
+         root is never replaced (bootstrap again with that root, or restore the repository)"
+    )]
+    OtherRootPublished {
+        /// The root file found.
+        file: String,
+    },
+    /// Storage holds this root, but the repository moved past its first version.
+    #[error(
+        "Storage holds a repository past its first version while the settings show no \
+         bootstrap: restore the repository settings instead of bootstrapping again"
+    )]
+    PublishedBeyondBootstrap,
+    /// Storage holds this root with other delegations than the planned ones.
+    #[error(
+        "Storage already holds this root with other delegations than this bootstrap's: \
+         bootstrap again with the payload that published them"
+    )]
+    OtherLayoutPublished,
     /// The online key's signer cannot be found or does not match.
     #[error("Online key {keyid}: {reason}")]
     Signer {
@@ -213,7 +243,19 @@ pub async fn run(
 ) -> Result<TaskOutcome, TaskError> {
     let settings_value = &payload.settings;
     let metadata = &payload.metadata;
-    if let Some(state) = settings::bootstrap_state(engine.settings.as_ref()).await?
+    let state = settings::bootstrap_state(engine.settings.as_ref()).await?;
+    // This very bootstrap, delivered again (the process stopped before it was acknowledged):
+    // the same answer as the first time.
+    if state.as_deref() == Some(task_id) {
+        return Ok(finished(task_id));
+    }
+    if state.as_deref().and_then(|s| s.strip_prefix("signing-")) == Some(task_id)
+        && let Some(root) = engine.settings.get(ROOT_SIGNING).await?
+        && let Ok(root) = Metadata::<Root>::from_value(root)
+    {
+        return Ok(waiting(&root));
+    }
+    if let Some(state) = state
         && !state.contains("pre-")
     {
         return Ok(TaskOutcome::refused(
@@ -235,11 +277,10 @@ pub async fn run(
 
     save_settings(engine, &plan).await?;
     if plan.root.signed.verify_delegate("root", &plan.root).is_ok() {
-        finalize(engine, &plan, signer, task_id).await?;
-        Ok(TaskOutcome::ok(
-            PROCESSED,
-            Some(json!({"bootstrap": format!("Bootstrap finished {task_id}")})),
-        ))
+        if let Err(reason) = finalize(engine, &plan, signer, task_id).await? {
+            return refuse_and_unlock(engine, reason).await;
+        }
+        Ok(finished(task_id))
     } else {
         engine
             .settings
@@ -249,13 +290,25 @@ pub async fn run(
             .settings
             .set(BOOTSTRAP, Value::String(format!("signing-{task_id}")))
             .await?;
-        Ok(TaskOutcome::ok(
-            PROCESSED,
-            Some(
-                json!({"bootstrap": format!("Root v{} is pending signature", plan.root.signed.version)}),
-            ),
-        ))
+        Ok(waiting(&plan.root))
     }
+}
+
+/// The answer of a bootstrap whose root waits for more signatures.
+fn waiting(root: &Metadata<Root>) -> TaskOutcome {
+    let version = root.signed.version;
+    TaskOutcome::ok(
+        PROCESSED,
+        Some(json!({"bootstrap": format!("Root v{version} is pending signature")})),
+    )
+}
+
+/// The answer of a bootstrap that published the repository.
+fn finished(task_id: &str) -> TaskOutcome {
+    TaskOutcome::ok(
+        PROCESSED,
+        Some(json!({"bootstrap": format!("Bootstrap finished {task_id}")})),
+    )
 }
 
 /// Finishes a bootstrap that waited for root signatures, now that `root` meets its threshold:
@@ -296,8 +349,7 @@ pub(crate) async fn finish_signed(
         Ok(signer) => signer,
         Err(reason) => return Ok(Err(reason)),
     };
-    finalize(engine, &plan, signer, task_id).await?;
-    Ok(Ok(()))
+    finalize(engine, &plan, signer, task_id).await
 }
 
 /// The signer of the plan's online key; `Err` is the refusal.
@@ -372,33 +424,98 @@ async fn save_settings(engine: &Engine, plan: &Plan) -> Result<(), TaskError> {
     for (key, value) in values {
         engine.settings.set(&key, value).await?;
     }
+    // The other layout's setting, left by an interrupted bootstrap of another payload, would
+    // make the API, the CLI and a finishing `sign_metadata` read the wrong layout.
+    let other = match &plan.layout {
+        Layout::Bins { .. } => "DELEGATIONS",
+        Layout::Custom(_) => "NUMBER_OF_DELEGATED_BINS",
+    };
+    if !setting(engine, other).await?.is_null() {
+        engine.settings.set(other, Value::Null).await?;
+    }
     Ok(())
 }
 
-/// Publishes version 1 of every role, as the first [`Publication`]. Called when the root
-/// threshold is met, here or when the last root signature arrives (`sign_metadata`).
+/// Publishes version 1 of every role, as the first [`Publication`], under the repository
+/// lock. Called when the root threshold is met, here or when the last root signature arrives
+/// (`sign_metadata`). `Ok(Err)` is a refusal.
 ///
-/// Order: role rows (a name already taken means another bootstrap got here, and nothing is
-/// written), delegated roles, targets, snapshot, timestamp, root; then the settings, with
-/// `BOOTSTRAP` last. Custom roles the online key cannot sign alone wait in `<ROLE>_SIGNING`,
-/// valid for their policy from now (the reference gave them `expires = now`:
-/// already expired when published).
+/// What an interrupted attempt left is dealt with first (see [`leftovers`]). Then: role rows,
+/// delegated roles, targets, snapshot, timestamp, root; then the settings that follow root,
+/// `BOOTSTRAP` last but one (see [`record_bootstrap`]). Custom roles the online key cannot
+/// sign alone wait in `<ROLE>_SIGNING`, valid for their policy from now (the reference gave
+/// them `expires = now`: already expired when published).
 async fn finalize(
     engine: &Engine,
     plan: &Plan,
     signer: Arc<dyn Signer>,
     task_id: &str,
-) -> Result<(), TaskError> {
-    let keyid = plan.online_keyid.as_str();
+) -> Result<Result<(), BootstrapError>, TaskError> {
     let online = Online {
-        keyid: keyid.to_string(),
+        keyid: plan.online_keyid.clone(),
         signer,
     };
+    with_lock!(engine, |guard| {
+        match leftovers::examine(engine, &plan.root).await? {
+            Err(reason) => Ok(Err(reason)),
+            Ok(Leftovers::RootPublished { root, targets }) => {
+                let now = engine.clock.now();
+                let (delegations, roles) = delegated_roles(plan, &online, now);
+                if targets.signed.delegations.as_ref() != Some(&delegations) {
+                    return Ok(Err(BootstrapError::OtherLayoutPublished));
+                }
+                let pending = pending_of(&delegations, &roles, &online).await?;
+                record_bootstrap(engine, plan, &root, &targets, &pending, task_id).await?;
+                Ok(Ok(()))
+            }
+            Ok(Leftovers::Cleared) => {
+                let (targets, pending) = publish_first(engine, plan, &online, guard).await?;
+                record_bootstrap(engine, plan, &plan.root, &targets, &pending, task_id).await?;
+                Ok(Ok(()))
+            }
+        }
+    })
+}
+
+/// The settings that follow a published root, in an order a crash anywhere can resume from:
+/// the online key, the trusted root and targets, the pending metadata of custom roles,
+/// `BOOTSTRAP`, and last the end of root's signing event (cleared after `BOOTSTRAP`, so that
+/// a `sign_metadata` delivered again finds either the pending root it can finish or a
+/// finished bootstrap).
+async fn record_bootstrap(
+    engine: &Engine,
+    plan: &Plan,
+    root: &Metadata<Root>,
+    targets: &Metadata<Targets>,
+    pending: &[(String, Metadata<Targets>)],
+    task_id: &str,
+) -> Result<(), TaskError> {
+    let settings = engine.settings.as_ref();
+    let key = online_key_setting(&plan.online_keyid, &plan.online_key)?;
+    settings.set(ONLINE_KEY, key).await?;
+    settings.set(TRUSTED_ROOT, to_value(root)?).await?;
+    settings.set(TRUSTED_TARGETS, to_value(targets)?).await?;
+    store_pending(engine, pending).await?;
+    settings
+        .set(BOOTSTRAP, Value::String(task_id.to_string()))
+        .await?;
+    settings.set(ROOT_SIGNING, Value::Null).await?;
+    Ok(())
+}
+
+/// Writes version 1 of every role, root last; returns the targets published and the pending
+/// metadata of the roles that wait for offline signatures.
+async fn publish_first(
+    engine: &Engine,
+    plan: &Plan,
+    online: &Online,
+    guard: &dyn LockGuard,
+) -> Result<(Metadata<Targets>, Vec<(String, Metadata<Targets>)>), TaskError> {
     let days = plan.expirations;
-    let mut publication = Publication::first(engine, &online, days.snapshot, days.timestamp);
+    let mut publication = Publication::first(engine, online, days.snapshot, days.timestamp);
     let now = publication.now();
 
-    let (delegations, roles) = delegated_roles(plan, &online, now);
+    let (delegations, roles) = delegated_roles(plan, online, now);
     let rows: Vec<RoleRecord> = roles
         .iter()
         .map(|(name, expires, _)| RoleRecord {
@@ -430,8 +547,23 @@ async fn finalize(
         })
         .collect();
     publication.publish_signed_roles(published).await?;
-    // The others become pending metadata, signed by the online key when it is one of theirs.
-    let mut pending: Vec<(String, Metadata<Targets>)> = Vec::new();
+    let pending = pending_of(&delegations, &roles, online).await?;
+
+    let mut targets = Targets::new(1, expires_in(now, days.targets));
+    targets.delegations = Some(delegations);
+    publication.publish_targets(targets, days.targets).await?;
+    let targets = publication.finish_first(guard, &plan.root).await?;
+    Ok((targets, pending))
+}
+
+/// Version 1 of each role of `roles` the online key does not publish, signed by the online
+/// key when it is one of the role's keys.
+async fn pending_of(
+    delegations: &Delegations,
+    roles: &[(String, Expires, bool)],
+    online: &Online,
+) -> Result<Vec<(String, Metadata<Targets>)>, TaskError> {
+    let mut pending = Vec::new();
     for (name, expires, _) in roles.iter().filter(|(_, _, publish)| !*publish) {
         let signed = Targets::new(1, *expires);
         let online_signs = delegations
@@ -444,21 +576,7 @@ async fn finalize(
         };
         pending.push((name.clone(), md));
     }
-
-    let mut targets = Targets::new(1, expires_in(now, days.targets));
-    targets.delegations = Some(delegations);
-    publication.publish_targets(targets, days.targets).await?;
-    publication
-        .finish_first(&plan.root, &plan.online_key)
-        .await?;
-
-    store_pending(engine, &pending).await?;
-    engine.settings.set(ROOT_SIGNING, Value::Null).await?;
-    engine
-        .settings
-        .set(BOOTSTRAP, Value::String(task_id.to_string()))
-        .await?;
-    Ok(())
+    Ok(pending)
 }
 
 /// What top-level targets delegates, and each delegated role: its name, its expiry, and

@@ -21,6 +21,10 @@ use crate::ports::{
 use crate::queue::PublishQueue;
 use crate::{Engine, MetadataCache};
 
+mod interrupt;
+
+pub use interrupt::Interruption;
+
 /// Metadata files in memory, with the order they were written.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
@@ -69,6 +73,14 @@ impl MetadataStore for MemoryStore {
 
     async fn get(&self, name: &str) -> Result<Option<Vec<u8>>, PortError> {
         Ok(self.files.lock().expect("lock").get(name).cloned())
+    }
+
+    async fn discard(&self, names: &[String]) -> Result<Vec<bool>, PortError> {
+        for name in names {
+            crate::ports::check_discarded_name(name)?;
+        }
+        let mut files = self.files.lock().expect("lock");
+        Ok(names.iter().map(|n| files.remove(n).is_some()).collect())
     }
 }
 
@@ -124,6 +136,13 @@ impl ArtifactIndex for MemoryIndex {
         for r in roles {
             all.insert(r.name.clone(), r.clone());
         }
+        Ok(())
+    }
+
+    async fn clear(&self) -> Result<(), PortError> {
+        let mut roles = self.roles.lock().expect("lock");
+        self.files.lock().expect("lock").clear();
+        roles.clear();
         Ok(())
     }
 
@@ -554,6 +573,30 @@ pub async fn metadata_store_conformance(store: &dyn MetadataStore) {
     ];
     assert!(store.put_versioned_many(&bad).await.is_err());
     assert_eq!(store.get("3.batch-new.json").await.unwrap(), None);
+
+    // Discarding: present names go, missing ones are reported, the rest stays; a name
+    // outside the rules is refused before anything is removed.
+    let names: Vec<String> = ["1.batch-0.json", "9.never.json", "timestamp.json"]
+        .map(String::from)
+        .into();
+    assert_eq!(store.discard(&names).await.unwrap(), [true, false, true]);
+    for name in &names {
+        assert_eq!(store.get(name).await.unwrap(), None, "{name}");
+    }
+    assert_eq!(store.discard(&names).await.unwrap(), [false, false, false]);
+    assert!(store.get("1.batch-1.json").await.unwrap().is_some());
+    let bad = ["1.batch-1.json".to_string(), "../1.root.json".to_string()];
+    assert!(store.discard(&bad).await.is_err());
+    assert!(store.get("1.batch-1.json").await.unwrap().is_some());
+    // A discarded name can be written again, with other bytes.
+    store
+        .put_versioned("1.batch-0.json", b"again")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get("1.batch-0.json").await.unwrap().as_deref(),
+        Some(&b"again"[..])
+    );
 }
 
 /// The [`ArtifactIndex`] contract, as a test any implementation can run against itself, on
@@ -785,4 +828,22 @@ pub async fn artifact_index_conformance(index: &dyn ArtifactIndex) {
         sorted(index.artifacts_of(&["bins-0".into()]).await.unwrap()),
         before
     );
+
+    // Clearing deletes every role (active or not) and every artifact; names are free again.
+    index.clear().await.unwrap();
+    assert!(index.active_roles(None).await.unwrap().is_empty());
+    assert_eq!(index.role("retired").await.unwrap(), None);
+    assert!(
+        index
+            .artifacts_of(&["bins-0".into(), "bins-1".into()])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(index.roles_with_unpublished().await.unwrap().is_empty());
+    index
+        .create_roles(&[role("retired", 1, true)])
+        .await
+        .unwrap();
+    index.clear().await.unwrap();
 }

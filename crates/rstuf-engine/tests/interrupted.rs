@@ -1,0 +1,245 @@
+//! Tasks interrupted at each of their durable writes in turn (before it, or after it), as a
+//! process that dies there, then delivered again over what was left: the repository must end
+//! complete and acceptable to a client, and the task must answer as if nothing had happened.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use rstuf_engine::Engine;
+use rstuf_engine::TaskError;
+use rstuf_engine::TaskOutcome;
+use rstuf_engine::bootstrap::bootstrap;
+use rstuf_engine::signing::sign_metadata;
+use rstuf_engine::testing::{Interruption, MemoryRepo};
+use rstuf_metadata::audit::{AuditOptions, audit};
+use serde_json::{Value, json};
+
+use common::{ONLINE, TASK, now, payload, pre, repo, root_key, signature_over};
+
+type Run = Result<TaskOutcome, TaskError>;
+
+/// What the interrupted run left.
+struct Left {
+    files: BTreeMap<String, Vec<u8>>,
+    settings: BTreeMap<String, Value>,
+}
+type Step = for<'a> fn(&'a Engine) -> Pin<Box<dyn Future<Output = Run> + Send + 'a>>;
+
+/// For each write `first` makes, before and after it: a fresh repository set up by `setup`,
+/// `first` interrupted there, `again` run by a new process over what was left, and `check`
+/// on the outcome. Returns how many interruptions were tried.
+async fn at_every_write(
+    setup: Step,
+    first: Step,
+    again: Step,
+    check: fn(&MemoryRepo, &Left, &TaskOutcome),
+) -> u64 {
+    let mut tried = 0;
+    for nth in 1.. {
+        for after in [false, true] {
+            let repo = repo();
+            pre(&repo).await;
+            let out = setup(&repo.engine()).await.unwrap();
+            assert!(out.status(), "setup: {out:?}");
+            let cut = Interruption::at(nth, after);
+            let interrupted = Engine::new(cut.ports(repo.ports()));
+            let result = first(&interrupted).await;
+            if !cut.happened() {
+                assert!(result.unwrap().status(), "uninterrupted run failed");
+                return tried;
+            }
+            assert!(result.is_err(), "write {nth} (after: {after}): {result:?}");
+            tried += 1;
+            let left = Left {
+                files: repo.store.files(),
+                settings: repo.settings.all(),
+            };
+            // A new process: nothing parsed is kept.
+            let out = again(&Engine::new(repo.ports())).await.unwrap();
+            check(&repo, &left, &out);
+        }
+    }
+    unreachable!()
+}
+
+fn nothing(_: &Engine) -> Pin<Box<dyn Future<Output = Run> + Send + '_>> {
+    Box::pin(async { Ok(TaskOutcome::ok("nothing", None)) })
+}
+
+fn bins(engine: &Engine) -> Pin<Box<dyn Future<Output = Run> + Send + '_>> {
+    Box::pin(bootstrap(engine, &BINS, TASK))
+}
+
+fn custom(engine: &Engine) -> Pin<Box<dyn Future<Output = Run> + Send + '_>> {
+    Box::pin(bootstrap(engine, &CUSTOM, TASK))
+}
+
+/// The custom payload as another bootstrap task.
+fn other_custom(engine: &Engine) -> Pin<Box<dyn Future<Output = Run> + Send + '_>> {
+    Box::pin(bootstrap(engine, &CUSTOM, OTHER))
+}
+
+/// Another bootstrap task's id.
+const OTHER: &str = "0ther0000000000000000000000000000";
+
+fn ceremony(engine: &Engine) -> Pin<Box<dyn Future<Output = Run> + Send + '_>> {
+    Box::pin(bootstrap(engine, &CEREMONY, TASK))
+}
+
+/// The second root signature of the ceremony: the one that meets the threshold.
+fn last_root_signature(engine: &Engine) -> Pin<Box<dyn Future<Output = Run> + Send + '_>> {
+    const JH: &str = "c6d8bf2e4f48b41ac2ce8eca21415ca8ef68c133b47fc33df03d4070a7e1e9cc";
+    Box::pin(async move {
+        let root = &CEREMONY["metadata"]["root"];
+        let signature = signature_over(root, JH, &root_key("JH.ed25519"));
+        sign_metadata(engine, &json!({"role": "root", "signature": signature})).await
+    })
+}
+
+static BINS: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| payload("payload_bins.json"));
+static CUSTOM: std::sync::LazyLock<Value> =
+    std::sync::LazyLock::new(|| payload("payload_custom_targets.json"));
+static CEREMONY: std::sync::LazyLock<Value> =
+    std::sync::LazyLock::new(|| payload("ceremony-payload.json"));
+
+/// The repository is bootstrapped with `roles` (the names of its role rows), every file is
+/// acceptable to a client starting from `1.root.json`, and the settings that follow root
+/// name what storage holds.
+fn complete(repo: &MemoryRepo, task: &str, roles: &[&str]) {
+    let files = repo.store.files();
+    let report = audit(
+        &files,
+        &AuditOptions {
+            reference_time: now(),
+            trusted_root: None,
+        },
+    );
+    assert!(report.accepted(), "{report:#?}");
+    let s = repo.settings.all();
+    assert_eq!(s["BOOTSTRAP"], json!(task));
+    assert!(s.get("ROOT_SIGNING").is_none_or(Value::is_null), "{s:?}");
+    assert_eq!(s["ONLINE_KEY"]["keyid"], json!(ONLINE));
+    let stored = |name: &str| serde_json::from_slice::<Value>(&files[name]).unwrap();
+    assert_eq!(s["TRUSTED_TARGETS"], stored("1.targets.json"));
+    assert_eq!(s["TRUSTED_ROOT"]["signed"], stored("1.root.json")["signed"]);
+    let rows = repo.index.roles();
+    assert_eq!(rows.keys().map(String::as_str).collect::<Vec<_>>(), roles);
+    assert!(rows.values().all(|r| r.version == 1 && r.active));
+}
+
+fn bins_complete(repo: &MemoryRepo, _: &Left, out: &TaskOutcome) {
+    assert!(out.status(), "{out:?}");
+    assert_eq!(
+        out.details,
+        Some(json!({"bootstrap": format!("Bootstrap finished {TASK}")}))
+    );
+    complete(repo, TASK, &["bins-0", "bins-1", "bins-2", "bins-3"]);
+    let s = repo.settings.all();
+    assert_eq!(s["NUMBER_OF_DELEGATED_BINS"], json!(4));
+    assert!(s.get("DELEGATIONS").is_none_or(Value::is_null));
+}
+
+fn custom_complete(repo: &MemoryRepo, task: &str) {
+    complete(repo, task, &["default", "production"]);
+    let s = repo.settings.all();
+    assert!(s.get("NUMBER_OF_DELEGATED_BINS").is_none_or(Value::is_null));
+    assert_eq!(s["DELEGATIONS"], CUSTOM["settings"]["roles"]["delegations"]);
+    assert_eq!(s["PRODUCTION_SIGNING"]["signed"]["version"], json!(1));
+}
+
+#[tokio::test]
+async fn a_bootstrap_interrupted_anywhere_completes_when_delivered_again() {
+    let tried = at_every_write(nothing, bins, bins, bins_complete).await;
+    assert!(tried > 20, "{tried}");
+    let tried = at_every_write(nothing, custom, custom, |repo, _, out| {
+        assert!(out.status(), "{out:?}");
+        custom_complete(repo, TASK);
+    })
+    .await;
+    assert!(tried > 20, "{tried}");
+}
+
+#[tokio::test]
+async fn another_payload_bootstraps_unless_the_interrupted_root_was_published() {
+    at_every_write(nothing, bins, other_custom, |repo, left, out| {
+        let files = repo.store.files();
+        let state = repo.settings.all()["BOOTSTRAP"].clone();
+        if left.settings["BOOTSTRAP"] == json!(TASK) {
+            // The first bootstrap had finished all but its last write.
+            assert_eq!(
+                out.error.as_deref(),
+                Some(format!("Bootstrap state is {TASK}").as_str())
+            );
+        } else if left.files.contains_key("1.root.json") {
+            // Same root, other delegations: the published bins stay, and the refusal says why
+            // and releases the bootstrap.
+            assert!(!out.status(), "{state}: {out:?}");
+            let error = out.error.as_deref().unwrap();
+            assert!(error.contains("other delegations"), "{error}");
+            assert!(files.contains_key("1.bins-0.json"));
+            assert_eq!(state, Value::Null);
+        } else {
+            assert!(out.status(), "{out:?}");
+            custom_complete(repo, OTHER);
+            assert!(!files.keys().any(|f| f.contains("bins")), "{files:?}");
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_payload_that_published_a_root_finishes_after_another_was_refused() {
+    // Interrupted just after 1.root.json was written: the first write after which it exists.
+    for nth in 1..200 {
+        let repo = repo();
+        pre(&repo).await;
+        let cut = Interruption::at(nth, true);
+        assert!(bins(&Engine::new(cut.ports(repo.ports()))).await.is_err());
+        if !repo.store.files().contains_key("1.root.json") {
+            continue;
+        }
+        let out = other_custom(&Engine::new(repo.ports())).await.unwrap();
+        assert!(!out.status(), "{out:?}");
+        // The operator sends the first payload again.
+        pre(&repo).await;
+        let out = bins(&Engine::new(repo.ports())).await.unwrap();
+        let left = Left {
+            files: repo.store.files(),
+            settings: repo.settings.all(),
+        };
+        bins_complete(&repo, &left, &out);
+        return;
+    }
+    panic!("1.root.json was never written");
+}
+
+#[tokio::test]
+async fn a_ceremony_interrupted_anywhere_completes_when_delivered_again() {
+    // The waiting bootstrap itself.
+    at_every_write(nothing, ceremony, ceremony, |repo, _, out| {
+        assert!(out.status(), "{out:?}");
+        assert_eq!(
+            repo.settings.all()["BOOTSTRAP"],
+            json!(format!("signing-{TASK}"))
+        );
+        assert!(repo.store.files().is_empty());
+    })
+    .await;
+    // The signature that meets the threshold and publishes everything.
+    let tried = at_every_write(
+        ceremony,
+        last_root_signature,
+        last_root_signature,
+        |repo, _, out| {
+            assert!(out.status(), "{out:?}");
+            complete(repo, TASK, &["bins-0", "bins-1"]);
+            let root: Value = serde_json::from_slice(&repo.store.files()["1.root.json"]).unwrap();
+            assert_eq!(root["signatures"].as_array().unwrap().len(), 2);
+        },
+    )
+    .await;
+    assert!(tried > 10, "{tried}");
+}
