@@ -180,10 +180,7 @@ pub(crate) async fn sign_pending_root(
         .map_err(|e| TaskError::unreadable_setting(ROOT_SIGNING, e))?;
     let trusted = trusted_root(engine).await?;
     if finished_already(engine, &trusted, &new).await? {
-        return Ok(TaskOutcome::ok(
-            "Signature Processed",
-            Some(json!({"update": "Metadata update finished"})),
-        ));
+        return Ok(crate::signing::root_signature_finished(&trusted));
     }
     if new.signed.version != trusted.signed.version + 1 {
         return Ok(TaskOutcome::refused(

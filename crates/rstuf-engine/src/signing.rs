@@ -162,14 +162,20 @@ async fn root_signed_already(
     if !trusted.signatures.contains(signature) {
         return Ok(None);
     }
-    Ok(Some(if trusted.signed.version == 1 {
+    Ok(Some(root_signature_finished(&trusted)))
+}
+
+/// The answer to the root signature that made `root` trusted: the end of the bootstrap for
+/// version 1, of a rotation for later versions.
+pub(crate) fn root_signature_finished(root: &Metadata<Root>) -> TaskOutcome {
+    if root.signed.version == 1 {
         bootstrap_finished()
     } else {
         TaskOutcome::ok(
             SIGN_PROCESSED,
             Some(json!({"update": "Metadata update finished"})),
         )
-    }))
+    }
 }
 
 /// A signature for a delegated role's pending metadata, checked against the role's keys in

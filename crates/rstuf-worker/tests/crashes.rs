@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::{Client, Producer, Services, Transport, task_id};
 use rstuf_adapters::faults::FAILPOINTS;
+use rstuf_test_support as support;
 use serde_json::{Map, Value, json};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -97,48 +98,16 @@ impl Repo {
     /// Runs `change` with a worker armed to abort at `failpoint`, then recovers with a fresh
     /// worker and checks the repository.
     async fn crash_at(&mut self, failpoint: &str, change: Change) {
-        eprintln!("crash at {failpoint}");
         let before = files(&self.services.storage);
         let id = task_id();
-        let armed = [FAST[0], FAST[1], ("RSTUF_TEST_FAILPOINT", failpoint)];
-        let mut doomed = self.services.worker(&format!("doomed-{id}"), &armed);
-        self.python
-            .send("metadata_repository", &id, change.action, change.payload);
-        // Either it aborts at the failpoint, or the task never reaches that write.
-        let start = Instant::now();
-        let mut aborted = false;
-        loop {
-            if !doomed.alive() {
-                aborted = true;
-                break;
-            }
-            let r = self.python.result(&id);
-            if r["state"] == "SUCCESS" && doomed.log_text().contains(&format!("task {id}")) {
-                break;
-            }
-            assert!(start.elapsed() < LIMIT, "{}", doomed.log_text());
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let doomed_log = doomed.log_text();
-        drop(doomed);
-        if aborted {
-            assert!(
-                doomed_log.contains(&format!("failpoint {failpoint} reached")),
-                "{doomed_log}"
-            );
-            self.reached.push(failpoint.to_string());
-        }
-        // A fresh worker: the message comes back (restored from unacked or from the dead
-        // worker's processing list) and the task ends in SUCCESS.
-        let rescue = self.services.worker(&format!("rescue-{id}"), &FAST);
-        let r = self.python.result_within(&id, LIMIT);
-        assert_eq!(
-            r["api_state"],
-            "SUCCESS",
-            "{failpoint}: {r}\n{doomed_log}\n{}",
-            rescue.log_text()
-        );
-        drop(rescue);
+        let aborted = crash_then_rescue(
+            &self.services,
+            &mut self.python,
+            &[failpoint],
+            (&id, change.action, change.payload),
+        )
+        .await;
+        self.reached.extend(aborted);
         for (path, info) in change.added {
             self.absent.retain(|p| *p != path);
             self.present.insert(path, info);
@@ -187,30 +156,89 @@ impl Repo {
         let absent = json!(self.absent);
         self.client.refresh(false, present.clone(), absent.clone());
         self.services.client_accepts(present, absent);
-        let out = Command::new(env!("CARGO_BIN_EXE_rstuf-worker"))
-            .arg("verify")
-            .arg(&self.services.storage)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{failpoint}: verify: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        // Every role version the database names is published.
-        let db = sqlx::PgPool::connect(&self.services.db).await.unwrap();
-        let roles: Vec<(String, i32)> =
-            sqlx::query_as("SELECT rolename, version FROM rstuf_target_roles WHERE active")
-                .fetch_all(&db)
-                .await
-                .unwrap();
-        for (role, version) in roles {
-            let name = format!("{version}.{role}.json");
-            assert!(after.contains_key(&name), "{failpoint}: {name} is missing");
-        }
-        db.close().await;
+        verified(&self.services, failpoint).await;
     }
+}
+
+/// `rstuf-worker verify` accepts the repository, and every role version the database names
+/// is published.
+async fn verified(services: &Services, label: &str) {
+    let out = Command::new(env!("CARGO_BIN_EXE_rstuf-worker"))
+        .arg("verify")
+        .arg(&services.storage)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{label}: verify: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stored = files(&services.storage);
+    let db = sqlx::PgPool::connect(&services.db).await.unwrap();
+    let roles: Vec<(String, i32)> =
+        sqlx::query_as("SELECT rolename, version FROM rstuf_target_roles WHERE active")
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    assert!(!roles.is_empty(), "{label}: no role rows");
+    for (role, version) in roles {
+        let name = format!("{version}.{role}.json");
+        assert!(stored.contains_key(&name), "{label}: {name} is missing");
+    }
+    db.close().await;
+}
+
+/// Sends `task` (id, action, payload), with a worker armed to abort at each of `failpoints`
+/// in turn (the next one started when the previous aborted or the task ended), then a fresh
+/// worker: the message comes back (restored from unacked or from the dead worker's
+/// processing list) and the task must end in SUCCESS. Returns the failpoints reached.
+async fn crash_then_rescue(
+    services: &Services,
+    python: &mut Producer,
+    failpoints: &[&str],
+    (id, action, payload): (&str, &str, Value),
+) -> Vec<String> {
+    python.send("metadata_repository", id, action, payload);
+    let mut reached = Vec::new();
+    let mut logs = String::new();
+    for (n, failpoint) in failpoints.iter().enumerate() {
+        eprintln!("{id}: crash at {failpoint}");
+        let armed = [FAST[0], FAST[1], ("RSTUF_TEST_FAILPOINT", failpoint)];
+        let mut doomed = services.worker(&format!("doomed-{n}-{id}"), &armed);
+        // Either it aborts at the failpoint, or the task never reaches that write.
+        let start = Instant::now();
+        let mut aborted = false;
+        loop {
+            if !doomed.alive() {
+                aborted = true;
+                break;
+            }
+            let r = python.result(id);
+            if r["state"] == "SUCCESS" && doomed.log_text().contains(&format!("task {id}")) {
+                break;
+            }
+            assert!(start.elapsed() < LIMIT, "{}", doomed.log_text());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let log = doomed.log_text();
+        drop(doomed);
+        if aborted {
+            let name = failpoint.split('@').next().unwrap();
+            assert!(log.contains(&format!("failpoint {name} reached")), "{log}");
+            reached.push(failpoint.to_string());
+        }
+        logs.push_str(&log);
+    }
+    let rescue = services.worker(&format!("rescue-{id}"), &FAST);
+    let r = python.result_within(id, LIMIT);
+    assert_eq!(
+        r["api_state"],
+        "SUCCESS",
+        "{failpoints:?}: {r}\n{logs}\n{}",
+        rescue.log_text()
+    );
+    reached
 }
 
 /// Every failpoint, before and after its write (only those containing
@@ -300,4 +328,168 @@ async fn a_forced_update_of_the_online_roles_survives_a_crash_at_every_durable_w
         repo.crash_at(&failpoint, change).await;
     }
     repo.reached_all(&["store.put_versioned_many.after"]);
+}
+
+/// The bootstrap's failpoints: every write it makes, the settings around root among them
+/// (`settings.set@n`: 17 settings before the first file, 5 after root, `BOOTSTRAP` the 21st).
+fn bootstrap_failpoints(settings: &[u32]) -> Vec<String> {
+    let only = std::env::var("RSTUF_CRASH_ONLY").unwrap_or_default();
+    let writes = [
+        "store.discard",
+        "index.clear",
+        "index.create_roles",
+        "store.put_versioned_many",
+        "store.put_versioned",
+        "store.put_timestamp",
+        "results.record",
+        "broker.ack",
+    ];
+    let mut points: Vec<String> = writes
+        .iter()
+        .flat_map(|w| [format!("{w}.before"), format!("{w}.after")])
+        .collect();
+    for n in [2, 3] {
+        // The second and third versioned file: snapshot, then root.
+        points.push(format!("store.put_versioned.before@{n}"));
+        points.push(format!("store.put_versioned.after@{n}"));
+    }
+    points.push("results.record.after@2".into());
+    for n in settings {
+        points.push(format!("settings.set.before@{n}"));
+        points.push(format!("settings.set.after@{n}"));
+    }
+    points.retain(|p| p.contains(&only));
+    points
+}
+
+/// A fresh repository for one bootstrap case.
+async fn fresh(name: &str, db: u32) -> (Services, Producer) {
+    let services = Services::new(name, Transport::Redis, db, db).await;
+    let python = Producer::new(&services);
+    (services, python)
+}
+
+/// After a bootstrap crashed and was rescued: `BOOTSTRAP` names the task, no root signing
+/// event is left, python-tuf trusts the repository from `1.root.json`, `verify` accepts it
+/// and every role row has its file.
+async fn bootstrapped_after(services: &Services, id: &str, label: &str) {
+    assert_eq!(services.setting("BOOTSTRAP").await.as_deref(), Some(id));
+    let signing = services.setting("ROOT_SIGNING").await;
+    assert!(
+        signing.as_deref().is_none_or(|s| s.starts_with("@none")),
+        "{label}: {signing:?}"
+    );
+    services.client_accepts(json!({}), json!([]));
+    verified(services, label).await;
+}
+
+/// Defect 2: a bootstrap killed at any of its writes (once, or again while it resumes)
+/// completes when its message comes back; no client ever sees a half repository.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bootstrap_survives_a_crash_at_every_durable_write() {
+    let mut cases: Vec<Vec<String>> = bootstrap_failpoints(&[1, 17, 18, 19, 20, 21, 22])
+        .into_iter()
+        .map(|p| vec![p])
+        .collect();
+    // Crashed again while clearing what the first crash left, or while resuming after root.
+    for twice in [
+        ["store.put_versioned_many.after", "store.discard.after@2"],
+        ["store.put_versioned_many.after", "index.clear.before"],
+        ["store.put_versioned.after@3", "settings.set.after@20"],
+    ] {
+        cases.push(twice.map(String::from).into());
+    }
+    let mut reached = Vec::new();
+    for points in cases {
+        let (services, mut python) = fresh("crash_bootstrap", 11).await;
+        let id = task_id();
+        services
+            .set_setting("BOOTSTRAP", &format!("pre-{id}"))
+            .await;
+        let payload = common::bootstrap_payload();
+        let points: Vec<&str> = points.iter().map(String::as_str).collect();
+        let label = points.join(" then ");
+        reached.extend(
+            crash_then_rescue(&services, &mut python, &points, (&id, "bootstrap", payload)).await,
+        );
+        bootstrapped_after(&services, &id, &label).await;
+    }
+    eprintln!(
+        "bootstrap: {} failpoints reached: {reached:?}",
+        reached.len()
+    );
+    if std::env::var_os("RSTUF_CRASH_ONLY").is_none() {
+        for needed in [
+            "store.put_versioned_many.after",
+            "store.put_versioned.after@3",
+            "store.discard.after@2",
+            "index.clear.before",
+            "settings.set.after@21",
+            "settings.set.after@22",
+            "broker.ack.before",
+        ] {
+            assert!(reached.iter().any(|r| r == needed), "{needed}: {reached:?}");
+        }
+    }
+}
+
+/// Defect 2 for a distributed-signing bootstrap: the `sign_metadata` whose root signature
+/// meets the threshold publishes everything; killed at any of its writes, it completes when
+/// its message comes back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ceremony_survives_a_crash_at_every_durable_write_of_its_last_signature() {
+    const JH: &str = "c6d8bf2e4f48b41ac2ce8eca21415ca8ef68c133b47fc33df03d4070a7e1e9cc";
+    let mut reached = Vec::new();
+    for point in bootstrap_failpoints(&[1, 2, 4, 5]) {
+        let (services, mut python) = fresh("crash_ceremony", 12).await;
+        let boot = {
+            let _worker = services.worker("crash_ceremony-boot", &FAST);
+            let (boot, r) = services
+                .bootstrap_fixture(&mut python, "bootstrap/ceremony-payload.json")
+                .await;
+            assert_eq!(r["api_state"], "SUCCESS", "{r}");
+            boot
+        };
+        let pending = services.pending("root").await;
+        let canonical = rstuf_metadata::cjson::encode_canonical(&pending["signed"]).unwrap();
+        let key = support::root_signing_key(JH).unwrap();
+        let sig: String = key
+            .sign(&canonical)
+            .unwrap()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let payload = json!({"role": "root", "signature": {"keyid": JH, "sig": sig}});
+        let id = task_id();
+        reached.extend(
+            crash_then_rescue(
+                &services,
+                &mut python,
+                &[&point],
+                (&id, "sign_metadata", payload),
+            )
+            .await,
+        );
+        let r = python.result(&id);
+        assert_eq!(
+            r["api_result"]["details"],
+            json!({"bootstrap": "Bootstrap Finished"}),
+            "{point}: {r}"
+        );
+        bootstrapped_after(&services, &boot, &point).await;
+    }
+    eprintln!(
+        "ceremony: {} failpoints reached: {reached:?}",
+        reached.len()
+    );
+    if std::env::var_os("RSTUF_CRASH_ONLY").is_none() {
+        for needed in [
+            "store.put_versioned_many.after",
+            "store.put_versioned.after@3",
+            "settings.set.after@4",
+            "settings.set.after@5",
+        ] {
+            assert!(reached.iter().any(|r| r == needed), "{needed}: {reached:?}");
+        }
+    }
 }

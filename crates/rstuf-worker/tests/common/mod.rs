@@ -182,6 +182,19 @@ impl Services {
         (boot, r)
     }
 
+    /// A repository setting as stored (dynaconf's text, `@json …`, `@none `), if set.
+    pub async fn setting(&self, key: &str) -> Option<String> {
+        let client =
+            redis::Client::open(format!("redis://127.0.0.1:6379/{}", self.settings_db)).unwrap();
+        let mut c = client.get_multiplexed_async_connection().await.unwrap();
+        redis::cmd("HGET")
+            .arg("DYNACONF_MAIN")
+            .arg(key)
+            .query_async(&mut c)
+            .await
+            .unwrap()
+    }
+
     /// The metadata waiting for signatures of `role` (`<ROLE>_SIGNING`), as the API's
     /// `GET /api/v1/metadata/sign` hands it to the CLI.
     pub async fn pending(&self, role: &str) -> Value {
