@@ -124,8 +124,8 @@ impl MetadataStore for Faulty<Arc<dyn MetadataStore>> {
         let write = self.inner.put_versioned_many(files);
         self.point.around("store.put_versioned_many", write).await
     }
-    async fn put_timestamp(&self, bytes: &[u8]) -> Result<(), PortError> {
-        let write = self.inner.put_timestamp(bytes);
+    async fn put_timestamp(&self, bytes: &[u8], replaces: Option<u64>) -> Result<(), PortError> {
+        let write = self.inner.put_timestamp(bytes, replaces);
         self.point.around("store.put_timestamp", write).await
     }
     async fn get(&self, name: &str) -> Result<Option<Vec<u8>>, PortError> {

@@ -7,7 +7,9 @@
 //!   The link fails if the name exists, so two writers can never both create it and a
 //!   published file is never rewritten; the directory is fsynced after the link.
 //! - `timestamp.json` is written to a temporary file, fsynced and renamed over the old one, so
-//!   a web server serves either the old or the new file, never a partial one.
+//!   a web server serves either the old or the new file, never a partial one. The rename is
+//!   fenced: made under an exclusive `flock` of the directory, and only if the file it
+//!   replaces is the version the publication started from.
 //! - a batch of versioned files (16,384 bins at bootstrap) writes each distinct content once,
 //!   makes them durable together (a few: writeback started for all, then one journal commit
 //!   serves every `fdatasync`; many: one `syncfs`), then links every name to its content, and
@@ -27,7 +29,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use rstuf_engine::ports::{
-    MetadataStore, PortError, PortErrorKind, check_discarded_name,
+    MetadataStore, PortError, PortErrorKind, check_discarded_name, check_timestamp_replaces,
     check_versioned_name as check_name,
 };
 
@@ -329,10 +331,36 @@ impl LocalStore {
         Ok(())
     }
 
-    fn put_timestamp_blocking(&self, bytes: &[u8]) -> Result<(), PortError> {
+    /// The fenced commit: under an exclusive `flock` of the directory (held by every writer
+    /// of this store, in any process on the host or over NFS), the current `timestamp.json` is
+    /// checked to be the version the publication started from, then replaced.
+    fn put_timestamp_blocking(&self, bytes: &[u8], replaces: Option<u64>) -> Result<(), PortError> {
         let tmp = self
             .write_temp("timestamp.json", bytes)
             .ctx("writing timestamp.json")?;
+        let fenced = File::open(&self.dir).and_then(|dir| {
+            rustix::fs::flock(&dir, rustix::fs::FlockOperation::LockExclusive)?;
+            Ok(dir)
+        });
+        let _fenced = match fenced {
+            Ok(dir) => dir,
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                return Err(e.port("locking the metadata directory"));
+            }
+        };
+        let current = match fs::read(self.dir.join("timestamp.json")) {
+            Ok(current) => Some(current),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                return Err(e.port("reading timestamp.json"));
+            }
+        };
+        if let Err(e) = check_timestamp_replaces(current.as_deref(), replaces) {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
         if let Err(e) = fs::rename(&tmp, self.dir.join("timestamp.json")) {
             let _ = fs::remove_file(&tmp);
             return Err(e.port("replacing timestamp.json"));
@@ -390,9 +418,9 @@ impl MetadataStore for LocalStore {
         blocking(move || this.put_versioned_many_blocking(&files)).await
     }
 
-    async fn put_timestamp(&self, bytes: &[u8]) -> Result<(), PortError> {
+    async fn put_timestamp(&self, bytes: &[u8], replaces: Option<u64>) -> Result<(), PortError> {
         let (this, bytes) = (self.clone(), bytes.to_vec());
-        blocking(move || this.put_timestamp_blocking(&bytes)).await
+        blocking(move || this.put_timestamp_blocking(&bytes, replaces)).await
     }
 
     async fn get(&self, name: &str) -> Result<Option<Vec<u8>>, PortError> {

@@ -184,7 +184,7 @@ pub async fn force(
             Some(json!({"updated_roles": updated})),
         )),
         Ok(Err(reason)) => Ok(TaskOutcome::refused(FORCE_FAILED, reason)),
-        Err(TaskError::LockLost) => Ok(TaskOutcome::refused(
+        Err(TaskError::LockLost | TaskError::Superseded(_)) => Ok(TaskOutcome::refused(
             FORCE_FAILED,
             "The task to update online roles exceeded the lock timeout.",
         )),

@@ -118,6 +118,10 @@ pub enum TaskError {
     /// took it) before the timestamp was written; nothing was published. Retryable: the task
     /// starts over from what is published and can succeed.
     LockLost,
+    /// Another publication wrote `timestamp.json` after this one started (this task had lost
+    /// the lock without noticing in time): the fenced timestamp write refused to replace it,
+    /// and nothing of this publication was published. Retryable, like [`TaskError::LockLost`].
+    Superseded(PortError),
 }
 
 impl From<PortError> for TaskError {
@@ -144,6 +148,7 @@ impl fmt::Display for TaskError {
             TaskError::LockLost => {
                 f.write_str("the repository lock was lost before the timestamp was written")
             }
+            TaskError::Superseded(e) => e.fmt(f),
         }
     }
 }
@@ -153,7 +158,7 @@ impl std::error::Error for TaskError {
     /// or encode; the shared causes are given as themselves, so they can be downcast.
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            TaskError::Port(e) => e.source(),
+            TaskError::Port(e) | TaskError::Superseded(e) => e.source(),
             TaskError::Unreadable { source, .. } => Some(source.as_ref()),
             TaskError::Inconsistent { problem, .. } => Some(problem),
             TaskError::Setting { problem, .. } => Some(problem),
@@ -175,7 +180,7 @@ impl TaskError {
     pub fn is_retryable(&self) -> bool {
         match self {
             TaskError::Port(e) => e.kind == PortErrorKind::Transient,
-            TaskError::LockLost => true,
+            TaskError::LockLost | TaskError::Superseded(_) => true,
             TaskError::Missing { .. }
             | TaskError::Unreadable { .. }
             | TaskError::Inconsistent { .. }

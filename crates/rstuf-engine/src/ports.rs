@@ -106,7 +106,14 @@ impl std::error::Error for PortError {
 ///   store makes the whole batch durable together (one filesystem sync, concurrent uploads).
 ///   On error, files of the batch may exist; nothing references them yet, and a retry of the
 ///   same batch succeeds.
-/// - `put_timestamp` atomically replaces `timestamp.json` (readers see the old or the new file).
+/// - `put_timestamp` atomically replaces `timestamp.json` (readers see the old or the new file),
+///   and only if the file it replaces is the one the publication started from: version
+///   `replaces`, or no file at all for `None`. Otherwise it writes nothing and fails with
+///   [`PortErrorKind::Conflict`]. This compare-and-swap is the fenced commit point of every
+///   publication: a writer that stalled past its lock and lost it to another can never
+///   publish over that other's timestamp. A store makes the check and the replacement one
+///   atomic step against other writers of the same store (a file lock for a directory, a
+///   conditional write such as `If-Match` on the version read for an object store).
 /// - `get` returns `None` for a missing file. It is not used to find latest versions by
 ///   listing; the engine knows versions from the artifact index and the timestamp.
 /// - `discard` removes files that were written but never published: the engine calls it only
@@ -129,8 +136,8 @@ pub trait MetadataStore: Send + Sync {
         }
         Ok(())
     }
-    /// Replaces `timestamp.json`.
-    async fn put_timestamp(&self, bytes: &[u8]) -> Result<(), PortError>;
+    /// Replaces `timestamp.json` if it is still version `replaces` (`None`: absent).
+    async fn put_timestamp(&self, bytes: &[u8], replaces: Option<u64>) -> Result<(), PortError>;
     /// Reads a file.
     async fn get(&self, name: &str) -> Result<Option<Vec<u8>>, PortError>;
     /// Removes never-published files; for each name, whether it existed.
@@ -159,6 +166,38 @@ pub fn check_versioned_name(name: &str) -> Result<(), PortError> {
         Err(PortError::new(
             PortErrorKind::Other,
             format!("refusing metadata file name {name:?}"),
+        ))
+    }
+}
+
+/// Checks that `current` (the bytes of `timestamp.json`, if any) is what a
+/// [`MetadataStore::put_timestamp`] expecting version `replaces` may replace; every store
+/// applies it while it holds out other writers.
+pub fn check_timestamp_replaces(
+    current: Option<&[u8]>,
+    replaces: Option<u64>,
+) -> Result<(), PortError> {
+    let found = current.map(|bytes| {
+        serde_json::from_slice::<Value>(bytes)
+            .ok()
+            .and_then(|v| v["signed"]["version"].as_u64())
+    });
+    let describe = |v: Option<Option<u64>>| match v {
+        None => "absent".to_string(),
+        Some(None) => "unreadable".to_string(),
+        Some(Some(n)) => format!("version {n}"),
+    };
+    if found == replaces.map(Some) {
+        Ok(())
+    } else {
+        Err(PortError::new(
+            PortErrorKind::Conflict,
+            format!(
+                "timestamp.json is {}, not {} as when this publication started: another \
+                 publication wrote it first",
+                describe(found),
+                describe(replaces.map(Some)),
+            ),
         ))
     }
 }

@@ -10,7 +10,9 @@ use rstuf_engine::TaskError;
 use rstuf_engine::artifacts::{add_artifacts, remove_artifacts};
 use rstuf_engine::bootstrap::bootstrap;
 use rstuf_engine::bump::{BumpScope, bump_online_roles, force_online_metadata_update};
-use rstuf_engine::ports::{ArtifactAction, ArtifactRow, MetadataStore, RepoLock, SettingsStore};
+use rstuf_engine::ports::{
+    ArtifactAction, ArtifactRow, MetadataStore, PortError, RepoLock, SettingsStore,
+};
 use rstuf_engine::publish::publish_artifacts;
 use rstuf_engine::testing::MemoryRepo;
 use rstuf_metadata::schema::{Metadata, Snapshot, Targets, Timestamp};
@@ -235,6 +237,77 @@ async fn a_lost_lock_publishes_nothing_and_marks_nothing() {
     // The next publish (with the lock) finishes the job.
     publish_artifacts(&ports).await.unwrap();
     assert!(repo.index.files()["z.txt"].published);
+    accepted_at(&repo, now());
+}
+
+/// A store where another publication commits its timestamp just before ours: what a holder
+/// that stalled past its lock (and checked it just before stalling) would meet.
+struct Overtaken {
+    inner: std::sync::Arc<rstuf_engine::testing::MemoryStore>,
+    theirs: std::sync::Mutex<Option<(Vec<u8>, u64)>>,
+}
+
+#[async_trait::async_trait]
+impl MetadataStore for Overtaken {
+    async fn put_versioned(&self, name: &str, bytes: &[u8]) -> Result<(), PortError> {
+        self.inner.put_versioned(name, bytes).await
+    }
+    async fn put_versioned_many(
+        &self,
+        files: &[(String, std::sync::Arc<Vec<u8>>)],
+    ) -> Result<(), PortError> {
+        self.inner.put_versioned_many(files).await
+    }
+    async fn put_timestamp(&self, bytes: &[u8], replaces: Option<u64>) -> Result<(), PortError> {
+        let theirs = self.theirs.lock().unwrap().take();
+        if let Some((theirs, base)) = theirs {
+            self.inner.put_timestamp(&theirs, Some(base)).await?;
+        }
+        self.inner.put_timestamp(bytes, replaces).await
+    }
+    async fn get(&self, name: &str) -> Result<Option<Vec<u8>>, PortError> {
+        self.inner.get(name).await
+    }
+    async fn discard(&self, names: &[String]) -> Result<Vec<bool>, PortError> {
+        self.inner.discard(names).await
+    }
+}
+
+/// The fenced commit point: a publication whose timestamp was overtaken by another writer's
+/// (although its lock check passed) writes no timestamp, marks nothing published, and is
+/// retryable; the next publication starts from the other one's timestamp and finishes.
+#[tokio::test]
+async fn a_publication_overtaken_by_another_timestamp_publishes_nothing() {
+    let repo = bootstrapped().await;
+    let mut theirs: Metadata<Timestamp> = get(&repo, "timestamp.json").await;
+    let base = theirs.signed.version;
+    theirs.signed.version += 1;
+    theirs.signatures.clear();
+    let online = common::key(common::ONLINE);
+    theirs
+        .sign_with(common::ONLINE, |m| online.sign(m))
+        .unwrap();
+    let theirs = serde_json::to_vec(&theirs.to_value().unwrap()).unwrap();
+    let mut ports = repo.ports();
+    ports.store = std::sync::Arc::new(Overtaken {
+        inner: repo.store.clone(),
+        theirs: std::sync::Mutex::new(Some((theirs.clone(), base))),
+    });
+    let err = add_list(&repo.engine_over(ports), vec![artifact("z.txt", 3, "cd")])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, TaskError::Superseded(_)), "{err:?}");
+    assert!(err.is_retryable());
+    assert!(err.to_string().contains("another publication"), "{err}");
+    assert_eq!(
+        repo.store.get("timestamp.json").await.unwrap(),
+        Some(theirs)
+    );
+    assert!(!repo.index.files()["z.txt"].published);
+    publish_artifacts(&repo.engine()).await.unwrap();
+    assert!(repo.index.files()["z.txt"].published);
+    let ts: Metadata<Timestamp> = get(&repo, "timestamp.json").await;
+    assert_eq!(ts.signed.version, base + 2);
     accepted_at(&repo, now());
 }
 
@@ -736,7 +809,10 @@ async fn an_unreadable_expiration_fails_a_publication_before_it_writes() {
 async fn unreadable_stored_metadata_names_the_file() {
     let repo = bootstrapped().await;
     let targets = json!({"roles": ["targets"]});
-    repo.store.put_timestamp(b"{not json").await.unwrap();
+    repo.store
+        .put_timestamp(b"{not json", Some(1))
+        .await
+        .unwrap();
     let err = force_online_metadata_update(&repo.engine(), &targets)
         .await
         .unwrap_err();

@@ -75,7 +75,8 @@ pub struct Config {
     pub database_url: String,
     /// `RSTUF_ONLINE_KEY_DIR`, for `fn:` key URIs.
     pub online_key_dir: Option<PathBuf>,
-    /// `RSTUF_LOCK_TIMEOUT` (seconds, default 500).
+    /// `RSTUF_LOCK_TIMEOUT` (seconds, default 500): the reference's lock lifetime; ours is
+    /// a renewed lease of at most 5 s (`run_task::LOCK_LEASE`), shorter when this is.
     pub lock_timeout: Duration,
     /// The consumer's settings; `None` when `RSTUF_BROKER_SERVER` is unset (enough for
     /// `run-task`, which needs no broker).

@@ -20,6 +20,9 @@ use rstuf_engine::{Engine, artifacts};
 
 use crate::config::{Config, Storage};
 
+/// The longest the repository lock outlives a holder that died.
+pub const LOCK_LEASE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Builds the engine and its ports from the configuration (and creates the database schema if the database
 /// is empty, as the reference worker's entrypoint runs `alembic upgrade head`).
 pub async fn ports(config: &Config) -> anyhow::Result<Engine> {
@@ -32,8 +35,10 @@ pub async fn ports(config: &Config) -> anyhow::Result<Engine> {
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     // Renewed every third of its TTL while held, so the TTL only bounds how long a crashed
-    // holder blocks the others: at most 30 s, however long RSTUF_LOCK_TIMEOUT is.
-    let lock_ttl = config.lock_timeout.min(std::time::Duration::from_secs(30));
+    // holder blocks the others: at most LOCK_LEASE, however long RSTUF_LOCK_TIMEOUT is. A
+    // holder that stalls past it loses the lock and cannot publish: the timestamp write is
+    // fenced (see MetadataStore::put_timestamp).
+    let lock_ttl = config.lock_timeout.min(LOCK_LEASE);
     let lock = RedisLock::connect(&config.lock_url, LOCK_TARGETS, lock_ttl)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;

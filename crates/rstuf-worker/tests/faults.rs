@@ -136,3 +136,51 @@ async fn a_message_taken_by_a_worker_killed_before_recording_it_still_runs() {
     // Refused (no bootstrap), but it ran.
     assert_eq!(r["api_state"], "ERRORED", "{r}\n{}", second.log_text());
 }
+
+/// Defect 7: the repository lock is a short lease. A worker killed while it holds the lock
+/// (in the middle of a bootstrap) leaves it for at most 5 s, whatever `RSTUF_LOCK_TIMEOUT`
+/// says, and the next worker finishes the bootstrap.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_lock_holder_blocks_the_others_for_at_most_five_seconds() {
+    let services = Services::new("lease", Transport::Redis, 11, 11).await;
+    let mut python = Producer::new(&services);
+    let id = task_id();
+    services
+        .set_setting("BOOTSTRAP", &format!("pre-{id}"))
+        .await;
+    let mut doomed = services.worker(
+        "l1",
+        &[
+            ("RSTUF_BROKER_VISIBILITY_TIMEOUT", "2"),
+            ("RSTUF_TEST_FAILPOINT", "store.put_versioned_many.after"),
+        ],
+    );
+    python.send(
+        "metadata_repository",
+        &id,
+        "bootstrap",
+        common::bootstrap_payload(),
+    );
+    let start = std::time::Instant::now();
+    while doomed.alive() {
+        assert!(start.elapsed() < LIMIT, "{}", doomed.log_text());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The key is the dead holder's: nobody else can have taken it.
+    let client = redis::Client::open("redis://127.0.0.1:6379/0").unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg("LOCK_TARGETS")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!(
+        (1..=5000).contains(&ttl),
+        "LOCK_TARGETS lapses in {ttl} ms\n{}",
+        doomed.log_text()
+    );
+    let rescue = services.worker("l2", &[("RSTUF_BROKER_VISIBILITY_TIMEOUT", "2")]);
+    let r = python.wait_final(&id, LIMIT);
+    assert_eq!(r["api_state"], "SUCCESS", "{r}\n{}", rescue.log_text());
+    services.client_accepts(json!({}), json!([]));
+}

@@ -8,7 +8,7 @@
 //! first: bins, targets, snapshot, timestamp, and root last (so no client ever sees a
 //! reference to a file not yet stored), and `BOOTSTRAP` is set only after all of them are
 //! durable. A bootstrap interrupted anywhere is finished or cleared by the next one
-//! ([`leftovers`]).
+//! (see `leftovers.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

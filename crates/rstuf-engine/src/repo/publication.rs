@@ -540,7 +540,11 @@ impl<'a> Publication<'a> {
         {
             return Err(TaskError::LockLost);
         }
-        self.engine.store.put_timestamp(&timestamp).await?;
-        Ok(())
+        // The commit point, fenced: only over the timestamp this publication started from.
+        let replaces = (self.base.timestamp > 0).then_some(self.base.timestamp);
+        match self.engine.store.put_timestamp(&timestamp, replaces).await {
+            Err(e) if e.kind == PortErrorKind::Conflict => Err(TaskError::Superseded(e)),
+            other => Ok(other?),
+        }
     }
 }

@@ -106,8 +106,10 @@ impl MetadataStore for Cut<dyn MetadataStore> {
     async fn put_versioned_many(&self, files: &[(String, Arc<Vec<u8>>)]) -> Result<(), PortError> {
         self.at.write(self.inner.put_versioned_many(files)).await
     }
-    async fn put_timestamp(&self, bytes: &[u8]) -> Result<(), PortError> {
-        self.at.write(self.inner.put_timestamp(bytes)).await
+    async fn put_timestamp(&self, bytes: &[u8], replaces: Option<u64>) -> Result<(), PortError> {
+        self.at
+            .write(self.inner.put_timestamp(bytes, replaces))
+            .await
     }
     async fn get(&self, name: &str) -> Result<Option<Vec<u8>>, PortError> {
         self.at.read()?;

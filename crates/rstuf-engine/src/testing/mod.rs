@@ -62,11 +62,11 @@ impl MetadataStore for MemoryStore {
         Ok(())
     }
 
-    async fn put_timestamp(&self, bytes: &[u8]) -> Result<(), PortError> {
-        self.files
-            .lock()
-            .expect("lock")
-            .insert("timestamp.json".into(), bytes.to_vec());
+    async fn put_timestamp(&self, bytes: &[u8], replaces: Option<u64>) -> Result<(), PortError> {
+        let mut files = self.files.lock().expect("lock");
+        let current = files.get("timestamp.json").map(Vec::as_slice);
+        crate::ports::check_timestamp_replaces(current, replaces)?;
+        files.insert("timestamp.json".into(), bytes.to_vec());
         self.log.lock().expect("lock").push("timestamp.json".into());
         Ok(())
     }
@@ -514,13 +514,43 @@ pub async fn metadata_store_conformance(store: &dyn MetadataStore) {
         store.get("1.conformance.json").await.unwrap().as_deref(),
         Some(&b"{\"a\": 1}"[..])
     );
-    // The timestamp is replaced.
-    store.put_timestamp(b"one").await.unwrap();
-    store.put_timestamp(b"two").await.unwrap();
-    assert_eq!(
-        store.get("timestamp.json").await.unwrap().as_deref(),
-        Some(&b"two"[..])
-    );
+    // The timestamp is replaced only over the version the writer started from.
+    let timestamp = |v: u64| format!(r#"{{"signed": {{"version": {v}}}, "signatures": []}}"#);
+    let current = || async { store.get("timestamp.json").await.unwrap() };
+    store
+        .put_timestamp(timestamp(1).as_bytes(), None)
+        .await
+        .unwrap();
+    let err = store
+        .put_timestamp(timestamp(2).as_bytes(), None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, PortErrorKind::Conflict, "{err}");
+    store
+        .put_timestamp(timestamp(2).as_bytes(), Some(1))
+        .await
+        .unwrap();
+    assert_eq!(current().await, Some(timestamp(2).into_bytes()));
+    // A writer that started from version 1 and comes back late changes nothing.
+    for stale in [Some(1), Some(3), None] {
+        let err = store
+            .put_timestamp(timestamp(9).as_bytes(), stale)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, PortErrorKind::Conflict, "{stale:?}: {err}");
+        assert_eq!(current().await, Some(timestamp(2).into_bytes()));
+    }
+    // Concurrent writers from the same version: exactly one wins.
+    let racers = (3..11).map(|v| {
+        let bytes = timestamp(v);
+        async move { store.put_timestamp(bytes.as_bytes(), Some(2)).await }
+    });
+    let won = futures_util::future::join_all(racers)
+        .await
+        .into_iter()
+        .filter(Result::is_ok)
+        .count();
+    assert_eq!(won, 1);
     // An empty file is a file.
     store
         .put_versioned("2.conformance.json", b"")
