@@ -124,14 +124,50 @@ async fn delete(
     let mut roles = delegations.roles.take().unwrap_or_default();
     let mut deleted = Vec::new();
     let mut failed = Vec::new();
+    // Roles targets no longer delegates but that have a row: a delete delivered again, after
+    // its timestamp (the row may still be active: it is retired now) or after it finished.
+    let mut finished = Vec::new();
     for name in names {
         match roles.iter().position(|r| r.name == name) {
             Some(i) => {
                 roles.remove(i);
                 deleted.push(name);
             }
-            None => failed.push(failure(&name, format!("Role '{name}' does not exists"))),
+            None => match engine.index.role(&name).await? {
+                Some(row) if row.active => finished.push(row),
+                // Deleted already (this very delete, delivered again after it finished).
+                Some(row) => finished.push(row),
+                None => failed.push(failure(&name, format!("Role '{name}' does not exists"))),
+            },
         }
+    }
+    if !finished.is_empty() {
+        let retired: Vec<RoleRecord> = finished
+            .into_iter()
+            .map(|row| RoleRecord {
+                active: false,
+                ..row
+            })
+            .collect();
+        engine.index.commit_publication(&retired, &[]).await?;
+        engine
+            .settings
+            .set(
+                crate::settings::TRUSTED_TARGETS,
+                repo::to_value(current.targets.as_ref())?,
+            )
+            .await?;
+        for row in &retired {
+            engine
+                .settings
+                .set(&signing_key(&row.name), Value::Null)
+                .await?;
+        }
+        if deleted.is_empty() {
+            let names: Vec<String> = retired.into_iter().map(|r| r.name).collect();
+            return Ok(processed(&names, failed));
+        }
+        deleted.extend(retired.into_iter().map(|r| r.name));
     }
     if deleted.is_empty() {
         return Ok(processed(&deleted, failed));
@@ -191,27 +227,40 @@ async fn add_or_update(
     let asked = checked.delegations.roles.clone().unwrap_or_default();
     let mut roles = delegations.roles.take().unwrap_or_default();
     let mut applied: Vec<(DelegatedRole, u32)> = Vec::new();
+    // Roles delegated exactly as asked already, and roles whose row an interrupted add left.
+    let mut already: Vec<(DelegatedRole, u32)> = Vec::new();
+    let mut resumed: BTreeSet<String> = BTreeSet::new();
     let mut failed = Vec::new();
     for (role, (_, days)) in asked.into_iter().zip(checked.policies) {
         let taken = roles
             .iter()
             .position(|r| settings_prefix(&r.name) == settings_prefix(&role.name));
         match (action, taken) {
+            // The same add delivered again after it was published.
+            (Action::Add, Some(i)) if roles[i] == role => already.push((role, days)),
             (Action::Add, Some(_)) => failed.push(failure(
                 &role.name,
                 "role already exists or name used in the past",
             )),
-            (Action::Add, None) => {
-                if engine.index.role(&role.name).await?.is_some() {
-                    failed.push(failure(
-                        &role.name,
-                        "role already exists or name used in the past",
-                    ));
-                } else {
+            (Action::Add, None) => match engine.index.role(&role.name).await? {
+                None => {
                     roles.push(role.clone());
                     applied.push((role, days));
                 }
-            }
+                // An active row for a role targets does not delegate and no snapshot ever
+                // listed: an add interrupted before it published. It goes on.
+                Some(row)
+                    if row.active && current.snapshot.signed.role_version(&row.name).is_none() =>
+                {
+                    resumed.insert(row.name);
+                    roles.push(role.clone());
+                    applied.push((role, days));
+                }
+                Some(_) => failed.push(failure(
+                    &role.name,
+                    "role already exists or name used in the past",
+                )),
+            },
             (Action::Update, Some(i)) if roles[i].name == role.name => {
                 roles[i] = role.clone();
                 applied.push((role, days));
@@ -224,7 +273,9 @@ async fn add_or_update(
         }
     }
     if applied.is_empty() {
-        return Ok(processed(&[], failed));
+        settle_already(engine, current, online, &already).await?;
+        let names: Vec<String> = already.into_iter().map(|(r, _)| r.name).collect();
+        return Ok(processed(&names, failed));
     }
     for (id, key) in &checked.delegations.keys {
         delegations
@@ -243,6 +294,7 @@ async fn add_or_update(
     if action == Action::Add {
         let rows: Vec<RoleRecord> = applied
             .iter()
+            .filter(|(role, _)| !resumed.contains(&role.name))
             .map(|(role, days)| RoleRecord {
                 name: role.name.clone(),
                 version: 1,
@@ -301,8 +353,61 @@ async fn add_or_update(
         }
     }
     store_pending(engine, &pending).await?;
-    let names: Vec<String> = applied.into_iter().map(|(r, _)| r.name).collect();
+    settle_already(engine, current, online, &already).await?;
+    let names: Vec<String> = applied
+        .into_iter()
+        .chain(already)
+        .map(|(r, _)| r.name)
+        .collect();
     Ok(processed(&names, failed))
+}
+
+/// The settings of roles an add delivered again finds delegated as asked: what the first
+/// delivery may not have written after it published (the expire policy; for a role that
+/// waits for offline keys and was never published, its pending metadata) and the trusted
+/// targets. Nothing is published.
+async fn settle_already(
+    engine: &Engine,
+    current: &Current,
+    online: &Online,
+    already: &[(DelegatedRole, u32)],
+) -> Result<(), TaskError> {
+    if already.is_empty() {
+        return Ok(());
+    }
+    // The targets that delegates them, in case the first delivery stopped before saying so.
+    engine
+        .settings
+        .set(
+            crate::settings::TRUSTED_TARGETS,
+            repo::to_value(current.targets.as_ref())?,
+        )
+        .await?;
+    let now = engine.clock.now();
+    let mut pending = Vec::new();
+    for (role, days) in already {
+        engine
+            .settings
+            .set(&expiration_key(&role.name), json!(days))
+            .await?;
+        let waits = !online.meets(&role.keyids, role.threshold)
+            && current.snapshot.signed.role_version(&role.name).is_none()
+            && engine
+                .settings
+                .get(&signing_key(&role.name))
+                .await?
+                .is_none();
+        if waits {
+            let signed = Targets::new(1, expires_in(now, *days));
+            let md = if role.keyids.contains(&online.keyid) {
+                online.sign(signed).await?
+            } else {
+                Metadata::new(signed)
+            };
+            pending.push((role.name.clone(), md));
+        }
+    }
+    store_pending(engine, &pending).await
 }
 
 fn processed(roles: &[String], failed: Vec<Value>) -> TaskOutcome {

@@ -74,9 +74,12 @@ pub async fn sign(engine: &Engine, payload: SignMetadata) -> Result<TaskOutcome,
     let role = role.as_str();
     let pending = match engine.settings.get(&signing_key(role)).await? {
         None | Some(Value::Null) => {
-            if role == "root"
-                && let Some(done) = root_signed_already(engine, &signature).await?
-            {
+            let done = if role == "root" {
+                root_signed_already(engine, &signature).await?
+            } else {
+                delegated_signed_already(engine, role, &signature).await?
+            };
+            if let Some(done) = done {
                 return Ok(done);
             }
             return Ok(TaskOutcome::refused(
@@ -207,6 +210,12 @@ async fn sign_delegated(
     md.signatures.retain(|s| s.keyid != signature.keyid);
     md.signatures.push(signature);
     let version = md.signed.version;
+    if published_as(engine, &current, role, version, &payload).await? {
+        // Published already: the signature that completed it, delivered again before the
+        // event was ended.
+        engine.settings.set(&signing_key(role), Value::Null).await?;
+        return Ok(signing_complete(role));
+    }
     let met = verify_threshold(
         &delegated.keyids,
         delegated.threshold,
@@ -242,10 +251,68 @@ async fn sign_delegated(
         return Ok(TaskOutcome::refused(SIGN_FAILED, reason));
     }
     engine.settings.set(&signing_key(role), Value::Null).await?;
-    Ok(TaskOutcome::ok(
+    Ok(signing_complete(role))
+}
+
+fn signing_complete(role: &str) -> TaskOutcome {
+    TaskOutcome::ok(
         SIGN_PROCESSED,
         Some(json!({"update": format!("Role {role} signing complete")})),
-    ))
+    )
+}
+
+/// Whether the snapshot lists `role` at `version` or later and `<version>.<role>.json` holds
+/// metadata whose signed part is `payload` (canonical bytes).
+async fn published_as(
+    engine: &Engine,
+    current: &Current,
+    role: &str,
+    version: u64,
+    payload: &[u8],
+) -> Result<bool, TaskError> {
+    if current
+        .snapshot
+        .signed
+        .role_version(role)
+        .is_none_or(|v| v < version)
+    {
+        return Ok(false);
+    }
+    let name = format!("{version}.{role}.json");
+    let Some(bytes) = engine.store.get(&name).await? else {
+        return Ok(false);
+    };
+    let stored = Metadata::<Targets>::from_stored_bytes(&bytes)
+        .map_err(|e| TaskError::unreadable(&name, e))?;
+    Ok(stored.signed_bytes().ok().as_deref() == Some(payload))
+}
+
+/// The answer to a signature for a delegated role with no signing event, when the role's
+/// published version carries that very signature: the signature that completed it, delivered
+/// again. `None` otherwise.
+async fn delegated_signed_already(
+    engine: &Engine,
+    role: &str,
+    signature: &Signature,
+) -> Result<Option<TaskOutcome>, TaskError> {
+    let state = settings::bootstrap_state(engine.settings.as_ref()).await?;
+    if !settings::is_finished(state.as_deref()) {
+        return Ok(None);
+    }
+    let current = Current::load(engine).await?;
+    let Some(version) = current.snapshot.signed.role_version(role) else {
+        return Ok(None);
+    };
+    let name = format!("{version}.{role}.json");
+    let Some(bytes) = engine.store.get(&name).await? else {
+        return Ok(None);
+    };
+    let stored = Metadata::<Targets>::from_stored_bytes(&bytes)
+        .map_err(|e| TaskError::unreadable(&name, e))?;
+    Ok(stored
+        .signatures
+        .contains(signature)
+        .then(|| signing_complete(role)))
 }
 
 async fn publish_signed_role(

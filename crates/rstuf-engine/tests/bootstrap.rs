@@ -583,8 +583,21 @@ async fn an_offline_role_is_published_when_its_keys_have_signed() {
         },
     );
     assert!(report.accepted(), "{report:#?}");
+    // The same signature delivered again (its task was not acknowledged): answered as when it
+    // completed the role, nothing written.
+    let files = repo.store.files();
+    let out = sign_metadata(&repo.engine(), &sign(JH, "JH.ed25519", &pending))
+        .await
+        .unwrap();
     assert_eq!(
-        sign_metadata(&repo.engine(), &sign(JH, "JH.ed25519", &pending))
+        out.details,
+        Some(json!({"update": "Role production signing complete"}))
+    );
+    assert_eq!(repo.store.files(), files);
+    // Any other signature finds no event.
+    const JJ: &str = "50d7e110ad65f3b2dba5c3cfc8c5ca259be9774cc26be3410044ffd4be3aa5f3";
+    assert_eq!(
+        sign_metadata(&repo.engine(), &sign(JJ, "JJ.ecdsa", &pending))
             .await
             .unwrap()
             .error

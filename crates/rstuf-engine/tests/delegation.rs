@@ -118,8 +118,16 @@ async fn add_update_and_delete_custom_roles() {
     assert_eq!(out.details.unwrap()["artifact_roles"], json!(["dev"]));
     assert!(file(&repo, "2.dev.json")["signed"]["targets"]["dev/app.tar.gz"].is_object());
 
-    // Taken names fail, the request still succeeds for the others.
+    // The same add again (delivered again after it was published): answered as the first
+    // time, nothing published. A taken name with another definition fails.
+    let files = repo.store.files();
     let out = delegate(&repo, "add", dev(&["dev/*"], 30)).await;
+    assert_eq!(
+        out.details,
+        Some(json!({"delegated_roles": ["dev"], "failed_roles": []}))
+    );
+    assert_eq!(repo.store.files(), files);
+    let out = delegate(&repo, "add", dev(&["elsewhere/*"], 30)).await;
     assert_eq!(
         out.details,
         Some(json!({"delegated_roles": [],

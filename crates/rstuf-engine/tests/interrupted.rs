@@ -37,10 +37,21 @@ async fn at_every_write(
     again: Step,
     check: fn(&MemoryRepo, &Left, &TaskOutcome),
 ) -> u64 {
+    at_every_write_on(repo, setup, first, again, check).await
+}
+
+/// [`at_every_write`] on repositories made by `make`.
+async fn at_every_write_on(
+    make: fn() -> MemoryRepo,
+    setup: Step,
+    first: Step,
+    again: Step,
+    check: fn(&MemoryRepo, &Left, &TaskOutcome),
+) -> u64 {
     let mut tried = 0;
     for nth in 1.. {
         for after in [false, true] {
-            let repo = repo();
+            let repo = make();
             pre(&repo).await;
             let out = setup(&repo.engine()).await.unwrap();
             assert!(out.status(), "setup: {out:?}");
@@ -242,4 +253,190 @@ async fn a_ceremony_interrupted_anywhere_completes_when_delivered_again() {
     )
     .await;
     assert!(tried > 10, "{tried}");
+}
+
+// After the bootstrap: rotation, delegations and signing events.
+
+const NEW_ONLINE: &str = "cb20fa1061dde8e6267e0bef0981766aaadae168e917030f7f26edc7a0bab9c2";
+const JC: &str = "2f685fa7546f1856b123223ab086b3def14c89d24eef18f49c32508c2f60e241";
+const JH: &str = "c6d8bf2e4f48b41ac2ce8eca21415ca8ef68c133b47fc33df03d4070a7e1e9cc";
+
+fn repo_with_both_keys() -> MemoryRepo {
+    let repo = repo();
+    repo.signers.add(NEW_ONLINE, common::key(NEW_ONLINE));
+    repo
+}
+
+/// Every file acceptable to a client from `1.root.json`, and `ROOT_SIGNING` clear.
+fn accepted_now(repo: &MemoryRepo) {
+    common::accepted(&repo.store.files(), now());
+}
+
+fn rotate(engine: &Engine) -> Pin<Box<dyn Future<Output = Run> + Send + '_>> {
+    Box::pin(async move {
+        let update = common::fixture("api-payloads/metadata/update-root-payload.json");
+        rstuf_engine::rotation::metadata_update(engine, &update).await
+    })
+}
+
+#[tokio::test]
+async fn a_root_rotation_interrupted_anywhere_completes_when_delivered_again() {
+    let tried = at_every_write_on(repo_with_both_keys, bins, rotate, rotate, |repo, _, out| {
+        assert!(out.status(), "{out:?}");
+        assert_eq!(out.details, Some(json!({"role": "root"})));
+        let s = repo.settings.all();
+        assert_eq!(s["TRUSTED_ROOT"]["signed"]["version"], json!(2));
+        assert_eq!(s["ONLINE_KEY"]["keyid"], json!(NEW_ONLINE));
+        assert!(s.get("ROOT_SIGNING").is_none_or(Value::is_null), "{s:?}");
+        assert!(repo.store.files().contains_key("2.root.json"));
+        accepted_now(repo);
+    })
+    .await;
+    assert!(tried > 10, "{tried}");
+}
+
+fn delegate<'a>(
+    engine: &'a Engine,
+    action: &'a str,
+    delegations: Value,
+) -> Pin<Box<dyn Future<Output = Run> + Send + 'a>> {
+    Box::pin(async move {
+        let payload = json!({"action": action, "delegations": delegations});
+        rstuf_engine::delegation::metadata_delegation(engine, &payload).await
+    })
+}
+
+fn dev(paths: &[&str]) -> Value {
+    json!({"keys": {}, "roles": [{"name": "dev", "terminating": true, "keyids": [],
+        "threshold": 1, "x-rstuf-expire-policy": 30, "paths": paths}]})
+}
+
+fn add_dev(engine: &Engine) -> Pin<Box<dyn Future<Output = Run> + Send + '_>> {
+    delegate(engine, "add", dev(&["dev/*"]))
+}
+
+fn custom_with_dev(engine: &Engine) -> Pin<Box<dyn Future<Output = Run> + Send + '_>> {
+    Box::pin(async move {
+        let out = custom(engine).await?;
+        assert!(out.status(), "{out:?}");
+        add_dev(engine).await
+    })
+}
+
+fn update_dev(engine: &Engine) -> Pin<Box<dyn Future<Output = Run> + Send + '_>> {
+    delegate(engine, "update", dev(&["dev/*", "qa/*"]))
+}
+
+fn delete_dev(engine: &Engine) -> Pin<Box<dyn Future<Output = Run> + Send + '_>> {
+    delegate(engine, "delete", json!({"roles": [{"name": "dev"}]}))
+}
+
+/// The latest published targets (what `TRUSTED_TARGETS` holds).
+fn trusted_targets(repo: &MemoryRepo) -> Value {
+    repo.settings.all()["TRUSTED_TARGETS"].clone()
+}
+
+fn delegated_dev(out: &TaskOutcome) {
+    assert!(out.status(), "{out:?}");
+    assert_eq!(
+        out.details,
+        Some(json!({"delegated_roles": ["dev"], "failed_roles": []}))
+    );
+}
+
+#[tokio::test]
+async fn delegation_changes_interrupted_anywhere_complete_when_delivered_again() {
+    at_every_write(custom, add_dev, add_dev, |repo, _, out| {
+        delegated_dev(out);
+        let roles = &trusted_targets(repo)["signed"]["delegations"]["roles"];
+        assert!(roles.as_array().unwrap().iter().any(|r| r["name"] == "dev"));
+        assert!(repo.store.files().contains_key("1.dev.json"));
+        accepted_now(repo);
+    })
+    .await;
+    at_every_write(custom_with_dev, update_dev, update_dev, |repo, _, out| {
+        delegated_dev(out);
+        let roles = &trusted_targets(repo)["signed"]["delegations"]["roles"];
+        let dev = roles
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "dev");
+        assert_eq!(dev.unwrap()["paths"], json!(["dev/*", "qa/*"]));
+        accepted_now(repo);
+    })
+    .await;
+    at_every_write(custom_with_dev, delete_dev, delete_dev, |repo, _, out| {
+        delegated_dev(out);
+        let roles = &trusted_targets(repo)["signed"]["delegations"]["roles"];
+        assert!(!roles.as_array().unwrap().iter().any(|r| r["name"] == "dev"));
+        assert!(!repo.index.roles()["dev"].active);
+        accepted_now(repo);
+    })
+    .await;
+}
+
+fn sign_production<'a>(
+    engine: &'a Engine,
+    keyid: &'static str,
+    file: &'static str,
+) -> Pin<Box<dyn Future<Output = Run> + Send + 'a>> {
+    Box::pin(async move {
+        let pending = engine.settings.get("PRODUCTION_SIGNING").await?;
+        // Delivered again after it was published: the pending metadata is gone, the
+        // signature is the one sent the first time.
+        let pending = pending.filter(|p| !p.is_null()).unwrap_or_else(|| {
+            let mut unsigned = PRODUCTION.lock().unwrap().clone().unwrap();
+            unsigned["signatures"] = json!([]);
+            unsigned
+        });
+        *PRODUCTION.lock().unwrap() = Some(pending.clone());
+        let signature = signature_over(&pending, keyid, &root_key(file));
+        sign_metadata(
+            engine,
+            &json!({"role": "production", "signature": signature}),
+        )
+        .await
+    })
+}
+
+/// The pending `production` metadata the last signature was made over.
+static PRODUCTION: std::sync::Mutex<Option<Value>> = std::sync::Mutex::new(None);
+
+fn custom_signed_by_jc(engine: &Engine) -> Pin<Box<dyn Future<Output = Run> + Send + '_>> {
+    Box::pin(async move {
+        let out = custom(engine).await?;
+        assert!(out.status(), "{out:?}");
+        sign_production(engine, JC, "JC.rsa").await
+    })
+}
+
+fn sign_by_jh(engine: &Engine) -> Pin<Box<dyn Future<Output = Run> + Send + '_>> {
+    sign_production(engine, JH, "JH.ed25519")
+}
+
+#[tokio::test]
+async fn a_delegated_role_s_last_signature_interrupted_anywhere_publishes_when_delivered_again() {
+    let tried = at_every_write(
+        custom_signed_by_jc,
+        sign_by_jh,
+        sign_by_jh,
+        |repo, _, out| {
+            assert!(out.status(), "{out:?}");
+            assert_eq!(
+                out.details,
+                Some(json!({"update": "Role production signing complete"}))
+            );
+            let files = repo.store.files();
+            let production: Value = serde_json::from_slice(&files["1.production.json"]).unwrap();
+            assert_eq!(production["signatures"].as_array().unwrap().len(), 2);
+            assert!(
+                repo.settings.all()["PRODUCTION_SIGNING"].is_null(),
+                "the signing event ended"
+            );
+            accepted_now(repo);
+        },
+    )
+    .await;
+    assert!(tried > 4, "{tried}");
 }

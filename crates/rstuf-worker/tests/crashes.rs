@@ -73,13 +73,16 @@ struct Repo {
 
 impl Repo {
     async fn bootstrapped(name: &str, db: u32) -> Repo {
+        Repo::bootstrapped_with(name, db, "bootstrap/payload_bins.json").await
+    }
+
+    /// A repository bootstrapped with the API payload `fixture`.
+    async fn bootstrapped_with(name: &str, db: u32, fixture: &str) -> Repo {
         let services = Services::new(name, Transport::Redis, db, db).await;
         let mut python = Producer::new(&services);
         {
             let _worker = services.worker(&format!("{name}-boot"), &FAST);
-            let (_, r) = services
-                .bootstrap(&mut python, common::bootstrap_payload())
-                .await;
+            let (_, r) = services.bootstrap_fixture(&mut python, fixture).await;
             assert_eq!(r["api_state"], "SUCCESS", "{r}");
         }
         let mut client = Client::new(&services);
@@ -209,14 +212,22 @@ async fn crash_then_rescue(
         // Either it aborts at the failpoint, or the task never reaches that write.
         let start = Instant::now();
         let mut aborted = false;
+        let mut finished: Option<Instant> = None;
         loop {
             if !doomed.alive() {
                 aborted = true;
                 break;
             }
-            let r = python.result(id);
-            if r["state"] == "SUCCESS" && doomed.log_text().contains(&format!("task {id}")) {
+            // Once the task's SUCCESS is stored, the acknowledgement follows: give the worker
+            // a moment to reach it (a failpoint there aborts it) before stopping it.
+            if finished.is_some_and(|at| at.elapsed() > Duration::from_millis(500)) {
                 break;
+            }
+            if finished.is_none()
+                && python.result(id)["state"] == "SUCCESS"
+                && doomed.log_text().contains(&format!("task {id}"))
+            {
+                finished = Some(Instant::now());
             }
             assert!(start.elapsed() < LIMIT, "{}", doomed.log_text());
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -492,4 +503,157 @@ async fn a_ceremony_survives_a_crash_at_every_durable_write_of_its_last_signatur
             assert!(reached.iter().any(|r| r == needed), "{needed}: {reached:?}");
         }
     }
+}
+
+/// The failpoints on the path of a task that publishes without artifact rows (rotation,
+/// delegation changes, signing events), before and after each write.
+fn publishing_failpoints() -> Vec<String> {
+    let only = std::env::var("RSTUF_CRASH_ONLY").unwrap_or_default();
+    [
+        "store.put_versioned_many",
+        "store.put_versioned",
+        "store.put_timestamp",
+        "index.create_roles",
+        "index.commit_publication",
+        "settings.set",
+        "results.record",
+        "broker.ack",
+    ]
+    .iter()
+    .flat_map(|w| [format!("{w}.before"), format!("{w}.after")])
+    .filter(|p| p.contains(&only))
+    .collect()
+}
+
+/// A signature by `keyid` (a fixture key) over `md["signed"]`, as the CLI sends it.
+fn signature(md: &Value, keyid: &str) -> Value {
+    let canonical = rstuf_metadata::cjson::encode_canonical(&md["signed"]).unwrap();
+    let key = support::root_signing_key(keyid).unwrap();
+    let sig: String = key
+        .sign(&canonical)
+        .unwrap()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    json!({"keyid": keyid, "sig": sig})
+}
+
+/// A stored `@json` setting, parsed.
+async fn json_setting(services: &Services, key: &str) -> Value {
+    let raw = services.setting(key).await.unwrap();
+    serde_json::from_str(raw.strip_prefix("@json ").unwrap()).unwrap()
+}
+
+/// Root rotations: for each failpoint, the next root version (same keys, a later expiry)
+/// signed by every root key, killed there, then delivered again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_root_rotation_survives_a_crash_at_every_durable_write() {
+    let mut repo = Repo::bootstrapped("crash_rotation", 3).await;
+    for failpoint in publishing_failpoints() {
+        let trusted = json_setting(&repo.services, "TRUSTED_ROOT").await;
+        let mut next = json!({"signed": trusted["signed"].clone(), "signatures": []});
+        let version = trusted["signed"]["version"].as_u64().unwrap() + 1;
+        next["signed"]["version"] = json!(version);
+        let keyids = next["signed"]["roles"]["root"]["keyids"].clone();
+        let signatures: Vec<Value> = keyids
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| signature(&next, k.as_str().unwrap()))
+            .collect();
+        next["signatures"] = json!(signatures);
+        let change =
+            Change::nothing_visible("metadata_update", json!({"metadata": {"root": next}}));
+        repo.crash_at(&failpoint, change).await;
+        let root = format!("{version}.root.json");
+        assert!(
+            repo.services.storage.join(&root).exists(),
+            "{failpoint}: {root}"
+        );
+        let trusted = json_setting(&repo.services, "TRUSTED_ROOT").await;
+        assert_eq!(trusted["signed"]["version"], json!(version), "{failpoint}");
+    }
+    repo.reached_all(&["store.put_versioned.after", "settings.set.after"]);
+}
+
+/// Delegation changes: for each failpoint, an online role added, then updated, then deleted,
+/// each killed there and delivered again.
+#[tokio::test(flavor = "multi_thread")]
+async fn delegation_changes_survive_a_crash_at_every_durable_write() {
+    let mut repo = Repo::bootstrapped_with(
+        "crash_delegation",
+        5,
+        "bootstrap/payload_custom_targets.json",
+    )
+    .await;
+    let role = |name: &str, paths: Value| {
+        json!({"keys": {}, "roles": [{"name": name, "terminating": true, "keyids": [],
+            "threshold": 1, "x-rstuf-expire-policy": 30, "paths": paths}]})
+    };
+    for (case, failpoint) in publishing_failpoints().iter().enumerate() {
+        let name = format!("r{case}");
+        for (action, delegations) in [
+            ("add", role(&name, json!([format!("{name}/*")]))),
+            (
+                "update",
+                role(&name, json!([format!("{name}/*"), "shared/*"])),
+            ),
+            ("delete", json!({"roles": [{"name": name}]})),
+        ] {
+            let payload = json!({"action": action, "delegations": delegations});
+            let change = Change::nothing_visible("metadata_delegation", payload);
+            repo.crash_at(failpoint, change).await;
+        }
+        let trusted = json_setting(&repo.services, "TRUSTED_TARGETS").await;
+        let roles = trusted["signed"]["delegations"]["roles"]
+            .as_array()
+            .unwrap();
+        assert!(!roles.iter().any(|r| r["name"] == name), "{failpoint}");
+    }
+    repo.reached_all(&["index.create_roles.after", "store.put_timestamp.after"]);
+}
+
+/// Signing events: for each failpoint, an offline role (JC's key, threshold 1) added, then
+/// the signature that publishes it, killed there and delivered again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signing_event_survives_a_crash_at_every_durable_write() {
+    const JC: &str = "2f685fa7546f1856b123223ab086b3def14c89d24eef18f49c32508c2f60e241";
+    let mut repo =
+        Repo::bootstrapped_with("crash_signing", 6, "bootstrap/payload_custom_targets.json").await;
+    let bootstrap = support::api_payload("bootstrap/payload_custom_targets.json");
+    let jc_key = bootstrap["settings"]["roles"]["delegations"]["keys"][JC].clone();
+    for (case, failpoint) in publishing_failpoints().iter().enumerate() {
+        let name = format!("o{case}");
+        {
+            let _worker = repo
+                .services
+                .worker(&format!("signing-setup-{case}"), &FAST);
+            let r = repo.python.run(
+                "metadata_delegation",
+                json!({"action": "add", "delegations": {"keys": {JC: jc_key},
+                    "roles": [{"name": name, "terminating": true, "keyids": [JC],
+                    "threshold": 1, "x-rstuf-expire-policy": 30,
+                    "paths": [format!("{name}/*")]}]}}),
+            );
+            assert_eq!(r["details"]["delegated_roles"], json!([name]), "{r}");
+        }
+        let pending = repo.services.pending(&name).await;
+        let payload = json!({"role": name, "signature": signature(&pending, JC)});
+        repo.crash_at(failpoint, Change::nothing_visible("sign_metadata", payload))
+            .await;
+        let file = format!("1.{name}.json");
+        assert!(
+            repo.services.storage.join(&file).exists(),
+            "{failpoint}: {file}"
+        );
+        let left = repo
+            .services
+            .setting(&format!("{}_SIGNING", name.to_uppercase()))
+            .await;
+        assert!(
+            left.as_deref().is_none_or(|s| s.starts_with("@none")),
+            "{failpoint}: {left:?}"
+        );
+    }
+    repo.reached_all(&["store.put_timestamp.after", "settings.set.after"]);
 }
