@@ -185,7 +185,15 @@ async fn verified(services: &Services, label: &str) {
             .await
             .unwrap();
     assert!(!roles.is_empty(), "{label}: no role rows");
+    // Roles waiting for offline signatures since they were added have a row and no file yet;
+    // every role the snapshot lists has the file of the version its row names.
+    let parse = |name: &str| -> Value { serde_json::from_slice(&stored[name]).unwrap() };
+    let snapshot = parse("timestamp.json")["signed"]["meta"]["snapshot.json"]["version"].clone();
+    let listed = parse(&format!("{snapshot}.snapshot.json"))["signed"]["meta"].clone();
     for (role, version) in roles {
+        if listed.get(format!("{role}.json")).is_none() {
+            continue;
+        }
         let name = format!("{version}.{role}.json");
         assert!(stored.contains_key(&name), "{label}: {name} is missing");
     }
