@@ -150,13 +150,7 @@ async fn delete(
             })
             .collect();
         engine.index.commit_publication(&retired, &[]).await?;
-        engine
-            .settings
-            .set(
-                crate::settings::TRUSTED_TARGETS,
-                repo::to_value(current.targets.as_ref())?,
-            )
-            .await?;
+        save_trusted_targets(engine, current).await?;
         for row in &retired {
             engine
                 .settings
@@ -375,14 +369,7 @@ async fn settle_already(
     if already.is_empty() {
         return Ok(());
     }
-    // The targets that delegates them, in case the first delivery stopped before saying so.
-    engine
-        .settings
-        .set(
-            crate::settings::TRUSTED_TARGETS,
-            repo::to_value(current.targets.as_ref())?,
-        )
-        .await?;
+    save_trusted_targets(engine, current).await?;
     let now = engine.clock.now();
     let mut pending = Vec::new();
     for (role, days) in already {
@@ -447,6 +434,17 @@ fn keep_used_keys(delegations: &mut Delegations) {
         .filter(|(id, _)| used.contains(id))
         .collect();
     delegations.keys = keys;
+}
+
+/// `TRUSTED_TARGETS` set to the published targets, for a request delivered again after its
+/// first delivery published them but stopped before saying so.
+async fn save_trusted_targets(engine: &Engine, current: &Current) -> Result<(), TaskError> {
+    let targets = repo::to_value(current.targets.as_ref())?;
+    engine
+        .settings
+        .set(crate::settings::TRUSTED_TARGETS, targets)
+        .await?;
+    Ok(())
 }
 
 /// Days a new targets version stays valid: `TARGETS_EXPIRATION`, 365 when unset.

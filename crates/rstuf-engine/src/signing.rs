@@ -278,13 +278,23 @@ async fn published_as(
     {
         return Ok(false);
     }
+    let stored = stored_role(engine, role, version).await?;
+    Ok(stored.is_some_and(|md| md.signed_bytes().ok().as_deref() == Some(payload)))
+}
+
+/// `<version>.<role>.json`, parsed, if stored.
+async fn stored_role(
+    engine: &Engine,
+    role: &str,
+    version: u64,
+) -> Result<Option<Metadata<Targets>>, TaskError> {
     let name = format!("{version}.{role}.json");
     let Some(bytes) = engine.store.get(&name).await? else {
-        return Ok(false);
+        return Ok(None);
     };
-    let stored = Metadata::<Targets>::from_stored_bytes(&bytes)
-        .map_err(|e| TaskError::unreadable(&name, e))?;
-    Ok(stored.signed_bytes().ok().as_deref() == Some(payload))
+    Metadata::<Targets>::from_stored_bytes(&bytes)
+        .map(Some)
+        .map_err(|e| TaskError::unreadable(&name, e))
 }
 
 /// The answer to a signature for a delegated role with no signing event, when the role's
@@ -303,16 +313,10 @@ async fn delegated_signed_already(
     let Some(version) = current.snapshot.signed.role_version(role) else {
         return Ok(None);
     };
-    let name = format!("{version}.{role}.json");
-    let Some(bytes) = engine.store.get(&name).await? else {
-        return Ok(None);
-    };
-    let stored = Metadata::<Targets>::from_stored_bytes(&bytes)
-        .map_err(|e| TaskError::unreadable(&name, e))?;
+    let stored = stored_role(engine, role, version).await?;
     Ok(stored
-        .signatures
-        .contains(signature)
-        .then(|| signing_complete(role)))
+        .filter(|md| md.signatures.contains(signature))
+        .map(|_| signing_complete(role)))
 }
 
 async fn publish_signed_role(

@@ -14,7 +14,6 @@ use rstuf_engine::TaskOutcome;
 use rstuf_engine::bootstrap::bootstrap;
 use rstuf_engine::signing::sign_metadata;
 use rstuf_engine::testing::{Interruption, MemoryRepo};
-use rstuf_metadata::audit::{AuditOptions, audit};
 use serde_json::{Value, json};
 
 use common::{ONLINE, TASK, now, payload, pre, repo, root_key, signature_over};
@@ -121,14 +120,7 @@ static CEREMONY: std::sync::LazyLock<Value> =
 /// name what storage holds.
 fn complete(repo: &MemoryRepo, task: &str, roles: &[&str]) {
     let files = repo.store.files();
-    let report = audit(
-        &files,
-        &AuditOptions {
-            reference_time: now(),
-            trusted_root: None,
-        },
-    );
-    assert!(report.accepted(), "{report:#?}");
+    common::accepted(&files, now());
     let s = repo.settings.all();
     assert_eq!(s["BOOTSTRAP"], json!(task));
     assert!(s.get("ROOT_SIGNING").is_none_or(Value::is_null), "{s:?}");
@@ -439,4 +431,37 @@ async fn a_delegated_role_s_last_signature_interrupted_anywhere_publishes_when_d
     )
     .await;
     assert!(tried > 4, "{tried}");
+}
+
+fn bump_every_online_role(engine: &Engine) -> Pin<Box<dyn Future<Output = Run> + Send + '_>> {
+    use rstuf_engine::bump::{BumpScope, bump_online_roles};
+    Box::pin(async move {
+        let bumped = bump_online_roles(engine, BumpScope::EveryOnlineRole).await?;
+        Ok(TaskOutcome::ok("bumped", Some(json!(bumped))))
+    })
+}
+
+#[tokio::test]
+async fn a_bump_interrupted_anywhere_is_made_by_the_next_one() {
+    let tried = at_every_write(
+        bins,
+        bump_every_online_role,
+        bump_every_online_role,
+        |repo, left, out| {
+            assert!(out.status(), "{out:?}");
+            let files = repo.store.files();
+            // Every online role has a version past the bootstrap's, none rewritten.
+            for role in ["targets", "snapshot", "bins-0", "bins-3"] {
+                assert!(files.contains_key(&format!("2.{role}.json")), "{role}");
+            }
+            for (name, bytes) in &left.files {
+                if name != "timestamp.json" {
+                    assert_eq!(files.get(name), Some(bytes), "{name} rewritten");
+                }
+            }
+            accepted_now(repo);
+        },
+    )
+    .await;
+    assert!(tried >= 6, "{tried}");
 }

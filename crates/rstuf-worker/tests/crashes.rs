@@ -122,25 +122,9 @@ impl Repo {
         self.check(failpoint, &before).await;
     }
 
-    /// The scenario's tasks went through each of these failpoints (the suite reaches what
-    /// it means to test).
+    /// The scenario's tasks went through each of these failpoints.
     fn reached_all(&self, needed: &[&str]) {
-        eprintln!(
-            "{}: {} failpoints reached: {:?}",
-            self.name,
-            self.reached.len(),
-            self.reached
-        );
-        if std::env::var_os("RSTUF_CRASH_ONLY").is_some() {
-            return;
-        }
-        for needed in needed {
-            assert!(
-                self.reached.iter().any(|r| r == needed),
-                "{:?}",
-                self.reached
-            );
-        }
+        reached_all(&self.name, &self.reached, needed);
     }
 
     async fn check(&mut self, failpoint: &str, before: &BTreeMap<String, Vec<u8>>) {
@@ -198,6 +182,18 @@ async fn verified(services: &Services, label: &str) {
         assert!(stored.contains_key(&name), "{label}: {name} is missing");
     }
     db.close().await;
+}
+
+/// The scenario `name` went through each of the `needed` failpoints (the suite reaches what
+/// it means to test); not checked when `RSTUF_CRASH_ONLY` runs a part of it.
+fn reached_all(name: &str, reached: &[String], needed: &[&str]) {
+    eprintln!("{name}: {} failpoints reached: {reached:?}", reached.len());
+    if std::env::var_os("RSTUF_CRASH_ONLY").is_some() {
+        return;
+    }
+    for needed in needed {
+        assert!(reached.iter().any(|r| r == needed), "{needed}: {reached:?}");
+    }
 }
 
 /// Sends `task` (id, action, payload), with a worker armed to abort at each of `failpoints`
@@ -433,12 +429,10 @@ async fn a_bootstrap_survives_a_crash_at_every_durable_write() {
         );
         bootstrapped_after(&services, &id, &label).await;
     }
-    eprintln!(
-        "bootstrap: {} failpoints reached: {reached:?}",
-        reached.len()
-    );
-    if std::env::var_os("RSTUF_CRASH_ONLY").is_none() {
-        for needed in [
+    reached_all(
+        "bootstrap",
+        &reached,
+        &[
             "store.put_versioned_many.after",
             "store.put_versioned.after@3",
             "store.discard.after@2",
@@ -446,10 +440,8 @@ async fn a_bootstrap_survives_a_crash_at_every_durable_write() {
             "settings.set.after@21",
             "settings.set.after@22",
             "broker.ack.before",
-        ] {
-            assert!(reached.iter().any(|r| r == needed), "{needed}: {reached:?}");
-        }
-    }
+        ],
+    );
 }
 
 /// Defect 2 for a distributed-signing bootstrap: the `sign_metadata` whose root signature
@@ -497,20 +489,16 @@ async fn a_ceremony_survives_a_crash_at_every_durable_write_of_its_last_signatur
         );
         bootstrapped_after(&services, &boot, &point).await;
     }
-    eprintln!(
-        "ceremony: {} failpoints reached: {reached:?}",
-        reached.len()
-    );
-    if std::env::var_os("RSTUF_CRASH_ONLY").is_none() {
-        for needed in [
+    reached_all(
+        "ceremony",
+        &reached,
+        &[
             "store.put_versioned_many.after",
             "store.put_versioned.after@3",
             "settings.set.after@4",
             "settings.set.after@5",
-        ] {
-            assert!(reached.iter().any(|r| r == needed), "{needed}: {reached:?}");
-        }
-    }
+        ],
+    );
 }
 
 /// The failpoints on the path of a task that publishes without artifact rows (rotation,

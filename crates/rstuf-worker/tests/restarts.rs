@@ -11,7 +11,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Producer, Services, Transport, bootstrap_payload, task_id};
+use common::{Producer, Services, Transport, bootstrap_payload, campaign, task_id};
 use serde_json::{Value, json};
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -100,36 +100,64 @@ async fn scenario(transport: Transport, name: &str, db: u32, restart: &dyn Fn())
     log().lines().map(String::from).collect()
 }
 
+/// PostgreSQL: a fast restart terminates every connection, in-flight queries included.
+fn restart_postgresql() {
+    sh(
+        "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql | head -n1) main restart -m fast",
+    );
+}
+
+/// Redis: broker, results, settings and locks all go away for a moment.
+fn restart_redis() {
+    sh("redis-cli SAVE >/dev/null && (redis-cli SHUTDOWN NOSAVE || true)");
+    std::thread::sleep(Duration::from_secs(2));
+    sh(&format!(
+        "{} >/dev/null; rm -f /var/lib/redis/dump.rdb",
+        services_script()
+    ));
+}
+
+/// RabbitMQ: the broker application stops and starts; connections drop.
+fn restart_rabbitmq() {
+    sh("rabbitmqctl stop_app >/dev/null && sleep 1 && rabbitmqctl start_app >/dev/null");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_worker_rides_out_restarts_of_postgresql_redis_and_rabbitmq() {
-    // PostgreSQL: a fast restart terminates every connection, in-flight queries included.
-    scenario(Transport::Redis, "restart_pg", 2, &|| {
-        sh("pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql | head -n1) main restart -m fast");
-    })
-    .await;
-
-    // Redis: broker, results, settings and locks all go away for a moment.
-    let script = services_script();
-    let log = scenario(Transport::Redis, "restart_redis", 2, &|| {
-        sh("redis-cli SAVE >/dev/null && (redis-cli SHUTDOWN NOSAVE || true)");
-        std::thread::sleep(Duration::from_secs(2));
-        sh(&format!(
-            "{script} >/dev/null; rm -f /var/lib/redis/dump.rdb"
-        ));
-    })
-    .await;
+    scenario(Transport::Redis, "restart_pg", 2, &restart_postgresql).await;
+    let log = scenario(Transport::Redis, "restart_redis", 2, &restart_redis).await;
     assert!(
         log.iter().any(|l| l.contains("broker:")),
         "the outage was seen: {log:#?}"
     );
 
-    // RabbitMQ: the broker application stops and starts; connections drop.
-    let log = scenario(Transport::Amqp, "restart_amqp", 2, &|| {
-        sh("rabbitmqctl stop_app >/dev/null && sleep 1 && rabbitmqctl start_app >/dev/null");
-    })
-    .await;
+    let log = scenario(Transport::Amqp, "restart_amqp", 2, &restart_rabbitmq).await;
     assert!(
         log.iter().any(|l| l.contains("broker connection restored")),
         "reconnected: {log:#?}"
     );
+
+    // The kill campaign while the services restart (one after another, each once every
+    // quarter of the tasks sent, with workers killed all along): over Redis, PostgreSQL then
+    // Redis; over RabbitMQ, PostgreSQL, Redis (results, settings, locks) then RabbitMQ.
+    let services = Services::new("restart_campaign_redis", Transport::Redis, 2, 2).await;
+    let restarts: [&dyn Fn(); 2] = [&restart_postgresql, &restart_redis];
+    let mut after_chunk = |chunk: usize| restart_at(chunk, &restarts);
+    campaign::run(&services, "restart_campaign_redis", 2, &mut after_chunk).await;
+    let services = Services::new("restart_campaign_amqp", Transport::Amqp, 2, 2).await;
+    let restarts: [&dyn Fn(); 3] = [&restart_postgresql, &restart_redis, &restart_rabbitmq];
+    let mut after_chunk = |chunk: usize| restart_at(chunk, &restarts);
+    campaign::run(&services, "restart_campaign_amqp", 3, &mut after_chunk).await;
+}
+
+/// Runs the restart due after chunk `chunk`: the n-th of `restarts` after chunk 5n
+/// (the 250th, 500th, 750th task).
+fn restart_at(chunk: usize, restarts: &[&dyn Fn()]) {
+    let every = campaign::TASKS / campaign::CHUNK / 4;
+    if chunk % every == every - 1
+        && let Some(restart) = restarts.get(chunk / every)
+    {
+        eprintln!("restart after chunk {chunk}");
+        restart();
+    }
 }

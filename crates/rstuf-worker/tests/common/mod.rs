@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use rstuf_test_support as support;
 use serde_json::{Value, json};
 
+pub mod campaign;
+
 /// Which broker a test drives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
