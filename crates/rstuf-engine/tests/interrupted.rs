@@ -184,6 +184,13 @@ async fn another_payload_bootstraps_unless_the_interrupted_root_was_published() 
             assert!(error.contains("other delegations"), "{error}");
             assert!(files.contains_key("1.bins-0.json"));
             assert_eq!(state, Value::Null);
+            // Nothing else changed: no setting of the refused payload was written.
+            let mut settings = repo.settings.all();
+            settings.remove("BOOTSTRAP");
+            let mut before = left.settings.clone();
+            before.remove("BOOTSTRAP");
+            assert_eq!(settings, before);
+            assert_eq!(files, left.files);
         } else {
             assert!(out.status(), "{out:?}");
             custom_complete(repo, OTHER);

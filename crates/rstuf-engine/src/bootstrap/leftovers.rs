@@ -17,26 +17,23 @@ use crate::engine::Engine;
 use crate::outcome::TaskError;
 use crate::repo::load;
 
-/// What the bootstrap does after looking at what storage holds.
+/// The planned root, published with the rest of version 1: only the settings remain.
 #[derive(Debug)]
-pub(super) enum Leftovers {
-    /// No root was published; anything an earlier attempt wrote is gone now.
-    Cleared,
-    /// The planned root is published with the rest of version 1: only the settings remain.
-    RootPublished {
-        /// The published root (its signatures may differ from the plan's copy).
-        root: Box<Metadata<Root>>,
-        /// The published targets, `1.targets.json`.
-        targets: Box<Metadata<Targets>>,
-    },
+pub(super) struct Published {
+    /// The published root (its signatures may differ from the plan's copy).
+    pub root: Box<Metadata<Root>>,
+    /// The published targets, `1.targets.json`.
+    pub targets: Box<Metadata<Targets>>,
 }
 
-/// Looks for a published root and either clears what an interrupted bootstrap left or
-/// reports that `planned` is already published. `Ok(Err)` refuses the bootstrap.
-pub(super) async fn examine(
+/// Looks for a published root, reading only: `None` when there is none (whatever else an
+/// interrupted attempt left is then for [`clear`]), the published repository when it is
+/// `planned`'s first version. `Ok(Err)` refuses the bootstrap: another root, or a
+/// repository that moved past its first version.
+pub(super) async fn published(
     engine: &Engine,
     planned: &Metadata<Root>,
-) -> Result<Result<Leftovers, BootstrapError>, TaskError> {
+) -> Result<Result<Option<Published>, BootstrapError>, TaskError> {
     let planned_name = format!("{}.root.json", planned.signed.version);
     let mut stored = None;
     for name in ["1.root.json", planned_name.as_str()] {
@@ -46,8 +43,7 @@ pub(super) async fn examine(
         }
     }
     let Some((name, bytes)) = stored else {
-        clear(engine).await?;
-        return Ok(Ok(Leftovers::Cleared));
+        return Ok(Ok(None));
     };
     let root =
         Metadata::<Root>::from_stored_bytes(&bytes).map_err(|e| TaskError::unreadable(&name, e))?;
@@ -63,16 +59,17 @@ pub(super) async fn examine(
         return Ok(Err(BootstrapError::PublishedBeyondBootstrap));
     }
     let targets = load::<Targets>(engine, "1.targets.json").await?;
-    Ok(Ok(Leftovers::RootPublished {
+    Ok(Ok(Some(Published {
         root: Box::new(root),
         targets: Box::new(targets),
-    }))
+    })))
 }
 
 /// Discards every file and row of a repository that has no root: `timestamp.json` first,
 /// then each version of snapshot, targets and every delegated role with a row, then the
-/// rows. Each step can be interrupted and run again.
-async fn clear(engine: &Engine) -> Result<(), TaskError> {
+/// rows. Each step can be interrupted and run again. Only for a repository whose root was
+/// never written ([`published`] found none).
+pub(super) async fn clear(engine: &Engine) -> Result<(), TaskError> {
     let rows = engine.index.active_roles(None).await?;
     let mut roles: Vec<String> = ["snapshot", "targets"].map(String::from).into();
     roles.extend(rows.into_iter().map(|r| r.name));

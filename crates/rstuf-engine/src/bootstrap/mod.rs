@@ -25,7 +25,7 @@ use crate::engine::Engine;
 use crate::outcome::{OnlineKeyError, TaskError, TaskOutcome};
 use crate::payload::Bootstrap;
 use crate::ports::LockGuard;
-use crate::ports::{RoleRecord, Signer};
+use crate::ports::RoleRecord;
 use crate::publish::with_lock;
 use crate::repo::{
     Online, Publication, SignedRole, expires_in, online_key_of, online_key_setting, store_pending,
@@ -36,7 +36,7 @@ use crate::settings::{self, BOOTSTRAP, ONLINE_KEY, ROOT_SIGNING, TRUSTED_ROOT, T
 
 mod leftovers;
 
-use leftovers::Leftovers;
+use leftovers::Published;
 
 /// The message of a refused bootstrap.
 pub const FAILED: &str = "Bootstrap Failed";
@@ -270,14 +270,18 @@ pub async fn run(
         Ok(plan) => plan,
         Err(reason) => return refuse_and_unlock(engine, reason).await,
     };
-    let signer = match online_signer(engine, &plan).await {
-        Ok(signer) => signer,
+    let online = match online_signer(engine, &plan).await {
+        Ok(online) => online,
         Err(reason) => return refuse_and_unlock(engine, reason).await,
     };
+    // A root an interrupted bootstrap published is checked before any setting is written.
+    if let Err(reason) = published_already(engine, &plan, &online).await? {
+        return refuse_and_unlock(engine, reason).await;
+    }
 
     save_settings(engine, &plan).await?;
     if plan.root.signed.verify_delegate("root", &plan.root).is_ok() {
-        if let Err(reason) = finalize(engine, &plan, signer, task_id).await? {
+        if let Err(reason) = finalize(engine, &plan, &online, task_id).await? {
             return refuse_and_unlock(engine, reason).await;
         }
         Ok(finished(task_id))
@@ -345,23 +349,27 @@ pub(crate) async fn finish_signed(
         Ok(plan) => plan,
         Err(reason) => return Ok(Err(reason)),
     };
-    let signer = match online_signer(engine, &plan).await {
-        Ok(signer) => signer,
+    let online = match online_signer(engine, &plan).await {
+        Ok(online) => online,
         Err(reason) => return Ok(Err(reason)),
     };
-    finalize(engine, &plan, signer, task_id).await
+    finalize(engine, &plan, &online, task_id).await
 }
 
-/// The signer of the plan's online key; `Err` is the refusal.
-async fn online_signer(engine: &Engine, plan: &Plan) -> Result<Arc<dyn Signer>, BootstrapError> {
-    engine
+/// The plan's online key and its signer; `Err` is the refusal.
+async fn online_signer(engine: &Engine, plan: &Plan) -> Result<Online, BootstrapError> {
+    let signer = engine
         .signers
         .resolve(&plan.online_keyid, &plan.online_key)
         .await
         .map_err(|e| BootstrapError::Signer {
             keyid: plan.online_keyid.clone(),
             reason: e.message,
-        })
+        })?;
+    Ok(Online {
+        keyid: plan.online_keyid.clone(),
+        signer,
+    })
 }
 
 /// A stored setting, `Null` when unset.
@@ -436,40 +444,53 @@ async fn save_settings(engine: &Engine, plan: &Plan) -> Result<(), TaskError> {
     Ok(())
 }
 
+/// What storage holds, checked against the plan without writing anything: `None` when no
+/// root was published, the published repository when it is the plan's. `Ok(Err)` refuses the
+/// bootstrap (another root, other delegations, a repository past its first version).
+async fn published_already(
+    engine: &Engine,
+    plan: &Plan,
+    online: &Online,
+) -> Result<Result<Option<Published>, BootstrapError>, TaskError> {
+    let published = match leftovers::published(engine, &plan.root).await? {
+        Ok(Some(published)) => published,
+        other => return Ok(other),
+    };
+    let (delegations, _) = delegated_roles(plan, online, engine.clock.now());
+    if published.targets.signed.delegations.as_ref() != Some(&delegations) {
+        return Ok(Err(BootstrapError::OtherLayoutPublished));
+    }
+    Ok(Ok(Some(published)))
+}
+
 /// Publishes version 1 of every role, as the first [`Publication`], under the repository
 /// lock. Called when the root threshold is met, here or when the last root signature arrives
 /// (`sign_metadata`). `Ok(Err)` is a refusal.
 ///
-/// What an interrupted attempt left is dealt with first (see [`leftovers`]). Then: role rows,
-/// delegated roles, targets, snapshot, timestamp, root; then the settings that follow root,
-/// `BOOTSTRAP` last but one (see [`record_bootstrap`]). Custom roles the online key cannot
-/// sign alone wait in `<ROLE>_SIGNING`, valid for their policy from now (the reference gave
-/// them `expires = now`: already expired when published).
+/// What an interrupted attempt left is dealt with first (see `leftovers.rs`): nothing
+/// published, it is cleared; the plan's root published, only the settings remain. Then: role
+/// rows, delegated roles, targets, snapshot, timestamp, root; then the settings that follow
+/// root (see [`record_bootstrap`]). Custom roles the online key cannot sign alone wait in
+/// `<ROLE>_SIGNING`, valid for their policy from now (the reference gave them `expires =
+/// now`: already expired when published).
 async fn finalize(
     engine: &Engine,
     plan: &Plan,
-    signer: Arc<dyn Signer>,
+    online: &Online,
     task_id: &str,
 ) -> Result<Result<(), BootstrapError>, TaskError> {
-    let online = Online {
-        keyid: plan.online_keyid.clone(),
-        signer,
-    };
     with_lock!(engine, |guard| {
-        match leftovers::examine(engine, &plan.root).await? {
+        match published_already(engine, plan, online).await? {
             Err(reason) => Ok(Err(reason)),
-            Ok(Leftovers::RootPublished { root, targets }) => {
-                let now = engine.clock.now();
-                let (delegations, roles) = delegated_roles(plan, &online, now);
-                if targets.signed.delegations.as_ref() != Some(&delegations) {
-                    return Ok(Err(BootstrapError::OtherLayoutPublished));
-                }
-                let pending = pending_of(&delegations, &roles, &online).await?;
+            Ok(Some(Published { root, targets })) => {
+                let (delegations, roles) = delegated_roles(plan, online, engine.clock.now());
+                let pending = pending_of(&delegations, &roles, online).await?;
                 record_bootstrap(engine, plan, &root, &targets, &pending, task_id).await?;
                 Ok(Ok(()))
             }
-            Ok(Leftovers::Cleared) => {
-                let (targets, pending) = publish_first(engine, plan, &online, guard).await?;
+            Ok(None) => {
+                leftovers::clear(engine).await?;
+                let (targets, pending) = publish_first(engine, plan, online, guard).await?;
                 record_bootstrap(engine, plan, &plan.root, &targets, &pending, task_id).await?;
                 Ok(Ok(()))
             }
