@@ -462,15 +462,7 @@ async fn a_ceremony_survives_a_crash_at_every_durable_write_of_its_last_signatur
             boot
         };
         let pending = services.pending("root").await;
-        let canonical = rstuf_metadata::cjson::encode_canonical(&pending["signed"]).unwrap();
-        let key = support::root_signing_key(JH).unwrap();
-        let sig: String = key
-            .sign(&canonical)
-            .unwrap()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let payload = json!({"role": "root", "signature": {"keyid": JH, "sig": sig}});
+        let payload = json!({"role": "root", "signature": signature(&pending, JH)});
         let id = task_id();
         reached.extend(
             crash_then_rescue(
